@@ -1,0 +1,10 @@
+//! nines-agent: collectors, durable spool and mTLS shipper.
+
+pub mod collect;
+pub mod config;
+pub mod run;
+pub mod ship;
+pub mod spool;
+
+pub use config::Config;
+pub use run::run;

@@ -1,1 +1,204 @@
-fn main() {}
+//! `nines-agent`: parses flags, loads the configuration, and runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use nines_agent::collect::{self, CollectConfig, Runner, Tick};
+use nines_agent::config::Config;
+use nines_agent::run::{next_boundary, now_ms};
+
+/// Exit code for a bad configuration (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+/// nines host agent: samples machine and process health, keeps it in a durable local spool,
+/// and streams it to a nines aggregator over mutually authenticated TLS.
+#[derive(Debug, Parser)]
+#[command(name = "nines-agent", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: sample every interval, spool, and ship to the aggregator.
+    Run {
+        /// Configuration file.
+        #[arg(long, short, default_value = "/etc/nines/agent.toml")]
+        config: PathBuf,
+    },
+    /// Sample this machine once and print the samples; no network, no spool.
+    ///
+    /// Rates (bytes/s, ratios of CPU time) need two readings, so this samples twice, one
+    /// second apart, and prints the second.
+    CollectOnce {
+        /// Configuration file whose [collect] section to use; built-in defaults without it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Check a configuration file and the certificates it names; exit 64 if unusable.
+    CheckConfig {
+        /// Configuration file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// One `name{labels} value` line per sample.
+    Text,
+    /// One JSON document: {"ts_ms": .., "samples": [{"name", "labels", "value"}]}.
+    Json,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NINES_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("nines-agent: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => {
+            let config = match load(&file) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match nines_agent::run::load_tls(&config) {
+                Ok((_, host)) => {
+                    println!("{}: ok (host {host})", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nines-agent: config {}: {e}", file.display());
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        Command::CollectOnce { config, format } => {
+            let collect = match config {
+                Some(path) => match load(&path) {
+                    Ok(c) => c.collect,
+                    Err(code) => return code,
+                },
+                None => CollectConfig::default(),
+            };
+            init_logging();
+            collect_once(&collect, format)
+        }
+        Command::Run { config } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging();
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("nines-agent: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(async {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    let _ = tx.send(true);
+                });
+                match nines_agent::run(config, rx).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn collect_once(config: &CollectConfig, format: Format) -> ExitCode {
+    let mut runner = Runner::new(collect::registry(config));
+    let mut scratch = Vec::new();
+    let start = Instant::now();
+    runner.run(
+        &Tick {
+            ts_ms: now_ms(),
+            now: start,
+        },
+        &mut scratch,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let ts_ms = next_boundary(now_ms(), Duration::from_secs(1)) - 1000;
+    let mut samples = Vec::new();
+    runner.run(
+        &Tick {
+            ts_ms,
+            now: Instant::now(),
+        },
+        &mut samples,
+    );
+    match format {
+        Format::Text => {
+            for s in &samples {
+                println!("{} {}", s.key, s.value);
+            }
+        }
+        Format::Json => {
+            let samples: Vec<serde_json::Value> = samples
+                .iter()
+                .map(|s| {
+                    let labels: serde_json::Map<String, serde_json::Value> = s
+                        .key
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .collect();
+                    serde_json::json!({"name": s.key.name, "labels": labels, "value": s.value})
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({ "ts_ms": ts_ms, "samples": samples })
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,12 @@
+//! nines-aggregator: mTLS ingest, redb store, HTTP API, PKI and the demo.
+
+pub mod api;
+pub mod config;
+pub mod demo;
+pub mod ingest;
+pub mod pki;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::{Server, run};

@@ -1,1 +1,281 @@
-fn main() {}
+//! `nines-aggregator`: parses flags, loads the configuration, and runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use nines_aggregator::config::Config;
+use nines_aggregator::pki::{self, PkiDir};
+use nines_aggregator::{api, demo};
+use nines_common::HostId;
+
+/// Exit code for a bad configuration or bad arguments (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+/// nines aggregator: receives samples from nines agents over mutually authenticated TLS,
+/// stores them in redb, and serves them over an HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "nines-aggregator", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the aggregator.
+    Serve {
+        /// Configuration file.
+        #[arg(long, short, default_value = "/etc/nines/aggregator.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and the certificates it names; exit 64 if unusable.
+    CheckConfig {
+        /// Configuration file.
+        file: PathBuf,
+    },
+    /// Manage the nines certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Run an aggregator and a local agent on 127.0.0.1 with generated certificates.
+    Demo {
+        /// State directory (certificates, configs, database); reused on the next run.
+        #[arg(long, default_value = "nines-demo")]
+        dir: PathBuf,
+        /// Ingest (mTLS) address.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        ingest_listen: SocketAddr,
+        /// HTTP API address.
+        #[arg(long, default_value = "127.0.0.1:7480")]
+        api_listen: SocketAddr,
+        /// The nines-agent binary. Default: next to this one, else on PATH.
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create a CA and the aggregator's server certificate in DIR.
+    Init {
+        /// Directory for ca.pem, ca.key, server.pem, server.key.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Names and IP addresses agents use to reach the aggregator (repeatable).
+        /// Default: localhost, 127.0.0.1 and this machine's host name.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+    /// Issue an agent certificate for HOST into DIR/agents/HOST.pem and HOST.key.
+    Issue {
+        /// The PKI directory made by `ca init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host id: the agent's identity, ASCII letters, digits, '.', '-', '_'.
+        #[arg(long)]
+        host: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new random API token and the [[api.tokens]] entry holding its hash.
+    New {
+        /// Who will hold it.
+        #[arg(long, default_value = "operator")]
+        name: String,
+        /// Its role: read or admin.
+        #[arg(long, default_value = "read", value_parser = ["read", "admin"])]
+        role: String,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NINES_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("nines-aggregator: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        } else {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(config) => match nines_aggregator::server::ingest_tls(&config) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nines-aggregator: config {}: {e}", file.display());
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            },
+            Err(e) => {
+                eprintln!("nines-aggregator: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Serve { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("nines-aggregator: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            init_logging();
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            rt.block_on(async {
+                match nines_aggregator::run(config, shutdown_on_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+        Command::Ca(CaCommand::Init { dir, sans }) => {
+            let sans = if sans.is_empty() {
+                let mut v = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+                if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+                    let h = h.trim();
+                    if !h.is_empty() && h != "localhost" {
+                        v.push(h.to_owned());
+                    }
+                }
+                v
+            } else {
+                sans
+            };
+            let dir = PkiDir(dir);
+            match pki::init(&dir, &sans, &sans[0]) {
+                Ok(()) => {
+                    println!(
+                        "wrote {}, {}, {}, {} (server names: {})",
+                        dir.ca_cert().display(),
+                        dir.ca_key().display(),
+                        dir.server_cert().display(),
+                        dir.server_key().display(),
+                        sans.join(", ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nines-aggregator: ca init: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Ca(CaCommand::Issue { dir, host, days }) => {
+            let host = match HostId::new(host) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("nines-aggregator: ca issue: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            if !(1..=3650).contains(&days) {
+                eprintln!("nines-aggregator: ca issue: --days must be 1 to 3650");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            match pki::issue(&PkiDir(dir), &host, days) {
+                Ok((cert, key)) => {
+                    println!("wrote {} and {}", cert.display(), key.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nines-aggregator: ca issue: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Token(TokenCommand::New { name, role }) => {
+            let mut bytes = [0u8; 24];
+            if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err()
+            {
+                eprintln!("nines-aggregator: no randomness available");
+                return ExitCode::FAILURE;
+            }
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            println!("token: {token}");
+            println!();
+            println!("# add to the aggregator configuration:");
+            println!("[[api.tokens]]");
+            println!("name = {name:?}");
+            println!("role = {role:?}");
+            println!("sha256 = \"{}\"", api::token_hash(&token));
+            ExitCode::SUCCESS
+        }
+        Command::Demo {
+            dir,
+            ingest_listen,
+            api_listen,
+            agent_bin,
+        } => {
+            init_logging();
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            rt.block_on(async {
+                let opts = demo::DemoOptions {
+                    dir,
+                    ingest_listen,
+                    api_listen,
+                    agent_bin,
+                };
+                match demo::run(opts, shutdown_on_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("nines-aggregator: demo: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+    }
+}

@@ -90,6 +90,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         Ok(())
     }
 
+    /// Gives back the stream.
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+
     /// Shuts the write half down (TLS close_notify).
     pub async fn shutdown(&mut self) -> Result<(), ProtoError> {
         self.inner.shutdown().await?;

@@ -1,0 +1,478 @@
+//! Disk collector: I/O rates, busy time and latency per whole block device, from
+//! `/proc/diskstats`. Also home of the name globs the disk, filesystem and network collectors
+//! filter with.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::{CollectConfig, CollectError, Collector, Out, Tick, read};
+
+/// `/proc/diskstats` counts in 512-byte sectors whatever the device's real sector size.
+const SECTOR_BYTES: f64 = 512.0;
+
+fn default_include() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+fn default_exclude() -> Vec<String> {
+    ["loop*", "ram*", "fd*", "sr*"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `[collect.disk]`: which block devices are reported. Partitions are never reported; their
+/// I/O is counted in their disk.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    /// Globs (`*`, `?`) on the device name as in `/proc/diskstats`, e.g. `["sd*", "nvme*"]`. A
+    /// device is reported if it matches one of them. Default `["*"]`.
+    #[serde(default = "default_include")]
+    pub include: Vec<String>,
+    /// Globs on the device name that are left out even if included. Default
+    /// `["loop*", "ram*", "fd*", "sr*"]`.
+    #[serde(default = "default_exclude")]
+    pub exclude: Vec<String>,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        Self {
+            include: default_include(),
+            exclude: default_exclude(),
+        }
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters (`/` included)
+/// and `?` exactly one character. Every other character matches itself.
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was seen, and where in the text its match currently ends.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                pi += 1;
+                star = Some((pi, ti));
+            }
+            Some(b'?') => {
+                pi += 1;
+                ti = next_char(t, ti);
+            }
+            Some(&c) if c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((after_star, end)) => {
+                    let end = next_char(t, end);
+                    star = Some((after_star, end));
+                    pi = after_star;
+                    ti = end;
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Index of the character after the one starting at `i`, so that `?` and `*` work on
+/// characters rather than bytes.
+fn next_char(t: &[u8], i: usize) -> usize {
+    let mut i = i + 1;
+    while i < t.len() && t[i] & 0xC0 == 0x80 {
+        i += 1;
+    }
+    i
+}
+
+/// Whether `name` matches one of `include` and none of `exclude`.
+pub(crate) fn selected(name: &str, include: &[String], exclude: &[String]) -> bool {
+    include.iter().any(|g| glob_match(g, name)) && !exclude.iter().any(|g| glob_match(g, name))
+}
+
+/// The counters of one `/proc/diskstats` line that the collector uses. Times are in
+/// milliseconds, sizes in 512-byte sectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskCounters {
+    /// Reads completed.
+    pub reads: u64,
+    /// Sectors read.
+    pub sectors_read: u64,
+    /// Time spent by reads, summed over all reads.
+    pub read_ms: u64,
+    /// Writes completed.
+    pub writes: u64,
+    /// Sectors written.
+    pub sectors_written: u64,
+    /// Time spent by writes, summed over all writes.
+    pub write_ms: u64,
+    /// Time during which at least one I/O was in flight.
+    pub io_ms: u64,
+}
+
+impl DiskCounters {
+    /// Increase since `prev`, or `None` if any counter went backwards (the device was
+    /// replaced, or a 32-bit counter wrapped).
+    fn since(&self, prev: &Self) -> Option<Self> {
+        Some(Self {
+            reads: self.reads.checked_sub(prev.reads)?,
+            sectors_read: self.sectors_read.checked_sub(prev.sectors_read)?,
+            read_ms: self.read_ms.checked_sub(prev.read_ms)?,
+            writes: self.writes.checked_sub(prev.writes)?,
+            sectors_written: self.sectors_written.checked_sub(prev.sectors_written)?,
+            write_ms: self.write_ms.checked_sub(prev.write_ms)?,
+            io_ms: self.io_ms.checked_sub(prev.io_ms)?,
+        })
+    }
+}
+
+/// Parses `/proc/diskstats` into (device name, counters), in file order. Partitions are
+/// included: the file does not say which lines are whole disks.
+pub fn parse(text: &str) -> Result<Vec<(&str, DiskCounters)>, String> {
+    let mut devices = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut f = line.split_ascii_whitespace();
+        // major, minor, name.
+        let (Some(_), Some(_), Some(name)) = (f.next(), f.next(), f.next()) else {
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Err(format!("line {}: fewer than 3 fields", i + 1));
+        };
+        // The 10 fields after the name, up to io_ticks; later kernels append more.
+        let mut v = [0u64; 10];
+        for (n, slot) in v.iter_mut().enumerate() {
+            let field = f
+                .next()
+                .ok_or_else(|| format!("line {}: {name} has only {n} counters", i + 1))?;
+            *slot = field
+                .parse()
+                .map_err(|_| format!("line {}: {name}: bad counter {field:?}", i + 1))?;
+        }
+        devices.push((
+            name,
+            DiskCounters {
+                reads: v[0],
+                sectors_read: v[2],
+                read_ms: v[3],
+                writes: v[4],
+                sectors_written: v[6],
+                write_ms: v[7],
+                io_ms: v[9],
+            },
+        ));
+    }
+    Ok(devices)
+}
+
+#[derive(Debug)]
+struct DeviceState {
+    /// Whole disk and selected by the config; decided once, when the name first appears.
+    report: bool,
+    prev: Option<DiskCounters>,
+    seen: bool,
+}
+
+/// Per-device I/O from `/proc/diskstats`.
+#[derive(Debug)]
+pub struct Disk {
+    diskstats: PathBuf,
+    sys_block: PathBuf,
+    config: DiskConfig,
+    devices: HashMap<String, DeviceState>,
+    prev_at: Option<Instant>,
+}
+
+impl Disk {
+    /// A disk collector reading `{procfs}/diskstats` and `{sysfs}/block`.
+    pub fn new(config: &CollectConfig) -> Self {
+        Self {
+            diskstats: config.procfs.join("diskstats"),
+            sys_block: config.sysfs.join("block"),
+            config: config.disk.clone(),
+            devices: HashMap::new(),
+            prev_at: None,
+        }
+    }
+
+    /// A whole disk has an entry in `/sys/block`; partitions only appear below their disk.
+    /// Sysfs spells a `/` in a device name (`cciss/c0d0`) as `!`.
+    fn is_whole(&self, name: &str) -> bool {
+        self.sys_block.join(name.replace('/', "!")).exists()
+    }
+}
+
+impl Collector for Disk {
+    fn name(&self) -> &'static str {
+        "disk"
+    }
+
+    fn collect(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
+        let text = read(&self.diskstats)?;
+        let devices = parse(&text).map_err(|detail| CollectError::Parse {
+            path: self.diskstats.clone(),
+            detail,
+        })?;
+        let secs = self
+            .prev_at
+            .map(|at| tick.now.saturating_duration_since(at).as_secs_f64())
+            .filter(|s| *s > 0.0);
+        for (name, cur) in devices {
+            let state = match self.devices.get_mut(name) {
+                Some(state) => state,
+                None => {
+                    let report = selected(name, &self.config.include, &self.config.exclude)
+                        && self.is_whole(name);
+                    self.devices.entry(name.to_owned()).or_insert(DeviceState {
+                        report,
+                        prev: None,
+                        seen: false,
+                    })
+                }
+            };
+            state.seen = true;
+            if !state.report {
+                continue;
+            }
+            let prev = state.prev.replace(cur);
+            let (Some(prev), Some(secs)) = (prev, secs) else {
+                continue;
+            };
+            let Some(d) = cur.since(&prev) else {
+                continue;
+            };
+            let labels = [("device", name)];
+            out.push(
+                "disk_read_bytes_per_second",
+                &labels,
+                d.sectors_read as f64 * SECTOR_BYTES / secs,
+            );
+            out.push(
+                "disk_write_bytes_per_second",
+                &labels,
+                d.sectors_written as f64 * SECTOR_BYTES / secs,
+            );
+            out.push("disk_reads_per_second", &labels, d.reads as f64 / secs);
+            out.push("disk_writes_per_second", &labels, d.writes as f64 / secs);
+            // io_ticks can run slightly ahead of the wall clock between two reads.
+            out.push(
+                "disk_busy_ratio",
+                &labels,
+                (d.io_ms as f64 / (secs * 1000.0)).min(1.0),
+            );
+            out.push(
+                "disk_read_latency_seconds",
+                &labels,
+                latency_seconds(d.read_ms, d.reads),
+            );
+            out.push(
+                "disk_write_latency_seconds",
+                &labels,
+                latency_seconds(d.write_ms, d.writes),
+            );
+        }
+        // Forget devices that went away, so a device that comes back starts afresh.
+        self.devices
+            .retain(|_, state| std::mem::take(&mut state.seen));
+        self.prev_at = Some(tick.now);
+        Ok(())
+    }
+}
+
+/// Mean time per operation over an interval; 0 when there were no operations.
+fn latency_seconds(ms: u64, ops: u64) -> f64 {
+    if ops == 0 {
+        0.0
+    } else {
+        ms as f64 / ops as f64 / 1000.0
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use nines_common::{Sample, SeriesKey};
+
+    use super::*;
+
+    const VM: &str = include_str!("../../tests/fixtures/vm/proc/diskstats");
+    const SERVER: &str = include_str!("../../tests/fixtures/server/proc/diskstats");
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    fn get(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let key = SeriesKey::new(name, labels);
+        samples.iter().find(|s| s.key == key).map(|s| s.value)
+    }
+
+    #[test]
+    fn globs_match_like_a_shell() {
+        assert!(glob_match("*", ""));
+        assert!(glob_match("*", "sda"));
+        assert!(glob_match("loop*", "loop0"));
+        assert!(!glob_match("loop*", "xloop0"));
+        assert!(glob_match("sd?", "sda"));
+        assert!(!glob_match("sd?", "sda1"));
+        assert!(glob_match("nvme*n?", "nvme10n1"));
+        assert!(glob_match("*p*1", "nvme0n1p1"));
+        assert!(!glob_match("*p*1", "nvme0n1p2"));
+        assert!(glob_match("/var/lib/docker/*", "/var/lib/docker/overlay2/x/merged"));
+        assert!(glob_match("lo", "lo"));
+        assert!(!glob_match("lo", "lo0"));
+        assert!(glob_match("caf?", "café"));
+        assert!(!glob_match("caf??", "café"));
+        assert!(glob_match("*é", "café"));
+        assert!(glob_match("a**b", "ab"));
+    }
+
+    #[test]
+    fn parses_this_machines_diskstats() {
+        let devices = parse(VM).unwrap();
+        assert_eq!(devices.len(), 10);
+        let (name, vda) = devices[8];
+        assert_eq!(name, "vda");
+        assert_eq!(
+            vda,
+            DiskCounters {
+                reads: 7896,
+                sectors_read: 2127218,
+                read_ms: 19634,
+                writes: 1852,
+                sectors_written: 1547464,
+                write_ms: 4041,
+                io_ms: 6444,
+            }
+        );
+    }
+
+    #[test]
+    fn parses_old_and_new_line_lengths() {
+        let devices = parse(SERVER).unwrap();
+        let names: Vec<&str> = devices.iter().map(|(n, _)| *n).collect();
+        assert!(names.contains(&"nvme0n1p1"));
+        // 14-field line (kernel < 4.18) next to 20-field ones.
+        let (_, cciss) = devices.iter().find(|(n, _)| *n == "cciss/c0d0").unwrap();
+        assert_eq!(cciss.io_ms, 30110);
+    }
+
+    #[test]
+    fn rejects_truncated_and_garbled_lines() {
+        let err = parse("   8       0 sda 1 2 3\n").unwrap_err();
+        assert!(err.contains("sda has only 3 counters"), "{err}");
+        let err = parse("   8       0 sda 1 2 x 4 5 6 7 8 9 10 11\n").unwrap_err();
+        assert!(err.contains("line 1: sda: bad counter \"x\""), "{err}");
+    }
+
+    /// The fixture's sysfs decides which lines are whole disks.
+    #[test]
+    fn reports_whole_disks_selected_by_config() {
+        let root = fixture("server");
+        let config = CollectConfig {
+            procfs: root.join("proc"),
+            sysfs: root.join("sys"),
+            ..Default::default()
+        };
+        let mut disk = Disk::new(&config);
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        for s in 0..2 {
+            let tick = Tick {
+                ts_ms: s * 1000,
+                now: start + Duration::from_secs(s as u64),
+            };
+            disk.collect(&tick, &mut Out::new(tick.ts_ms, &mut samples))
+                .unwrap();
+        }
+        let mut devices: Vec<&str> = samples
+            .iter()
+            .filter(|s| s.key.name == "disk_reads_per_second")
+            .filter_map(|s| s.key.label("device"))
+            .collect();
+        devices.sort();
+        // No partitions, no loop*/sr*, and cciss/c0d0 found through `cciss!c0d0`.
+        assert_eq!(devices, ["cciss/c0d0", "dm-0", "nvme0n1", "sda", "zram0"]);
+    }
+
+    #[test]
+    fn computes_rates_between_ticks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (procfs, sysfs) = (dir.path().join("proc"), dir.path().join("sys"));
+        std::fs::create_dir_all(&procfs).unwrap();
+        std::fs::create_dir_all(sysfs.join("block/sda")).unwrap();
+        std::fs::create_dir_all(sysfs.join("block/loop0")).unwrap();
+        let config = CollectConfig {
+            procfs: procfs.clone(),
+            sysfs,
+            ..Default::default()
+        };
+        let mut disk = Disk::new(&config);
+        let start = Instant::now();
+        let mut run = |secs: u64, diskstats: &str| {
+            std::fs::write(procfs.join("diskstats"), diskstats).unwrap();
+            let tick = Tick {
+                ts_ms: 1_700_000_000_000 + secs as i64 * 1000,
+                now: start + Duration::from_secs(secs),
+            };
+            let mut samples = Vec::new();
+            disk.collect(&tick, &mut Out::new(tick.ts_ms, &mut samples))
+                .unwrap();
+            samples
+        };
+        let sda = [("device", "sda")];
+
+        let first = run(
+            0,
+            "   8 0 sda 100 0 800 50 10 0 80 20 0 1000 70 0 0 0 0\n\
+             \x20  8 1 sda1 100 0 800 50 10 0 80 20 0 1000 70 0 0 0 0\n\
+             \x20  7 0 loop0 5 0 40 1 0 0 0 0 0 1 1 0 0 0 0\n",
+        );
+        assert!(first.is_empty(), "first tick has no rates: {first:?}");
+
+        // In 1 s: 4 reads of 4 sectors (2048 bytes) taking 40 ms in all, 2 writes of 8 sectors
+        // (8192 bytes) taking 5 ms, busy 250 ms.
+        let second = run(
+            1,
+            "   8 0 sda 104 0 804 90 12 0 96 25 0 1250 115 0 0 0 0\n\
+             \x20  8 1 sda1 104 0 804 90 12 0 96 25 0 1250 115 0 0 0 0\n\
+             \x20  7 0 loop0 9 0 80 2 0 0 0 0 0 2 2 0 0 0 0\n",
+        );
+        assert_eq!(get(&second, "disk_read_bytes_per_second", &sda), Some(2048.0));
+        assert_eq!(get(&second, "disk_write_bytes_per_second", &sda), Some(8192.0));
+        assert_eq!(get(&second, "disk_reads_per_second", &sda), Some(4.0));
+        assert_eq!(get(&second, "disk_writes_per_second", &sda), Some(2.0));
+        assert_eq!(get(&second, "disk_busy_ratio", &sda), Some(0.25));
+        assert_eq!(get(&second, "disk_read_latency_seconds", &sda), Some(0.01));
+        assert_eq!(get(&second, "disk_write_latency_seconds", &sda), Some(0.0025));
+        // Partition and excluded loop device are not reported.
+        assert_eq!(second.len(), 7, "{second:?}");
+
+        // Idle second: no ops, latency 0 rather than NaN; io_ticks overshoot capped at 1.
+        let third = run(
+            2,
+            "   8 0 sda 104 0 804 90 12 0 96 25 0 2300 115 0 0 0 0\n",
+        );
+        assert_eq!(get(&third, "disk_reads_per_second", &sda), Some(0.0));
+        assert_eq!(get(&third, "disk_read_latency_seconds", &sda), Some(0.0));
+        assert_eq!(get(&third, "disk_busy_ratio", &sda), Some(1.0));
+
+        // Counters went backwards (device replaced): no rates this tick, rates again after.
+        let fourth = run(3, "   8 0 sda 3 0 24 1 0 0 0 0 0 1 1 0 0 0 0\n");
+        assert!(fourth.is_empty(), "{fourth:?}");
+        let fifth = run(4, "   8 0 sda 5 0 28 3 0 0 0 0 0 2 3 0 0 0 0\n");
+        assert_eq!(get(&fifth, "disk_reads_per_second", &sda), Some(2.0));
+        assert_eq!(get(&fifth, "disk_read_bytes_per_second", &sda), Some(2048.0));
+    }
+}

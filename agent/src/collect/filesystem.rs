@@ -1,0 +1,485 @@
+//! Filesystem collector: space and inodes per mounted filesystem, from the mount table and
+//! `statvfs(3)`.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use rustix::fs::{StatVfs, StatVfsMountFlags};
+use serde::Deserialize;
+
+use super::disk::glob_match;
+use super::{CollectConfig, CollectError, Collector, Out, Tick};
+
+fn default_exclude_fstypes() -> Vec<String> {
+    [
+        // Kernel and virtual filesystems: no space to run out of.
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "cgroup",
+        "cgroup2",
+        "nsfs",
+        "tracefs",
+        "debugfs",
+        "securityfs",
+        "pstore",
+        "bpf",
+        "autofs",
+        "mqueue",
+        "hugetlbfs",
+        "configfs",
+        "fusectl",
+        "binfmt_misc",
+        "rpc_pipefs",
+        "efivarfs",
+        "selinuxfs",
+        "fuse.lxcfs",
+        "fuse.gvfsd-fuse",
+        "fuse.portal",
+        "nfsd",
+        // Memory-backed: their use is memory use.
+        "tmpfs",
+        "ramfs",
+        // Read-only images (snaps): always 100 % full by design.
+        "squashfs",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn default_exclude_mounts() -> Vec<String> {
+    // Container runtimes mount one filesystem per container; they come and go with the
+    // containers and duplicate the filesystem underneath.
+    [
+        "/var/lib/docker/*",
+        "/var/lib/containers/*",
+        "/run/containerd/*",
+        "/var/lib/kubelet/*",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// `[collect.filesystem]`: which mounted filesystems are reported.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemConfig {
+    /// Globs (`*`, `?`) on the filesystem type (third field of `/proc/mounts`) that are not
+    /// reported. Default: kernel, virtual and memory-backed types (`proc`, `sysfs`, `tmpfs`,
+    /// `cgroup2`, `squashfs`, ...; see docs/metrics.md). `overlay` is reported.
+    #[serde(default = "default_exclude_fstypes")]
+    pub exclude_fstypes: Vec<String>,
+    /// Globs on the mount point that are not reported; `*` also matches `/`. Default
+    /// `["/var/lib/docker/*", "/var/lib/containers/*", "/run/containerd/*",
+    /// "/var/lib/kubelet/*"]`.
+    #[serde(default = "default_exclude_mounts")]
+    pub exclude_mounts: Vec<String>,
+}
+
+impl Default for FilesystemConfig {
+    fn default() -> Self {
+        Self {
+            exclude_fstypes: default_exclude_fstypes(),
+            exclude_mounts: default_exclude_mounts(),
+        }
+    }
+}
+
+/// One line of the mount table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount<'a> {
+    /// What is mounted: `/dev/sda1`, `server:/export`, `tmpfs`, ...
+    pub device: Cow<'a, str>,
+    /// Where, with `\040`-style escapes decoded.
+    pub mount_point: Cow<'a, str>,
+    /// Filesystem type, e.g. `ext4`.
+    pub fstype: &'a str,
+}
+
+/// Parses a mount table (`/proc/mounts` format: device, mount point, type, options, dump,
+/// pass).
+pub fn parse(text: &str) -> Result<Vec<Mount<'_>>, String> {
+    let mut mounts = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut f = line.split_ascii_whitespace();
+        let (Some(device), Some(mount_point), Some(fstype)) = (f.next(), f.next(), f.next())
+        else {
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Err(format!("line {}: fewer than 3 fields", i + 1));
+        };
+        mounts.push(Mount {
+            device: unescape(device),
+            mount_point: unescape(mount_point),
+            fstype,
+        });
+    }
+    Ok(mounts)
+}
+
+/// Decodes the octal escapes (`\040` space, `\011` tab, `\012` newline, `\134` backslash)
+/// the kernel writes in mount table fields. Borrows when there are none.
+fn unescape(field: &str) -> Cow<'_, str> {
+    if !field.contains('\\') {
+        return Cow::Borrowed(field);
+    }
+    let b = field.as_bytes();
+    let mut out = String::with_capacity(field.len());
+    let mut i = 0;
+    let mut literal = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && let Some(c) = b
+                .get(i + 1..i + 4)
+                .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+                .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
+                .and_then(|n| u8::try_from(n).ok())
+                // The kernel escapes only ASCII; anything else is left as written.
+                .filter(u8::is_ascii)
+        {
+            out.push_str(&field[literal..i]);
+            out.push(char::from(c));
+            i += 4;
+            literal = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&field[literal..]);
+    Cow::Owned(out)
+}
+
+/// The mounts to report. Only the last mount on each mount point counts: it hides the ones
+/// below, and it is what `statvfs` sees. If that mount is excluded, the mount point is not
+/// reported at all.
+pub fn select<'m, 'a>(mounts: &'m [Mount<'a>], config: &FilesystemConfig) -> Vec<&'m Mount<'a>> {
+    let mut seen = HashSet::with_capacity(mounts.len());
+    let mut selected: Vec<&Mount<'a>> = mounts
+        .iter()
+        .rev()
+        .filter(|m| seen.insert(m.mount_point.as_ref()))
+        .filter(|m| {
+            !config.exclude_fstypes.iter().any(|g| glob_match(g, m.fstype))
+                && !config
+                    .exclude_mounts
+                    .iter()
+                    .any(|g| glob_match(g, &m.mount_point))
+        })
+        .collect();
+    selected.reverse();
+    selected
+}
+
+/// Space and inodes of one filesystem, from `statvfs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Total size in bytes.
+    pub size: u64,
+    /// Bytes available to unprivileged users (`f_bavail`).
+    pub free: u64,
+    /// Bytes in use: size minus the bytes free for root (`f_bfree`), so the root-reserved
+    /// blocks count neither as used nor as free.
+    pub used: u64,
+    /// Inodes in total; 0 on filesystems without a fixed inode table (btrfs, vfat).
+    pub files: u64,
+    /// Free inodes.
+    pub files_free: u64,
+    /// Mounted read-only (also after the kernel remounted it so on errors).
+    pub readonly: bool,
+}
+
+impl Usage {
+    /// Converts `statvfs` block counts to bytes.
+    pub fn from_statvfs(s: &StatVfs) -> Self {
+        // Block counts are in fragment units; a few FUSE filesystems leave f_frsize 0.
+        let unit = if s.f_frsize > 0 { s.f_frsize } else { s.f_bsize };
+        Self {
+            size: s.f_blocks.saturating_mul(unit),
+            free: s.f_bavail.saturating_mul(unit),
+            used: s.f_blocks.saturating_sub(s.f_bfree).saturating_mul(unit),
+            files: s.f_files,
+            files_free: s.f_ffree,
+            readonly: s.f_flag.contains(StatVfsMountFlags::RDONLY),
+        }
+    }
+
+    /// Share of the space usable by unprivileged users that is used, as `df` computes "Use%":
+    /// `used / (used + free)`. 0 for an empty filesystem.
+    pub fn used_ratio(&self) -> f64 {
+        let usable = self.used.saturating_add(self.free);
+        if usable == 0 {
+            0.0
+        } else {
+            self.used as f64 / usable as f64
+        }
+    }
+}
+
+/// Space and inodes per mounted filesystem.
+#[derive(Debug)]
+pub struct Filesystem {
+    mounts: PathBuf,
+    config: FilesystemConfig,
+}
+
+impl Filesystem {
+    /// A filesystem collector reading the mount table at `{procfs}/mounts` (the reader's own
+    /// mount namespace) and calling `statvfs` on each mount point as written there.
+    pub fn new(config: &CollectConfig) -> Self {
+        Self {
+            mounts: config.procfs.join("mounts"),
+            config: config.filesystem.clone(),
+        }
+    }
+}
+
+impl Collector for Filesystem {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn collect(&mut self, _tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
+        let bytes = std::fs::read(&self.mounts).map_err(|source| CollectError::Read {
+            path: self.mounts.clone(),
+            source,
+        })?;
+        // Mount points are bytes; one that is not UTF-8 cannot be a label, and the lossy
+        // spelling makes its statvfs fail, so it is skipped below.
+        let text = String::from_utf8_lossy(&bytes);
+        let mounts = parse(&text).map_err(|detail| CollectError::Parse {
+            path: self.mounts.clone(),
+            detail,
+        })?;
+        for m in select(&mounts, &self.config) {
+            // One bad mount (stale NFS handle, no permission, unmounted since the table was
+            // read) must not hide the others.
+            let Ok(vfs) = rustix::fs::statvfs(m.mount_point.as_ref()) else {
+                continue;
+            };
+            let u = Usage::from_statvfs(&vfs);
+            let labels = [
+                ("mount", m.mount_point.as_ref()),
+                ("device", m.device.as_ref()),
+                ("fstype", m.fstype),
+            ];
+            out.push("filesystem_size_bytes", &labels, u.size as f64);
+            out.push("filesystem_free_bytes", &labels, u.free as f64);
+            out.push("filesystem_used_bytes", &labels, u.used as f64);
+            out.push("filesystem_used_ratio", &labels, u.used_ratio());
+            out.push("filesystem_files", &labels, u.files as f64);
+            out.push("filesystem_files_free", &labels, u.files_free as f64);
+            out.push(
+                "filesystem_readonly",
+                &labels,
+                if u.readonly { 1.0 } else { 0.0 },
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use nines_common::Sample;
+
+    use super::*;
+
+    const SERVER: &str = include_str!("../../tests/fixtures/server/proc/mounts");
+    const VM: &str = include_str!("../../tests/fixtures/vm/proc/mounts");
+
+    fn get(samples: &[Sample], name: &str, mount: &str) -> Option<f64> {
+        samples
+            .iter()
+            .find(|s| s.key.name == name && s.key.label("mount") == Some(mount))
+            .map(|s| s.value)
+    }
+
+    #[test]
+    fn decodes_escapes() {
+        assert_eq!(unescape("/srv/media\\040library"), "/srv/media library");
+        assert_eq!(unescape("/a\\011b\\012c\\134d"), "/a\tb\nc\\d");
+        assert!(matches!(unescape("/plain"), Cow::Borrowed("/plain")));
+        // Not an escape: left as written.
+        assert_eq!(unescape("/x\\9y\\"), "/x\\9y\\");
+        assert_eq!(unescape("/x\\400"), "/x\\400");
+    }
+
+    #[test]
+    fn parses_this_machines_mounts() {
+        let mounts = parse(VM).unwrap();
+        assert_eq!(mounts.len(), 19);
+        let selected: Vec<_> = select(&mounts, &FilesystemConfig::default())
+            .iter()
+            .map(|m| (m.mount_point.as_ref(), m.device.as_ref(), m.fstype))
+            .collect();
+        assert_eq!(selected, [("/", "/dev/vda", "ext4")]);
+    }
+
+    #[test]
+    fn selects_real_filesystems_on_a_server() {
+        let mounts = parse(SERVER).unwrap();
+        let selected: Vec<_> = select(&mounts, &FilesystemConfig::default())
+            .iter()
+            .map(|m| (m.mount_point.as_ref(), m.fstype))
+            .collect();
+        assert_eq!(
+            selected,
+            [
+                ("/", "ext4"),
+                ("/boot/efi", "vfat"),
+                ("/srv/media library", "ext4"),
+                // The xfs mounted over the ext4 one is what is visible there.
+                ("/mnt/backup", "xfs"),
+                ("/home", "nfs4"),
+            ]
+        );
+        // /tmp is hidden by a tmpfs mounted over it, so it is not reported at all.
+    }
+
+    #[test]
+    fn exclusions_are_configurable() {
+        let mounts = parse(SERVER).unwrap();
+        let config = FilesystemConfig {
+            exclude_fstypes: vec!["nfs*".into(), "tmpfs".into()],
+            exclude_mounts: vec!["/boot/*".into(), "/mnt/*".into()],
+        };
+        let selected: Vec<_> = select(&mounts, &config)
+            .iter()
+            .map(|m| m.mount_point.as_ref())
+            .collect();
+        assert!(selected.contains(&"/var/lib/docker/overlay2/9f3c0d1e7a2b/merged"));
+        assert!(selected.contains(&"/sys"));
+        assert!(!selected.contains(&"/home"));
+        assert!(!selected.contains(&"/boot/efi"));
+        assert!(!selected.contains(&"/mnt/backup"));
+    }
+
+    #[test]
+    fn rejects_short_lines() {
+        assert_eq!(parse("/dev/sda1 /\n").unwrap_err(), "line 1: fewer than 3 fields");
+    }
+
+    #[test]
+    fn computes_usage_like_df() {
+        // 1000 blocks of 4 KiB: 300 free for root, 250 of those for everyone else.
+        let vfs = StatVfs {
+            f_bsize: 4096,
+            f_frsize: 4096,
+            f_blocks: 1000,
+            f_bfree: 300,
+            f_bavail: 250,
+            f_files: 640,
+            f_ffree: 600,
+            f_favail: 600,
+            f_fsid: 0,
+            f_flag: StatVfsMountFlags::RDONLY | StatVfsMountFlags::NOATIME,
+            f_namemax: 255,
+        };
+        let u = Usage::from_statvfs(&vfs);
+        assert_eq!(
+            u,
+            Usage {
+                size: 4_096_000,
+                free: 1_024_000,
+                used: 2_867_200,
+                files: 640,
+                files_free: 600,
+                readonly: true,
+            }
+        );
+        // 700 used of the 950 usable blocks.
+        assert_eq!(u.used_ratio(), 700.0 / 950.0);
+        let empty = Usage::from_statvfs(&StatVfs {
+            f_blocks: 0,
+            f_bfree: 0,
+            f_bavail: 0,
+            f_frsize: 0,
+            f_flag: StatVfsMountFlags::empty(),
+            ..vfs
+        });
+        assert_eq!(empty.used_ratio(), 0.0);
+        assert!(!empty.readonly);
+    }
+
+    #[test]
+    fn reports_mounted_filesystems() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("my data");
+        std::fs::create_dir(&data).unwrap();
+        let data = data.to_str().unwrap();
+        let escaped = data.replace(' ', "\\040");
+        let config = CollectConfig {
+            procfs: dir.path().to_owned(),
+            ..Default::default()
+        };
+        let mut fs = Filesystem::new(&config);
+        let start = Instant::now();
+        let mut run = |secs: u64, mounts: &str| {
+            std::fs::write(dir.path().join("mounts"), mounts).unwrap();
+            let tick = Tick {
+                ts_ms: secs as i64 * 1000,
+                now: start + Duration::from_secs(secs),
+            };
+            let mut samples = Vec::new();
+            fs.collect(&tick, &mut Out::new(tick.ts_ms, &mut samples))
+                .unwrap();
+            samples
+        };
+
+        let first = run(
+            0,
+            &format!(
+                "proc /proc proc rw 0 0\n\
+                 /dev/vda / ext4 rw,relatime 0 0\n\
+                 nfs:/gone /nonexistent/stale\\040nfs nfs4 rw 0 0\n"
+            ),
+        );
+        // The unreachable mount is skipped, the collector does not fail.
+        let names: HashSet<&str> = first.iter().map(|s| s.key.name.as_str()).collect();
+        assert_eq!(names.len(), 7);
+        assert!(first.iter().all(|s| s.key.label("mount") == Some("/")));
+        let root = Usage::from_statvfs(&rustix::fs::statvfs("/").unwrap());
+        assert_eq!(get(&first, "filesystem_size_bytes", "/"), Some(root.size as f64));
+        assert_eq!(get(&first, "filesystem_files", "/"), Some(root.files as f64));
+        let (used, free) = (
+            get(&first, "filesystem_used_bytes", "/").unwrap(),
+            get(&first, "filesystem_free_bytes", "/").unwrap(),
+        );
+        assert_eq!(
+            get(&first, "filesystem_used_ratio", "/"),
+            Some(used / (used + free))
+        );
+        let s = first
+            .iter()
+            .find(|s| s.key.name == "filesystem_readonly")
+            .unwrap();
+        assert_eq!(s.key.label("device"), Some("/dev/vda"));
+        assert_eq!(s.key.label("fstype"), Some("ext4"));
+        assert_eq!(s.key.labels.len(), 3);
+
+        // A new mount appears, its path written with the kernel's escapes.
+        let second = run(
+            1,
+            &format!(
+                "/dev/vda / ext4 rw,relatime 0 0\n\
+                 /dev/sdb1 {escaped} xfs ro 0 0\n"
+            ),
+        );
+        let size = Usage::from_statvfs(&rustix::fs::statvfs(data).unwrap()).size;
+        assert_eq!(get(&second, "filesystem_size_bytes", data), Some(size as f64));
+        let s = second
+            .iter()
+            .find(|s| s.key.label("mount") == Some(data))
+            .unwrap();
+        assert_eq!(s.key.label("device"), Some("/dev/sdb1"));
+        assert_eq!(s.key.label("fstype"), Some("xfs"));
+    }
+}

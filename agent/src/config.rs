@@ -1,0 +1,271 @@
+//! The agent configuration file (`/etc/nines/agent.toml`): parsed once, validated, typed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nines_common::HostId;
+use serde::Deserialize;
+
+use crate::collect::CollectConfig;
+
+/// Why the configuration is unusable. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or bad values.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Parser message with line, column and key.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/nines-agent")
+}
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Host id sent in `Hello`. Default: the common name of the agent certificate, which the
+    /// aggregator requires it to equal anyway.
+    #[serde(default)]
+    pub host: Option<HostId>,
+    /// Sampling interval, 1 s to 1 h. Default 10 s.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Directory for the spool and other state. Default `/var/lib/nines-agent`.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// `[aggregator]`: where and how to ship.
+    pub aggregator: AggregatorConfig,
+    /// `[spool]`: bounds of the on-disk queue.
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    /// `[collect]`: what to sample.
+    #[serde(default)]
+    pub collect: CollectConfig,
+}
+
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_window() -> usize {
+    64
+}
+
+/// `[aggregator]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatorConfig {
+    /// `host:port` of each aggregator, tried in turn.
+    pub addresses: Vec<String>,
+    /// Name the aggregator's certificate must carry. Default: the host part of each address.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM file of the nines CA.
+    pub ca: PathBuf,
+    /// PEM file of this agent's certificate.
+    pub cert: PathBuf,
+    /// PEM file of this agent's private key.
+    pub key: PathBuf,
+    /// A connection whose oldest unacknowledged batch waits longer than this is considered
+    /// dead and replaced. Default 30 s.
+    #[serde(default = "default_ack_timeout", with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// Batches sent but not yet acknowledged, at most. Default 64.
+    #[serde(default = "default_window")]
+    pub window: usize,
+}
+
+fn default_spool_max_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+fn default_spool_max_age() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+
+/// `[spool]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Largest size of the spool on disk. Default 256 MiB.
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+    /// Oldest unacknowledged data kept. Default 7 days.
+    #[serde(default = "default_spool_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_spool_max_bytes(),
+            max_age: default_spool_max_age(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` is used in messages and to resolve
+    /// relative paths (relative to the file's directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        if config.interval < Duration::from_secs(1) || config.interval > Duration::from_secs(3600)
+        {
+            return Err(invalid(format!(
+                "interval = {:?} is out of range: use 1s to 1h",
+                config.interval
+            )));
+        }
+        if config.interval.subsec_millis() != 0 {
+            return Err(invalid("interval must be a whole number of seconds".into()));
+        }
+        if config.aggregator.addresses.is_empty() {
+            return Err(invalid(
+                "[aggregator] addresses is empty: list at least one \"host:port\"".into(),
+            ));
+        }
+        for a in &config.aggregator.addresses {
+            if split_host_port(a).is_none() {
+                return Err(invalid(format!(
+                    "[aggregator] address {a:?} is not \"host:port\""
+                )));
+            }
+        }
+        if config.aggregator.window == 0 || config.aggregator.window > 4096 {
+            return Err(invalid("[aggregator] window must be 1 to 4096".into()));
+        }
+        if config.spool.max_bytes < 1024 * 1024 {
+            return Err(invalid("[spool] max_bytes must be at least 1 MiB".into()));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.state_dir,
+            &mut config.aggregator.ca,
+            &mut config.aggregator.cert,
+            &mut config.aggregator.key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Splits `host:port` (or `[v6]:port`) into host and port.
+pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (!host.is_empty()).then_some((host, port))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[aggregator]
+addresses = ["agg.example.net:7443"]
+ca = "pki/ca.pem"
+cert = "pki/agent.pem"
+key = "pki/agent.key"
+"#;
+
+    #[test]
+    fn the_shipped_example_parses_with_its_documented_defaults() {
+        let text = include_str!("../../packaging/agent.toml");
+        let c = Config::parse(text, Path::new("/etc/nines/agent.toml")).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(10));
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/nines-agent"));
+        assert_eq!(c.spool, SpoolConfig::default());
+        assert_eq!(c.aggregator.window, 64);
+        assert_eq!(c.collect.procfs, PathBuf::from("/proc"));
+    }
+
+    #[test]
+    fn defaults_apply_and_relative_paths_follow_the_file() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/nines/agent.toml")).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(10));
+        assert_eq!(c.aggregator.ca, PathBuf::from("/etc/nines/pki/ca.pem"));
+        assert_eq!(c.host, None);
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_file_line_and_key() {
+        let text = format!("intervall = \"5s\"\n{MINIMAL}");
+        let e = Config::parse(&text, Path::new("/etc/nines/agent.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/nines/agent.toml"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+        assert!(e.contains("intervall"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        for (bad, needle) in [
+            ("interval = \"500ms\"\n", "out of range"),
+            ("interval = \"soon\"\n", "interval"),
+            ("host = \"not a host\"\n", "invalid host id"),
+        ] {
+            let e = Config::parse(&format!("{bad}{MINIMAL}"), Path::new("a.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+        let e = Config::parse(
+            &MINIMAL.replace("agg.example.net:7443", "agg.example.net"),
+            Path::new("a.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("host:port"), "{e}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The agent's main loop: tick on wall-clock boundaries, collect, spool, and ship.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nines_common::proto::{Hello, PROTOCOL_VERSION};
+use nines_common::{HostId, Sample, tls};
+use tokio::sync::{Notify, watch};
+
+use crate::collect::{self, CollectConfig, Out, Runner, Tick};
+use crate::config::Config;
+use crate::ship::Shipper;
+use crate::spool::{Limits, Spool, SpoolError};
+
+/// Why the agent could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A certificate or key file could not be read.
+    #[error("reading {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TLS material is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The configured host differs from the certificate's.
+    #[error(
+        "config says host = {configured:?} but the agent certificate is for {certified:?}; the aggregator would refuse it"
+    )]
+    HostMismatch {
+        /// From the config.
+        configured: String,
+        /// From the certificate.
+        certified: String,
+    },
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// Milliseconds since the Unix epoch, UTC.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, AgentError> {
+    std::fs::read(path).map_err(|source| AgentError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// TLS client configuration and host id from the configured files.
+pub fn load_tls(config: &Config) -> Result<(rustls::ClientConfig, HostId), AgentError> {
+    let a = &config.aggregator;
+    let (ca, cert, key) = (read(&a.ca)?, read(&a.cert)?, read(&a.key)?);
+    let tls_config = tls::client_config(&ca, &cert, &key)?;
+    let leaf = tls::parse_certs(&cert, "agent certificate")?;
+    let certified = tls::cert_host_id(&leaf[0])?;
+    let host = match &config.host {
+        Some(h) if *h != certified => {
+            return Err(AgentError::HostMismatch {
+                configured: h.to_string(),
+                certified: certified.to_string(),
+            });
+        }
+        _ => certified,
+    };
+    Ok((tls_config, host))
+}
+
+fn first_line(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().next().unwrap_or("").trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn os_name() -> String {
+    let text = std::fs::read_to_string("/etc/os-release")
+        .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_owned())
+        .unwrap_or_else(|| std::env::consts::OS.to_owned())
+}
+
+/// The `Hello` this agent sends.
+pub fn hello(host: &HostId, collect: &CollectConfig, interval: Duration) -> Hello {
+    Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        host_id: host.to_string(),
+        boot_id: first_line(&collect.procfs.join("sys/kernel/random/boot_id")),
+        os: os_name(),
+        arch: std::env::consts::ARCH.to_owned(),
+        kernel: first_line(&collect.procfs.join("sys/kernel/osrelease")),
+        interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
+    }
+}
+
+/// The next multiple of `interval` after `now_ms`.
+pub fn next_boundary(now_ms: i64, interval: Duration) -> i64 {
+    let step = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX).max(1);
+    (now_ms.div_euclid(step) + 1) * step
+}
+
+/// Runs the agent until `shutdown` turns true.
+pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+    let (tls_config, host) = load_tls(&config)?;
+    let spool_dir = config.state_dir.join("spool");
+    let limits = Limits {
+        max_bytes: config.spool.max_bytes,
+        max_age: config.spool.max_age,
+        segment_bytes: (config.spool.max_bytes / 16).clamp(64 * 1024, 4 * 1024 * 1024),
+    };
+    let spool = Arc::new(Mutex::new(Spool::open(&spool_dir, limits, now_ms())?));
+    let appended = Arc::new(Notify::new());
+    tracing::info!(
+        host = %host,
+        interval = ?config.interval,
+        spool = %spool_dir.display(),
+        aggregators = ?config.aggregator.addresses,
+        "nines-agent starting"
+    );
+    let shipper = Shipper {
+        config: config.aggregator.clone(),
+        tls: Arc::new(tls_config),
+        hello: hello(&host, &config.collect, config.interval),
+        spool: spool.clone(),
+        appended: appended.clone(),
+    };
+    let ship_task = tokio::spawn(shipper.run(shutdown.clone()));
+
+    let mut runner = Runner::new(collect::registry(&config.collect));
+    let mut shutdown_tick = shutdown.clone();
+    let result = loop {
+        let boundary = next_boundary(now_ms(), config.interval);
+        let wait = Duration::from_millis(u64::try_from(boundary - now_ms()).unwrap_or(0));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown_tick.wait_for(|s| *s) => break Ok(()),
+        }
+        let tick = Tick {
+            ts_ms: boundary,
+            now: Instant::now(),
+        };
+        let mut samples: Vec<Sample> = Vec::with_capacity(256);
+        runner.run(&tick, &mut samples);
+        let mut spool = spool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Out::new(tick.ts_ms, &mut samples);
+        out.push("agent_spool_bytes", &[], spool.bytes() as f64);
+        out.push("agent_spool_pending_batches", &[], spool.pending() as f64);
+        out.push(
+            "agent_spool_dropped_batches_total",
+            &[],
+            spool.dropped() as f64,
+        );
+        match spool.append(tick.ts_ms, samples) {
+            Ok(_) => appended.notify_one(),
+            // A full or failing disk loses this tick, not the agent: say so and go on.
+            Err(e) => tracing::error!("cannot spool this tick's samples: {e}"),
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), ship_task).await;
+    tracing::info!("nines-agent stopped");
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_fall_on_interval_boundaries() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(next_boundary(1_700_000_003_456, ten), 1_700_000_010_000);
+        assert_eq!(next_boundary(1_700_000_010_000, ten), 1_700_000_020_000);
+        assert_eq!(next_boundary(999, Duration::from_secs(1)), 1000);
+    }
+}

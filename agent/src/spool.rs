@@ -1,0 +1,564 @@
+//! The durable, bounded on-disk queue between the collectors and the shipper.
+//!
+//! Append-only segment files `<first seq>.seg` in `<state_dir>/spool/`. A record is
+//! `u32 BE payload length, u32 BE CRC-32 of the payload, payload`, the payload a
+//! [`SpoolRecord`] encoded by `nines_common::proto::codec`. Every append is fsynced before it
+//! returns (docs/design.md). On open, a torn or corrupt record at the tail of a segment is
+//! truncated away, never fatal. The highest acknowledged sequence number is kept in `acked`;
+//! segments wholly at or below it are deleted. When the size or age bound is exceeded the oldest
+//! segment goes, and the loss is counted.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nines_common::Sample;
+use nines_common::proto::codec;
+use serde::{Deserialize, Serialize};
+
+const HEADER: u64 = 8;
+/// A record larger than this is corrupt: no tick produces 64 MiB.
+const MAX_RECORD: u32 = 64 * 1024 * 1024;
+
+/// What one tick appended to the spool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpoolRecord {
+    /// Sequence number, +1 per record, never reused by this spool.
+    pub seq: u64,
+    /// Timestamp of the tick, ms UTC.
+    pub ts_ms: i64,
+    /// The tick's samples.
+    pub samples: Vec<Sample>,
+}
+
+/// A spool operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// File system error, with the file.
+    #[error("spool {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A record could not be encoded.
+    #[error("spool record: {0}")]
+    Encode(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Size and age bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Total bytes of all segments.
+    pub max_bytes: u64,
+    /// Oldest record kept, by its tick timestamp.
+    pub max_age: Duration,
+    /// A segment is closed and a new one started past this size.
+    pub segment_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    first_seq: u64,
+    /// Sequence number of the last record; `first_seq - 1` when empty.
+    last_seq: u64,
+    last_ts_ms: i64,
+    len: u64,
+}
+
+impl Segment {
+    fn records(&self) -> u64 {
+        self.last_seq + 1 - self.first_seq
+    }
+}
+
+/// The spool. Not internally synchronised: share it behind a mutex.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    limits: Limits,
+    segments: VecDeque<Segment>,
+    writer: Option<File>,
+    next_seq: u64,
+    acked: u64,
+    dropped: u64,
+}
+
+/// A position in the spool for the shipper: the next sequence number it wants.
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor {
+    next: u64,
+    /// Segment and byte offset where `next` was last found, to avoid rescanning.
+    hint: Option<(u64, u64)>,
+}
+
+impl Cursor {
+    /// A cursor that starts at `seq`.
+    pub fn at(seq: u64) -> Self {
+        Self {
+            next: seq,
+            hint: None,
+        }
+    }
+}
+
+fn segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.seg")
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir`, repairing a torn tail. `now_ms` seeds the first
+    /// sequence number of a brand-new spool, so that a spool recreated after its directory was
+    /// wiped still counts upwards from anything the aggregator has seen.
+    pub fn open(dir: &Path, limits: Limits, now_ms: i64) -> Result<Self, SpoolError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let acked_path = dir.join("acked");
+        let acked = match fs::read_to_string(&acked_path) {
+            Ok(s) => s.trim().parse().unwrap_or(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io(&acked_path)(e)),
+        };
+        let mut names: Vec<(u64, PathBuf)> = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name();
+            let Some(first) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".seg"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            names.push((first, entry.path()));
+        }
+        names.sort();
+        let mut segments = VecDeque::new();
+        for (first_seq, path) in names {
+            let seg = scan_segment(&path, first_seq)?;
+            if seg.records() == 0 || seg.last_seq <= acked {
+                fs::remove_file(&path).map_err(io(&path))?;
+                continue;
+            }
+            segments.push_back(seg);
+        }
+        let next_seq = match segments.back() {
+            Some(s) => s.last_seq + 1,
+            None if acked > 0 => acked + 1,
+            None => u64::try_from(now_ms).unwrap_or(1).max(1),
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            limits,
+            segments,
+            writer: None,
+            next_seq,
+            acked,
+            dropped: 0,
+        })
+    }
+
+    /// Appends one tick's samples and fsyncs them. Returns the record's sequence number. On
+    /// error nothing was appended (a partial write is cut off again).
+    pub fn append(&mut self, ts_ms: i64, samples: Vec<Sample>) -> Result<u64, SpoolError> {
+        let seq = self.next_seq;
+        let record = SpoolRecord {
+            seq,
+            ts_ms,
+            samples,
+        };
+        let payload = codec::encode(&record, u64::from(MAX_RECORD))
+            .map_err(|e| SpoolError::Encode(e.to_string()))?;
+        let size = HEADER + payload.len() as u64;
+        self.enforce_limits(ts_ms, size)?;
+        let rotate = match self.segments.back() {
+            None => true,
+            Some(s) => self.writer.is_none() || s.len + size > self.limits.segment_bytes,
+        };
+        if rotate {
+            self.start_segment(seq)?;
+        }
+        let (Some(file), Some(seg)) = (self.writer.as_mut(), self.segments.back_mut()) else {
+            return Err(io(&self.dir)(std::io::Error::other("no open segment")));
+        };
+        let mut buf = Vec::with_capacity(size as usize);
+        buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        buf.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+        buf.extend_from_slice(&payload);
+        let written = file
+            .write_all_at(&buf, seg.len)
+            .and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // Leave the segment as it was, so the next append does not follow garbage.
+            let _ = file.set_len(seg.len);
+            self.writer = None;
+            return Err(io(&seg.path)(e));
+        }
+        seg.len += size;
+        seg.last_seq = seq;
+        seg.last_ts_ms = ts_ms;
+        self.next_seq += 1;
+        Ok(seq)
+    }
+
+    fn start_segment(&mut self, first_seq: u64) -> Result<(), SpoolError> {
+        let path = self.dir.join(segment_name(first_seq));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        // Make the new directory entry durable, or a crash could lose the whole segment.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        self.writer = Some(file);
+        self.segments.push_back(Segment {
+            path,
+            first_seq,
+            last_seq: first_seq - 1,
+            last_ts_ms: i64::MIN,
+            len: 0,
+        });
+        Ok(())
+    }
+
+    fn enforce_limits(&mut self, now_ms: i64, incoming: u64) -> Result<(), SpoolError> {
+        let max_age_ms = i64::try_from(self.limits.max_age.as_millis()).unwrap_or(i64::MAX);
+        loop {
+            let total: u64 = self.segments.iter().map(|s| s.len).sum::<u64>() + incoming;
+            let Some(oldest) = self.segments.front() else {
+                return Ok(());
+            };
+            let too_big = total > self.limits.max_bytes;
+            let too_old = oldest.records() > 0 && now_ms.saturating_sub(oldest.last_ts_ms) > max_age_ms;
+            if !too_big && !too_old {
+                return Ok(());
+            }
+            let Some(seg) = self.segments.pop_front() else {
+                return Ok(());
+            };
+            if self.segments.is_empty() {
+                self.writer = None;
+            }
+            let lost = seg.last_seq.saturating_sub(self.acked.max(seg.first_seq - 1));
+            self.dropped += lost;
+            tracing::warn!(
+                segment = %seg.path.display(),
+                lost_batches = lost,
+                reason = if too_big { "size" } else { "age" },
+                "spool full: dropped the oldest unacknowledged data"
+            );
+            fs::remove_file(&seg.path).map_err(io(&seg.path))?;
+        }
+    }
+
+    /// Records that the aggregator durably stored everything through `seq`, and deletes
+    /// segments that hold nothing newer.
+    pub fn ack(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if seq <= self.acked {
+            return Ok(());
+        }
+        self.acked = seq.min(self.next_seq.saturating_sub(1)).max(self.acked);
+        // Not fsynced: if this is lost, batches are sent again and the aggregator drops the
+        // duplicates by sequence number.
+        let tmp = self.dir.join("acked.tmp");
+        let path = self.dir.join("acked");
+        fs::write(&tmp, format!("{}\n", self.acked)).map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        while let Some(seg) = self.segments.front() {
+            if seg.last_seq > self.acked {
+                break;
+            }
+            if self.segments.len() == 1 {
+                self.writer = None;
+            }
+            let path = seg.path.clone();
+            self.segments.pop_front();
+            fs::remove_file(&path).map_err(io(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the next record at or after the cursor, if one has been appended.
+    pub fn read(&self, cursor: &mut Cursor) -> Result<Option<SpoolRecord>, SpoolError> {
+        cursor.next = cursor.next.max(self.acked + 1);
+        let Some(seg) = self
+            .segments
+            .iter()
+            .find(|s| s.records() > 0 && s.last_seq >= cursor.next)
+        else {
+            return Ok(None);
+        };
+        // Data lost to overflow leaves a gap: jump over it.
+        cursor.next = cursor.next.max(seg.first_seq);
+        let mut offset = match cursor.hint {
+            Some((first, off)) if first == seg.first_seq => off,
+            _ => 0,
+        };
+        let file = File::open(&seg.path).map_err(io(&seg.path))?;
+        while offset + HEADER <= seg.len {
+            let mut header = [0u8; HEADER as usize];
+            file.read_exact_at(&mut header, offset)
+                .map_err(io(&seg.path))?;
+            let len = u64::from(u32::from_be_bytes([header[0], header[1], header[2], header[3]]));
+            let mut payload = vec![0u8; len as usize];
+            file.read_exact_at(&mut payload, offset + HEADER)
+                .map_err(io(&seg.path))?;
+            offset += HEADER + len;
+            let record: SpoolRecord = codec::decode(&payload).map_err(|e| SpoolError::Io {
+                path: seg.path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })?;
+            if record.seq >= cursor.next {
+                cursor.next = record.seq + 1;
+                cursor.hint = Some((seg.first_seq, offset));
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The highest acknowledged sequence number (0 if none).
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// The sequence number the next append will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Batches appended but not yet acknowledged.
+    pub fn pending(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| s.last_seq.saturating_sub(self.acked.max(s.first_seq - 1)))
+            .sum()
+    }
+
+    /// Bytes on disk.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// Unacknowledged batches deleted because a bound was exceeded, since open.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// Reads a segment, truncating it at the first torn or corrupt record.
+fn scan_segment(path: &Path, first_seq: u64) -> Result<Segment, SpoolError> {
+    let data = fs::read(path).map_err(io(path))?;
+    let mut offset = 0usize;
+    let mut last_seq = first_seq - 1;
+    let mut last_ts_ms = i64::MIN;
+    let mut bad = None;
+    while offset < data.len() {
+        let Some(header) = data.get(offset..offset + HEADER as usize) else {
+            bad = Some("torn record header");
+            break;
+        };
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        let start = offset + HEADER as usize;
+        let Some(payload) = (len <= MAX_RECORD)
+            .then(|| data.get(start..start + len as usize))
+            .flatten()
+        else {
+            bad = Some("torn record");
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            bad = Some("checksum mismatch");
+            break;
+        }
+        let Ok(record) = codec::decode::<SpoolRecord>(payload) else {
+            bad = Some("undecodable record");
+            break;
+        };
+        if record.seq != last_seq + 1 {
+            bad = Some("sequence gap");
+            break;
+        }
+        last_seq = record.seq;
+        last_ts_ms = record.ts_ms;
+        offset = start + len as usize;
+    }
+    if let Some(why) = bad {
+        tracing::warn!(
+            segment = %path.display(),
+            offset,
+            "spool: {why}; truncating the segment there (data after it was never acknowledged complete)"
+        );
+        let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        file.set_len(offset as u64)
+            .and_then(|()| file.sync_all())
+            .map_err(io(path))?;
+    }
+    Ok(Segment {
+        path: path.to_owned(),
+        first_seq,
+        last_seq,
+        last_ts_ms,
+        len: offset as u64,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use nines_common::SeriesKey;
+    use std::io::Write;
+
+    fn limits() -> Limits {
+        Limits {
+            max_bytes: 1 << 30,
+            max_age: Duration::from_secs(7 * 86400),
+            segment_bytes: 4096,
+        }
+    }
+
+    fn samples(v: f64) -> Vec<Sample> {
+        vec![Sample {
+            key: SeriesKey::new("memory_used_bytes", &[]),
+            ts_ms: 1000,
+            value: v,
+        }]
+    }
+
+    fn drain(spool: &Spool, from: u64) -> Vec<u64> {
+        let mut c = Cursor::at(from);
+        let mut seqs = Vec::new();
+        while let Some(r) = spool.read(&mut c).unwrap() {
+            seqs.push(r.seq);
+        }
+        seqs
+    }
+
+    #[test]
+    fn appended_records_survive_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), limits(), 5_000).unwrap();
+        assert_eq!(s.next_seq(), 5_000, "a new spool starts at the clock");
+        for i in 0..200 {
+            assert_eq!(s.append(i, samples(i as f64)).unwrap(), 5_000 + i as u64);
+        }
+        drop(s);
+        let s = Spool::open(dir.path(), limits(), 9_999_999).unwrap();
+        assert_eq!(s.next_seq(), 5_200);
+        let seqs = drain(&s, 0);
+        assert_eq!(seqs, (5_000..5_200).collect::<Vec<_>>());
+        let mut c = Cursor::at(5_150);
+        let r = s.read(&mut c).unwrap().unwrap();
+        assert_eq!((r.seq, r.samples[0].value), (5_150, 150.0));
+    }
+
+    #[test]
+    fn a_torn_tail_is_truncated_and_appending_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        for i in 0..3 {
+            s.append(i, samples(1.0)).unwrap();
+        }
+        let seg = s.segments.back().unwrap().path.clone();
+        drop(s);
+        // A crash in the middle of a write: half a record at the end.
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[0, 0, 0, 50, 1, 2, 3]).unwrap();
+        drop(f);
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        assert_eq!(drain(&s, 0), vec![1, 2, 3]);
+        assert_eq!(s.append(9, samples(2.0)).unwrap(), 4);
+        assert_eq!(drain(&s, 0), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_corrupt_record_cuts_the_segment_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        for i in 0..3 {
+            s.append(i, samples(1.0)).unwrap();
+        }
+        let seg = s.segments.back().unwrap().path.clone();
+        drop(s);
+        let mut bytes = fs::read(&seg).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&seg, bytes).unwrap();
+        let s = Spool::open(dir.path(), limits(), 1).unwrap();
+        assert_eq!(drain(&s, 0), vec![1, 2]);
+    }
+
+    #[test]
+    fn acked_segments_are_deleted_and_the_ack_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        for i in 0..100 {
+            s.append(i, samples(1.0)).unwrap();
+        }
+        let before = s.segments.len();
+        assert!(before > 2, "small segments rotate");
+        s.ack(60).unwrap();
+        assert!(s.segments.len() < before);
+        assert_eq!(s.pending(), 40);
+        drop(s);
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        assert_eq!(s.acked(), 60);
+        assert_eq!(drain(&s, 0), (61..=100).collect::<Vec<_>>());
+        s.ack(100).unwrap();
+        assert_eq!(s.bytes(), 0);
+        drop(s);
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        assert_eq!(s.append(0, samples(1.0)).unwrap(), 101, "seq continues after ack");
+    }
+
+    #[test]
+    fn overflow_drops_the_oldest_and_counts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let lim = Limits {
+            max_bytes: 16 * 1024,
+            ..limits()
+        };
+        let mut s = Spool::open(dir.path(), lim, 1).unwrap();
+        for i in 0..1000 {
+            s.append(i, samples(1.0)).unwrap();
+        }
+        assert!(s.bytes() <= lim.max_bytes);
+        assert!(s.dropped() > 0);
+        let seqs = drain(&s, 0);
+        assert_eq!(*seqs.last().unwrap(), 1000, "the newest data is kept");
+        assert_eq!(seqs.len() as u64 + s.dropped(), 1000, "every loss is counted");
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+    }
+
+    #[test]
+    fn old_data_expires_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let lim = Limits {
+            max_age: Duration::from_secs(60),
+            ..limits()
+        };
+        let mut s = Spool::open(dir.path(), lim, 1).unwrap();
+        for i in 0..100 {
+            s.append(i * 1000, samples(1.0)).unwrap();
+        }
+        s.append(1_000_000, samples(1.0)).unwrap();
+        assert_eq!(drain(&s, 0), vec![101]);
+        assert_eq!(s.dropped(), 100);
+    }
+}

@@ -1,0 +1,78 @@
+//! The `nines-agent` binary as a sysadmin meets it: bad configs, collect-once.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nines-agent");
+
+#[test]
+fn a_bad_config_exits_64_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        "interval = \"10s\"\nintervall = \"5s\"\n[aggregator]\naddresses = [\"a:1\"]\nca = \"c\"\ncert = \"c\"\nkey = \"k\"\n",
+    )
+    .unwrap();
+    for args in [vec!["check-config", path.to_str().unwrap()], vec!["run", "--config", path.to_str().unwrap()]] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("intervall"), "{err}");
+    }
+}
+
+#[test]
+fn missing_certificates_are_a_config_error_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        "[aggregator]\naddresses = [\"a:1\"]\nca = \"nope/ca.pem\"\ncert = \"c\"\nkey = \"k\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope/ca.pem"), "{err}");
+}
+
+#[test]
+fn collect_once_prints_this_machines_metrics_as_json() {
+    let out = Command::new(BIN)
+        .args(["collect-once", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = doc["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "cpu_usage_ratio",
+        "memory_available_bytes",
+        "swap_total_bytes",
+        "filesystem_used_ratio",
+        "network_receive_bytes_per_second",
+        "load_average_1m",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let ratio = doc["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "cpu_usage_ratio" && s["labels"]["cpu"] == "total")
+        .unwrap()["value"]
+        .as_f64()
+        .unwrap();
+    assert!((0.0..=1.0).contains(&ratio), "cpu ratio {ratio}");
+}

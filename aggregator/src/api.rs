@@ -1,0 +1,293 @@
+//! The HTTP API (docs/api.md): JSON over axum, bearer tokens checked against SHA-256 hashes.
+//! [`router`] builds the routes; serving them is the caller's business.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::config::{Role, TokenConfig};
+use crate::ingest::{Connections, now_ms};
+use crate::store::{HostRecord, Store};
+
+/// Longest range one query may cover.
+const MAX_QUERY_RANGE_MS: i64 = 31 * 24 * 3600 * 1000;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    store: Store,
+    tokens: Arc<Vec<(Vec<u8>, Role, String)>>,
+    connections: Arc<Connections>,
+}
+
+impl AppState {
+    /// State over a store, the configured tokens and the ingest connection table.
+    pub fn new(store: Store, tokens: &[TokenConfig], connections: Arc<Connections>) -> Self {
+        let tokens = tokens
+            .iter()
+            .map(|t| (hex_decode(&t.sha256), t.role, t.name.clone()))
+            .collect();
+        Self {
+            store,
+            tokens: Arc::new(tokens),
+            connections,
+        }
+    }
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Lower-case hex SHA-256 of a token, as configured in `[[api.tokens]]`.
+pub fn token_hash(token: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An error answer: a status and `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"nines\""),
+            );
+        }
+        r
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/api/v1/hosts", get(hosts))
+        .route("/api/v1/hosts/{host}", get(host))
+        .route("/api/v1/series", get(series))
+        .route("/api/v1/query", get(query))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .with_state(state)
+}
+
+async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(token) = presented else {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token: send Authorization: Bearer <token>".into(),
+        )
+        .into_response();
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    // Compare against every configured hash in constant time, so timing reveals nothing.
+    let mut role = None;
+    for (hash, r, _) in state.tokens.iter() {
+        if constant_time_eq(hash, digest.as_ref()) {
+            role = Some(*r);
+        }
+    }
+    match role {
+        Some(_) => next.run(req).await,
+        None => ApiError(StatusCode::UNAUTHORIZED, "invalid bearer token".into()).into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.failure() {
+        None => Json(json!({
+            "status": "ok",
+            "agents_connected": state.connections.count(),
+        }))
+        .into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "failing", "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
+fn rfc3339(ms: i64) -> Value {
+    if ms <= 0 {
+        return Value::Null;
+    }
+    let t = UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs());
+    Value::String(humantime::format_rfc3339_millis(t).to_string())
+}
+
+fn host_json(h: &HostRecord, connections: &Connections, now: i64) -> Value {
+    let down_after = 3 * i64::from(h.interval_ms.max(1000));
+    let up = h.last_sample_ms > 0 && now - h.last_sample_ms <= down_after;
+    json!({
+        "id": h.host,
+        "up": up,
+        "connected": connections.is_connected(&h.host),
+        "last_seen_ms": h.last_sample_ms,
+        "last_seen": rfc3339(h.last_sample_ms),
+        "first_seen": rfc3339(h.first_seen_ms),
+        "agent_version": h.agent_version,
+        "os": h.os,
+        "arch": h.arch,
+        "kernel": h.kernel,
+        "interval_ms": h.interval_ms,
+    })
+}
+
+async fn hosts(State(state): State<AppState>) -> Json<Value> {
+    let now = now_ms();
+    let hosts: Vec<Value> = state
+        .store
+        .hosts()
+        .iter()
+        .map(|h| host_json(h, &state.connections, now))
+        .collect();
+    Json(json!({ "hosts": hosts }))
+}
+
+async fn host(
+    State(state): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rec = state
+        .store
+        .host(&host)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown host {host:?}")))?;
+    Ok(Json(host_json(&rec, &state.connections, now_ms())))
+}
+
+fn params(raw: Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn one<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn known_host(state: &AppState, params: &[(String, String)]) -> Result<String, ApiError> {
+    let host = one(params, "host").ok_or_else(|| bad_request("missing parameter host"))?;
+    if state.store.host(host).is_none() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("unknown host {host:?}"),
+        ));
+    }
+    Ok(host.to_owned())
+}
+
+/// Parses a time parameter: integer milliseconds since the epoch, or RFC 3339.
+fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(v)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| {
+            bad_request(format!(
+                "{name}={v:?}: use milliseconds since the epoch or RFC 3339 (2026-11-22T10:00:00Z)"
+            ))
+        })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "query aborted".into()))?
+        .map_err(|e| {
+            tracing::error!("query failed: {e}");
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())
+        })
+}
+
+async fn series(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = params(raw);
+    let host = known_host(&state, &params)?;
+    let store = state.store.clone();
+    let series = blocking(move || store.series(&host)).await?;
+    Ok(Json(json!({ "series": series })))
+}
+
+async fn query(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = params(raw);
+    let host = known_host(&state, &params)?;
+    let name = one(&params, "name")
+        .ok_or_else(|| bad_request("missing parameter name"))?
+        .to_owned();
+    let mut matchers = Vec::new();
+    for (k, v) in &params {
+        match k.as_str() {
+            "label" => {
+                let (lk, lv) = v
+                    .split_once('=')
+                    .ok_or_else(|| bad_request(format!("label={v:?}: use label=name=value")))?;
+                matchers.push((lk.to_owned(), lv.to_owned()));
+            }
+            "host" | "name" | "from" | "to" => {}
+            other => return Err(bad_request(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let to = match one(&params, "to") {
+        Some(v) => parse_time("to", v)?,
+        None => now_ms(),
+    };
+    let from = match one(&params, "from") {
+        Some(v) => parse_time("from", v)?,
+        None => to - 3_600_000,
+    };
+    if from > to {
+        return Err(bad_request("from is after to"));
+    }
+    if to - from > MAX_QUERY_RANGE_MS {
+        return Err(bad_request("range longer than 31 days"));
+    }
+    let store = state.store.clone();
+    let series = blocking(move || store.query(&host, &name, &matchers, from, to)).await?;
+    Ok(Json(json!({ "series": series })))
+}

@@ -1,0 +1,130 @@
+//! End to end: the real `nines-aggregator demo` with its real `nines-agent` child, generated
+//! certificates and mTLS on 127.0.0.1, queried over the HTTP API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nines_tests::{Proc, bin, eventually, get_json};
+use serde_json::Value;
+
+fn read_env(dir: &std::path::Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(dir.join("demo.env")).ok()?;
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_owned())
+    };
+    Some((get("NINES_URL=")?, get("NINES_TOKEN=")?))
+}
+
+fn start_demo(dir: &std::path::Path) -> Proc {
+    // Remove a stale env file so we only read the one this run writes.
+    let _ = std::fs::remove_file(dir.join("demo.env"));
+    Proc::spawn(
+        Command::new(bin("nines-aggregator"))
+            .args(["demo", "--dir"])
+            .arg(dir)
+            .args(["--ingest-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
+            .arg("--agent-bin")
+            .arg(bin("nines-agent"))
+            .env("NINES_LOG", "warn")
+            .stdout(Stdio::null()),
+    )
+}
+
+const FAMILIES: [(&str, &str); 7] = [
+    ("cpu", "cpu_usage_ratio"),
+    ("memory", "memory_used_bytes"),
+    ("swap", "swap_total_bytes"),
+    ("disk", "disk_read_bytes_per_second"),
+    ("filesystem", "filesystem_used_ratio"),
+    ("network", "network_receive_bytes_per_second"),
+    ("process", "process_up"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_streams_every_metric_family_over_mtls_within_15_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = start_demo(dir.path());
+    let (url, token) = eventually(Duration::from_secs(10), || async { read_env(dir.path()) })
+        .await
+        .expect("demo.env with NINES_URL and NINES_TOKEN");
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+
+    // The API refuses requests without the token.
+    let resp = client.get(format!("{url}/api/v1/hosts")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+
+    let host = eventually(Duration::from_secs(15), || async {
+        let hosts = get_json(&client, &format!("{url}/api/v1/hosts"), &token).await?;
+        let h = hosts["hosts"].as_array()?.first()?.clone();
+        (h["up"] == Value::Bool(true)).then_some(h)
+    })
+    .await
+    .expect("the local agent's host is listed and up");
+    let id = host["id"].as_str().unwrap().to_owned();
+    assert_eq!(host["connected"], true);
+    assert_eq!(host["arch"], std::env::consts::ARCH);
+    assert_eq!(host["interval_ms"], 1000);
+
+    for (family, name) in FAMILIES {
+        let q = format!("{url}/api/v1/query?host={id}&name={name}");
+        let points = eventually(Duration::from_secs(15), || async {
+            let doc = get_json(&client, &q, &token).await?;
+            let n: usize = doc["series"]
+                .as_array()?
+                .iter()
+                .map(|s| s["points"].as_array().map_or(0, |p| p.len()))
+                .sum();
+            (n > 0).then_some(doc)
+        })
+        .await
+        .unwrap_or_else(|| panic!("no {family} points ({name})"));
+        let first = &points["series"][0]["points"][0];
+        let (ts, value) = (first[0].as_i64().unwrap(), first[1].as_f64().unwrap());
+        assert_eq!(ts % 1000, 0, "timestamps fall on interval boundaries");
+        assert!(value.is_finite());
+    }
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+
+    // The aggregator's own process is watched by the demo agent and is up.
+    let q = format!("{url}/api/v1/query?host={id}&name=process_up&label=process=nines-aggregator");
+    let doc = get_json(&client, &q, &token).await.unwrap();
+    let last = doc["series"][0]["points"].as_array().unwrap().last().unwrap()[1].as_f64();
+    assert_eq!(last, Some(1.0));
+
+    // Ctrl-C (SIGTERM here) stops both cleanly.
+    let status = demo.terminate(Duration::from_secs(15)).expect("demo stops");
+    assert!(status.success(), "{status:?}");
+    let before = get_json(
+        &client,
+        &format!("{url}/api/v1/query?host={id}&name=memory_used_bytes"),
+        &token,
+    )
+    .await;
+    assert!(before.is_none(), "the API is gone after stopping");
+
+    // Running it again reuses the certificates, token and data.
+    let ca = std::fs::read(dir.path().join("pki/ca.pem")).unwrap();
+    let mut demo = start_demo(dir.path());
+    let (url2, token2) = eventually(Duration::from_secs(10), || async { read_env(dir.path()) })
+        .await
+        .unwrap();
+    assert_eq!(token2, token, "same token");
+    assert_eq!(std::fs::read(dir.path().join("pki/ca.pem")).unwrap(), ca, "same CA");
+    let q = format!("{url2}/api/v1/query?host={id}&name=memory_used_bytes&from=0");
+    let doc = eventually(Duration::from_secs(10), || async {
+        get_json(&client, &q, &token).await
+    })
+    .await
+    .unwrap();
+    let first_ts = doc["series"][0]["points"][0][0].as_i64().unwrap();
+    assert!(
+        first_ts < host["last_seen_ms"].as_i64().unwrap() + 1,
+        "data from the first run is still there"
+    );
+    let status = demo.terminate(Duration::from_secs(15)).expect("demo stops");
+    assert!(status.success());
+}
