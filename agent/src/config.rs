@@ -151,8 +151,7 @@ impl Config {
             path: path.to_owned(),
             message,
         };
-        if config.interval < Duration::from_secs(1) || config.interval > Duration::from_secs(3600)
-        {
+        if config.interval < Duration::from_secs(1) || config.interval > Duration::from_secs(3600) {
             return Err(invalid(format!(
                 "interval = {:?} is out of range: use 1s to 1h",
                 config.interval

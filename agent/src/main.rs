@@ -1,6 +1,6 @@
 //! `nines-agent`: parses flags, loads the configuration, and runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,7 @@ fn init_logging() {
         .init();
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("nines-agent: {e}");
         ExitCode::from(EXIT_CONFIG)

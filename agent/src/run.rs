@@ -108,7 +108,9 @@ pub fn hello(host: &HostId, collect: &CollectConfig, interval: Duration) -> Hell
 
 /// The next multiple of `interval` after `now_ms`.
 pub fn next_boundary(now_ms: i64, interval: Duration) -> i64 {
-    let step = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX).max(1);
+    let step = i64::try_from(interval.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
     (now_ms.div_euclid(step) + 1) * step
 }
 

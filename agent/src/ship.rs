@@ -149,7 +149,8 @@ impl Shipper {
             .await
             .map_err(|_| connect_err("TCP connect timed out".into()))?
             .map_err(|e| connect_err(e.to_string()))?;
-        tcp.set_nodelay(true).map_err(|e| connect_err(e.to_string()))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| connect_err(e.to_string()))?;
         let connector = TlsConnector::from(self.tls.clone());
         timeout(HANDSHAKE_TIMEOUT, connector.connect(server_name, tcp))
             .await
@@ -236,18 +237,21 @@ impl Shipper {
                 return Ok(());
             };
             match msg {
-                    Some(Ok(Some(Message::Ack(ack)))) => {
-                        lock(&self.spool).ack(ack.through_seq)?;
-                        inflight.retain(|(seq, _)| *seq > ack.through_seq);
-                        *progressed = true;
-                    }
-                    Some(Ok(Some(Message::Error(e)))) => {
-                        return Err(ShipError::Refused { code: e.code, message: e.message });
-                    }
-                    Some(Ok(Some(other))) => {
-                        return Err(ShipError::Unexpected(format!("{other:?}")));
-                    }
-                    Some(Ok(None)) | None => return Err(ShipError::Closed),
+                Some(Ok(Some(Message::Ack(ack)))) => {
+                    lock(&self.spool).ack(ack.through_seq)?;
+                    inflight.retain(|(seq, _)| *seq > ack.through_seq);
+                    *progressed = true;
+                }
+                Some(Ok(Some(Message::Error(e)))) => {
+                    return Err(ShipError::Refused {
+                        code: e.code,
+                        message: e.message,
+                    });
+                }
+                Some(Ok(Some(other))) => {
+                    return Err(ShipError::Unexpected(format!("{other:?}")));
+                }
+                Some(Ok(None)) | None => return Err(ShipError::Closed),
                 Some(Err(e)) => return Err(e.into()),
             }
         }
@@ -318,8 +322,14 @@ mod tests {
         }
         let late: Vec<Duration> = (0..200).map(|_| backoff(30)).collect();
         assert!(late.iter().all(|d| *d <= BACKOFF_CAP));
-        assert!(late.iter().any(|d| *d > Duration::from_secs(30)), "reaches the cap");
-        assert!(late.iter().any(|d| *d < Duration::from_secs(30)), "jittered");
+        assert!(
+            late.iter().any(|d| *d > Duration::from_secs(30)),
+            "reaches the cap"
+        );
+        assert!(
+            late.iter().any(|d| *d < Duration::from_secs(30)),
+            "jittered"
+        );
     }
 
     #[test]

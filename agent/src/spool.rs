@@ -243,7 +243,8 @@ impl Spool {
                 return Ok(());
             };
             let too_big = total > self.limits.max_bytes;
-            let too_old = oldest.records() > 0 && now_ms.saturating_sub(oldest.last_ts_ms) > max_age_ms;
+            let too_old =
+                oldest.records() > 0 && now_ms.saturating_sub(oldest.last_ts_ms) > max_age_ms;
             if !too_big && !too_old {
                 return Ok(());
             }
@@ -253,7 +254,9 @@ impl Spool {
             if self.segments.is_empty() {
                 self.writer = None;
             }
-            let lost = seg.last_seq.saturating_sub(self.acked.max(seg.first_seq - 1));
+            let lost = seg
+                .last_seq
+                .saturating_sub(self.acked.max(seg.first_seq - 1));
             self.dropped += lost;
             tracing::warn!(
                 segment = %seg.path.display(),
@@ -313,7 +316,9 @@ impl Spool {
             let mut header = [0u8; HEADER as usize];
             file.read_exact_at(&mut header, offset)
                 .map_err(io(&seg.path))?;
-            let len = u64::from(u32::from_be_bytes([header[0], header[1], header[2], header[3]]));
+            let len = u64::from(u32::from_be_bytes([
+                header[0], header[1], header[2], header[3],
+            ]));
             let mut payload = vec![0u8; len as usize];
             file.read_exact_at(&mut payload, offset + HEADER)
                 .map_err(io(&seg.path))?;
@@ -404,7 +409,10 @@ fn scan_segment(path: &Path, first_seq: u64) -> Result<Segment, SpoolError> {
             offset,
             "spool: {why}; truncating the segment there (data after it was never acknowledged complete)"
         );
-        let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
         file.set_len(offset as u64)
             .and_then(|()| file.sync_all())
             .map_err(io(path))?;
@@ -429,7 +437,7 @@ mod tests {
         Limits {
             max_bytes: 1 << 30,
             max_age: Duration::from_secs(7 * 86400),
-            segment_bytes: 4096,
+            segment_bytes: 1024,
         }
     }
 
@@ -524,7 +532,11 @@ mod tests {
         assert_eq!(s.bytes(), 0);
         drop(s);
         let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
-        assert_eq!(s.append(0, samples(1.0)).unwrap(), 101, "seq continues after ack");
+        assert_eq!(
+            s.append(0, samples(1.0)).unwrap(),
+            101,
+            "seq continues after ack"
+        );
     }
 
     #[test]
@@ -542,7 +554,11 @@ mod tests {
         assert!(s.dropped() > 0);
         let seqs = drain(&s, 0);
         assert_eq!(*seqs.last().unwrap(), 1000, "the newest data is kept");
-        assert_eq!(seqs.len() as u64 + s.dropped(), 1000, "every loss is counted");
+        assert_eq!(
+            seqs.len() as u64 + s.dropped(),
+            1000,
+            "every loss is counted"
+        );
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
     }
 

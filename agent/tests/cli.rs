@@ -14,7 +14,10 @@ fn a_bad_config_exits_64_naming_file_line_and_key() {
         "interval = \"10s\"\nintervall = \"5s\"\n[aggregator]\naddresses = [\"a:1\"]\nca = \"c\"\ncert = \"c\"\nkey = \"k\"\n",
     )
     .unwrap();
-    for args in [vec!["check-config", path.to_str().unwrap()], vec!["run", "--config", path.to_str().unwrap()]] {
+    for args in [
+        vec!["check-config", path.to_str().unwrap()],
+        vec!["run", "--config", path.to_str().unwrap()],
+    ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(64), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -48,7 +51,11 @@ fn collect_once_prints_this_machines_metrics_as_json() {
         .args(["collect-once", "--format", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = doc["samples"]
         .as_array()

@@ -235,11 +235,15 @@ mod tests {
         assert!(e.contains("listen"), "{e}");
 
         let text = "[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[store]\npaht = \"x\"\n";
-        let e = Config::parse(text, Path::new("a.toml")).unwrap_err().to_string();
+        let e = Config::parse(text, Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 6") && e.contains("paht"), "{e}");
 
         let text = "[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[[api.tokens]]\nname = \"x\"\nsha256 = \"secret\"\n";
-        let e = Config::parse(text, Path::new("a.toml")).unwrap_err().to_string();
+        let e = Config::parse(text, Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("64 lower-case hex"), "{e}");
     }
 }

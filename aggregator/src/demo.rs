@@ -50,7 +50,9 @@ pub enum DemoError {
     #[error(transparent)]
     Serve(#[from] crate::server::ServeError),
     /// The agent could not be started.
-    #[error("cannot start {bin}: {source} (build it with `cargo build --release`, or pass --agent-bin)")]
+    #[error(
+        "cannot start {bin}: {source} (build it with `cargo build --release`, or pass --agent-bin)"
+    )]
     Agent {
         /// The binary tried.
         bin: PathBuf,
@@ -70,9 +72,9 @@ fn demo_host() -> HostId {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .unwrap_or_default();
-    HostId::new(name.trim()).unwrap_or_else(|_| HostId::new("demo-host").unwrap_or_else(|e| {
-        unreachable!("constant host id is valid: {e}")
-    }))
+    HostId::new(name.trim()).unwrap_or_else(|_| {
+        HostId::new("demo-host").unwrap_or_else(|e| unreachable!("constant host id is valid: {e}"))
+    })
 }
 
 fn random_token() -> String {
@@ -81,12 +83,30 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn existing_token(env_file: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(env_file).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("NINES_TOKEN="))
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
+/// The demo's API token, kept in `token_file` (mode 0600) so that every run uses the same one.
+fn demo_token(token_file: &Path) -> Result<String, DemoError> {
+    if let Ok(text) = std::fs::read_to_string(token_file) {
+        let t = text.trim();
+        if !t.is_empty() {
+            return Ok(t.to_owned());
+        }
+    }
+    let token = random_token();
+    write_private(token_file, &format!("{token}\n"))?;
+    Ok(token)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), DemoError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(io(path))
 }
 
 fn agent_bin(opt: &Option<PathBuf>) -> PathBuf {
@@ -112,7 +132,10 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> Resu
             &["localhost".into(), "127.0.0.1".into()],
             "localhost",
         )?;
-        println!("created a CA and server certificate in {}", pki_dir.0.display());
+        println!(
+            "created a CA and server certificate in {}",
+            pki_dir.0.display()
+        );
     }
     let host = demo_host();
     if !pki_dir.agent_cert(&host).exists() {
@@ -120,7 +143,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> Resu
         println!("issued an agent certificate for host {host}");
     }
     let env_file = dir.join("demo.env");
-    let token = existing_token(&env_file).unwrap_or_else(random_token);
+    let token = demo_token(&dir.join("api-token"))?;
 
     let agg_config = dir.join("aggregator.toml");
     let text = format!(
@@ -149,7 +172,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> Resu
     );
     std::fs::write(&agent_config, text).map_err(io(&agent_config))?;
     let env_text = format!("NINES_URL={api_url}\nNINES_TOKEN={token}\n");
-    std::fs::write(&env_file, env_text).map_err(io(&env_file))?;
+    write_private(&env_file, &env_text)?;
 
     let bin = agent_bin(&opts.agent_bin);
     let mut agent = Command::new(&bin)
@@ -165,7 +188,10 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> Resu
         })?;
 
     println!();
-    println!("nines demo is running: aggregator + local agent for host {host}, mTLS on {}", server.ingest_addr);
+    println!(
+        "nines demo is running: aggregator + local agent for host {host}, mTLS on {}",
+        server.ingest_addr
+    );
     println!();
     println!("  API:    {api_url}");
     println!("  token:  {token}");
@@ -194,7 +220,10 @@ async fn stop_agent(agent: &mut Child) {
     if let Ok(Some(_)) = agent.try_wait() {
         return;
     }
-    if let Some(pid) = agent.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+    if let Some(pid) = agent
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+    {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
     if tokio::time::timeout(Duration::from_secs(5), agent.wait())

@@ -191,7 +191,12 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 
     let first = match tokio::time::timeout(HELLO_TIMEOUT, reader.read_payload()).await {
         Err(_) => {
-            return Err(refuse(&mut writer, ErrorCode::UnexpectedMessage, "no Hello within 10 s".into()).await);
+            return Err(refuse(
+                &mut writer,
+                ErrorCode::UnexpectedMessage,
+                "no Hello within 10 s".into(),
+            )
+            .await);
         }
         Ok(Ok(Some(p))) => p,
         Ok(Ok(None)) => return Ok(()),
@@ -207,8 +212,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             return Err(refuse(&mut writer, ErrorCode::UnexpectedMessage, msg).await);
         }
         Err(e) => {
-            if let Some(v) = codec::peek_hello_protocol(&first).filter(|v| *v != PROTOCOL_VERSION)
-            {
+            if let Some(v) = codec::peek_hello_protocol(&first).filter(|v| *v != PROTOCOL_VERSION) {
                 return Err(unsupported(&mut writer, v).await);
             }
             return Err(refuse(&mut writer, ErrorCode::BadFrame, e.to_string()).await);

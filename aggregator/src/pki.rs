@@ -122,7 +122,12 @@ fn san(name: &str) -> Result<SanType, PkiError> {
 
 /// Creates a CA (10 years) and a server certificate (825 days) for `sans`.
 pub fn init(dir: &PkiDir, sans: &[String], server_cn: &str) -> Result<(), PkiError> {
-    for p in [dir.ca_cert(), dir.ca_key(), dir.server_cert(), dir.server_key()] {
+    for p in [
+        dir.ca_cert(),
+        dir.ca_key(),
+        dir.server_cert(),
+        dir.server_key(),
+    ] {
         if p.exists() {
             return Err(PkiError::Exists(p));
         }
@@ -130,7 +135,8 @@ pub fn init(dir: &PkiDir, sans: &[String], server_cn: &str) -> Result<(), PkiErr
     let ca_key = KeyPair::generate().map_err(cert_err)?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name.push(DnType::CommonName, "nines CA");
-    ca.distinguished_name.push(DnType::OrganizationName, "nines");
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "nines");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.serial_number = Some(serial());
@@ -141,7 +147,9 @@ pub fn init(dir: &PkiDir, sans: &[String], server_cn: &str) -> Result<(), PkiErr
 
     let key = KeyPair::generate().map_err(cert_err)?;
     let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, server_cn);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, server_cn);
     params.subject_alt_names = sans.iter().map(|s| san(s)).collect::<Result<_, _>>()?;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -217,8 +225,7 @@ mod tests {
             &read(&dir.server_key()),
         )
         .unwrap();
-        nines_common::tls::client_config(&read(&dir.ca_cert()), &read(&cert), &read(&key))
-            .unwrap();
+        nines_common::tls::client_config(&read(&dir.ca_cert()), &read(&cert), &read(&key)).unwrap();
         assert!(matches!(
             init(&dir, &["localhost".into()], "localhost"),
             Err(PkiError::Exists(_))

@@ -180,7 +180,9 @@ impl Store {
                             .into_iter()
                             .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
                             .collect();
-                    let Ok(host) = HostId::new(host) else { continue };
+                    let Ok(host) = HostId::new(host) else {
+                        continue;
+                    };
                     series.insert((host, SeriesKey::from_parts(name.to_owned(), labels)), id);
                 }
                 txn.open_table(SAMPLES).map_err(|e| err(e.into()))?;
@@ -407,8 +409,7 @@ impl Writer {
                 self.series.retain(|_, id| *id < series_before);
                 self.next_id = series_before;
                 tracing::error!("store commit failed; refusing writes until restart: {e}");
-                *self.inner.failed.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(e.to_string());
+                *self.inner.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 for op in ops {
                     let (Op::Batch(_, reply) | Op::Hello(_, reply)) = op;
                     let _ = reply.send(Err(e.clone()));
@@ -478,7 +479,11 @@ impl Writer {
                                     self.next_id += 1;
                                     series_t
                                         .insert(
-                                            (b.host.as_str(), key.name.as_str(), labels_json(key).as_str()),
+                                            (
+                                                b.host.as_str(),
+                                                key.name.as_str(),
+                                                labels_json(key).as_str(),
+                                            ),
                                             id,
                                         )
                                         .map_err(|e| err(e.into()))?;

@@ -95,8 +95,13 @@ async fn get(app: &axum::Router, uri: &str, token: Option<&str>) -> (StatusCode,
         .await
         .unwrap();
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -179,10 +184,18 @@ async fn series_and_query_return_what_was_stored() {
         Some(TOKEN),
     )
     .await;
-    assert_eq!(body["series"][0]["points"], serde_json::json!([[now - 10_000, 0.5]]));
+    assert_eq!(
+        body["series"][0]["points"],
+        serde_json::json!([[now - 10_000, 0.5]])
+    );
 
     // Without a label filter every matching series comes back.
-    let (_, body) = get(&app, "/api/v1/query?host=web-1&name=cpu_usage_ratio", Some(TOKEN)).await;
+    let (_, body) = get(
+        &app,
+        "/api/v1/query?host=web-1&name=cpu_usage_ratio",
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(body["series"].as_array().unwrap().len(), 2);
 }
 
@@ -195,10 +208,22 @@ async fn bad_queries_get_400_and_unknown_hosts_404() {
         ("/api/v1/series", StatusCode::BAD_REQUEST),
         ("/api/v1/series?host=ghost", StatusCode::NOT_FOUND),
         ("/api/v1/query?host=web-1", StatusCode::BAD_REQUEST),
-        ("/api/v1/query?host=web-1&name=x&from=yesterday", StatusCode::BAD_REQUEST),
-        ("/api/v1/query?host=web-1&name=x&label=nolabel", StatusCode::BAD_REQUEST),
-        ("/api/v1/query?host=web-1&name=x&from=2000&to=1000", StatusCode::BAD_REQUEST),
-        ("/api/v1/query?host=web-1&name=x&colour=red", StatusCode::BAD_REQUEST),
+        (
+            "/api/v1/query?host=web-1&name=x&from=yesterday",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/query?host=web-1&name=x&label=nolabel",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/query?host=web-1&name=x&from=2000&to=1000",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/query?host=web-1&name=x&colour=red",
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let (s, body) = get(&app, uri, Some(TOKEN)).await;
         assert_eq!(s, status, "{uri}: {body}");

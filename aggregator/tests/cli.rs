@@ -33,12 +33,38 @@ fn ca_init_and_issue_write_certificates_the_config_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
-    let out = run(&["ca", "init", "--dir", pki.to_str().unwrap(), "--san", "agg.example.net"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&["ca", "issue", "--dir", pki.to_str().unwrap(), "--host", "web-1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "ca",
+        "init",
+        "--dir",
+        pki.to_str().unwrap(),
+        "--san",
+        "agg.example.net",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "ca",
+        "issue",
+        "--dir",
+        pki.to_str().unwrap(),
+        "--host",
+        "web-1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for key in ["ca.key", "server.key", "agents/web-1.key"] {
-        let mode = std::fs::metadata(pki.join(key)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(pki.join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
     // Running init again must not destroy the CA.
@@ -46,7 +72,14 @@ fn ca_init_and_issue_write_certificates_the_config_accepts() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
     // A bad host id is refused before anything is written.
-    let out = run(&["ca", "issue", "--dir", pki.to_str().unwrap(), "--host", "../etc"]);
+    let out = run(&[
+        "ca",
+        "issue",
+        "--dir",
+        pki.to_str().unwrap(),
+        "--host",
+        "../etc",
+    ]);
     assert_eq!(out.status.code(), Some(64));
 
     let config = dir.path().join("aggregator.toml");
@@ -56,7 +89,11 @@ fn ca_init_and_issue_write_certificates_the_config_accepts() {
     )
     .unwrap();
     let out = run(&["check-config", config.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -93,7 +93,9 @@ async fn protocol_violations_get_a_clear_error_frame() {
 
     // Anything but Hello first.
     let mut p = start(&store);
-    p.w.write(&Message::Ack(Ack { through_seq: 1 })).await.unwrap();
+    p.w.write(&Message::Ack(Ack { through_seq: 1 }))
+        .await
+        .unwrap();
     assert_eq!(error_code(&mut p).await, ErrorCode::UnexpectedMessage);
 
     // Garbage.
@@ -113,4 +115,3 @@ async fn protocol_violations_get_a_clear_error_frame() {
     // None of it registered a host.
     assert!(store.hosts().is_empty());
 }
-

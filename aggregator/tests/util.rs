@@ -60,7 +60,11 @@ impl Ca {
     }
 
     pub fn server(&self) -> Leaf {
-        self.leaf("localhost", true, OffsetDateTime::now_utc() + Duration::days(30))
+        self.leaf(
+            "localhost",
+            true,
+            OffsetDateTime::now_utc() + Duration::days(30),
+        )
     }
 
     pub fn agent(&self, host: &str) -> Leaf {
@@ -127,12 +131,11 @@ pub async fn connect(
             for c in nines_common::tls::parse_certs(ca_pem.as_bytes(), "ca").unwrap() {
                 roots.add(c).unwrap();
             }
-            let mut c =
-                rustls::ClientConfig::builder_with_provider(nines_common::tls::provider())
-                    .with_protocol_versions(&[&rustls::version::TLS13])
-                    .unwrap()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
+            let mut c = rustls::ClientConfig::builder_with_provider(nines_common::tls::provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
             c.alpn_protocols = vec![nines_common::proto::ALPN.to_vec()];
             c
         }

@@ -28,7 +28,11 @@ impl HostId {
             && id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-        if ok { Ok(Self(id)) } else { Err(InvalidHostId(id)) }
+        if ok {
+            Ok(Self(id))
+        } else {
+            Err(InvalidHostId(id))
+        }
     }
 
     /// The id as a string slice.
@@ -109,14 +113,20 @@ impl SeriesKey {
             return Err(InvalidSeries(format!("metric name {:?}", self.name)));
         }
         if self.labels.len() > 32 {
-            return Err(InvalidSeries(format!("{} has more than 32 labels", self.name)));
+            return Err(InvalidSeries(format!(
+                "{} has more than 32 labels",
+                self.name
+            )));
         }
         for (i, (k, v)) in self.labels.iter().enumerate() {
             if !ident(k) {
                 return Err(InvalidSeries(format!("label name {k:?} on {}", self.name)));
             }
             if v.len() > 1024 {
-                return Err(InvalidSeries(format!("label {k} on {} is too long", self.name)));
+                return Err(InvalidSeries(format!(
+                    "label {k} on {} is too long",
+                    self.name
+                )));
             }
             if i > 0 && self.labels[i - 1].0 >= *k {
                 return Err(InvalidSeries(format!(
@@ -177,11 +187,17 @@ mod tests {
 
     #[test]
     fn series_keys_sort_labels_and_validate() {
-        let k = SeriesKey::new("disk_read_bytes_per_second", &[("device", "sda"), ("a", "b")]);
+        let k = SeriesKey::new(
+            "disk_read_bytes_per_second",
+            &[("device", "sda"), ("a", "b")],
+        );
         assert_eq!(k.labels[0].0, "a");
         assert_eq!(k.label("device"), Some("sda"));
         assert!(k.validate().is_ok());
-        assert_eq!(k.to_string(), "disk_read_bytes_per_second{a=\"b\",device=\"sda\"}");
+        assert_eq!(
+            k.to_string(),
+            "disk_read_bytes_per_second{a=\"b\",device=\"sda\"}"
+        );
         assert!(SeriesKey::new("1bad", &[]).validate().is_err());
         let dup = SeriesKey {
             name: "x".into(),

@@ -154,7 +154,9 @@ mod tests {
         assert_eq!(cert_host_id(cert.der()).unwrap().as_str(), "web-1");
 
         let mut params = CertificateParams::new(vec![]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "not a host");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "not a host");
         let cert = params.self_signed(&key).unwrap();
         assert!(cert_host_id(cert.der()).is_err());
     }
@@ -173,8 +175,8 @@ mod tests {
             .unwrap();
         let ca = ca_cert;
         let (ca_pem, cert_pem, key_pem) = (ca.pem(), leaf.pem(), key.serialize_pem());
-        let server = server_config(ca_pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes())
-            .unwrap();
+        let server =
+            server_config(ca_pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
         assert_eq!(server.alpn_protocols, vec![ALPN.to_vec()]);
         assert!(client_config(ca_pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes()).is_ok());
         assert!(matches!(

@@ -27,8 +27,11 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Proc(pub Child);
 
 impl Proc {
-    /// Starts `cmd`.
+    /// Starts `cmd` in a process group of its own, so that dropping it also kills whatever
+    /// it started.
     pub fn spawn(cmd: &mut Command) -> Self {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
         Self(cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")))
     }
 
@@ -50,6 +53,10 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

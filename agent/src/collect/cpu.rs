@@ -134,7 +134,10 @@ pub fn parse_loadavg(text: &str) -> Result<LoadAvg, String> {
         s.parse::<f64>()
             .map_err(|_| format!("bad load average {s:?}"))
     });
-    let mut next = || f.next().unwrap_or_else(|| Err("fewer than 3 fields".to_owned()));
+    let mut next = || {
+        f.next()
+            .unwrap_or_else(|| Err("fewer than 3 fields".to_owned()))
+    };
     Ok(LoadAvg {
         one: next()?,
         five: next()?,
@@ -243,7 +246,11 @@ impl Cpu {
                     continue;
                 };
                 if let Some(s) = Shares::between(&prev.stat.cores[i].1, cur) {
-                    out.push("cpu_usage_ratio", &[("cpu", &self.core_labels[*n])], s.usage);
+                    out.push(
+                        "cpu_usage_ratio",
+                        &[("cpu", &self.core_labels[*n])],
+                        s.usage,
+                    );
                 }
             }
             let secs = tick.now.saturating_duration_since(prev.at).as_secs_f64();
@@ -260,10 +267,7 @@ impl Cpu {
         if let Some(n) = stat.procs_blocked {
             out.push("processes_blocked", &[], n as f64);
         }
-        self.prev = Some(Prev {
-            at: tick.now,
-            stat,
-        });
+        self.prev = Some(Prev { at: tick.now, stat });
         Ok(())
     }
 
@@ -428,7 +432,10 @@ mod tests {
         assert_eq!(get(&second, "cpu_steal_ratio", &total), Some(0.0));
         assert_eq!(get(&second, "cpu_usage_ratio", &[("cpu", "0")]), Some(0.0));
         assert!(close(get(&second, "cpu_usage_ratio", &[("cpu", "1")]), 0.9));
-        assert_eq!(get(&second, "context_switches_per_second", &[]), Some(2500.0));
+        assert_eq!(
+            get(&second, "context_switches_per_second", &[]),
+            Some(2500.0)
+        );
         assert_eq!(get(&second, "processes_running", &[]), Some(1.0));
 
         // Counters reset (e.g. a restored VM snapshot): no shares and no rate, gauges still.
@@ -446,9 +453,15 @@ mod tests {
             3,
             "cpu  20 0 5 160 2 0 0 0 0 0\ncpu0 15 0 2 120 0 0 0 0 0 0\nctxt 1300\n",
         );
-        assert!(close(get(&fourth, "cpu_usage_ratio", &[("cpu", "0")]), 10.0 / 90.0));
+        assert!(close(
+            get(&fourth, "cpu_usage_ratio", &[("cpu", "0")]),
+            10.0 / 90.0
+        ));
         assert!(close(get(&fourth, "cpu_usage_ratio", &total), 10.0 / 90.0));
-        assert_eq!(get(&fourth, "context_switches_per_second", &[]), Some(300.0));
+        assert_eq!(
+            get(&fourth, "context_switches_per_second", &[]),
+            Some(300.0)
+        );
     }
 
     #[test]

@@ -310,7 +310,9 @@ mod tests {
     const SERVER: &str = include_str!("../../tests/fixtures/server/proc/diskstats");
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
     }
 
     fn get(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -329,7 +331,10 @@ mod tests {
         assert!(glob_match("nvme*n?", "nvme10n1"));
         assert!(glob_match("*p*1", "nvme0n1p1"));
         assert!(!glob_match("*p*1", "nvme0n1p2"));
-        assert!(glob_match("/var/lib/docker/*", "/var/lib/docker/overlay2/x/merged"));
+        assert!(glob_match(
+            "/var/lib/docker/*",
+            "/var/lib/docker/overlay2/x/merged"
+        ));
         assert!(glob_match("lo", "lo"));
         assert!(!glob_match("lo", "lo0"));
         assert!(glob_match("caf?", "café"));
@@ -347,13 +352,13 @@ mod tests {
         assert_eq!(
             vda,
             DiskCounters {
-                reads: 7896,
-                sectors_read: 2127218,
-                read_ms: 19634,
-                writes: 1852,
-                sectors_written: 1547464,
-                write_ms: 4041,
-                io_ms: 6444,
+                reads: 8316,
+                sectors_read: 2150858,
+                read_ms: 20251,
+                writes: 1923,
+                sectors_written: 1548864,
+                write_ms: 4076,
+                io_ms: 6492,
             }
         );
     }
@@ -449,21 +454,27 @@ mod tests {
              \x20  8 1 sda1 104 0 804 90 12 0 96 25 0 1250 115 0 0 0 0\n\
              \x20  7 0 loop0 9 0 80 2 0 0 0 0 0 2 2 0 0 0 0\n",
         );
-        assert_eq!(get(&second, "disk_read_bytes_per_second", &sda), Some(2048.0));
-        assert_eq!(get(&second, "disk_write_bytes_per_second", &sda), Some(8192.0));
+        assert_eq!(
+            get(&second, "disk_read_bytes_per_second", &sda),
+            Some(2048.0)
+        );
+        assert_eq!(
+            get(&second, "disk_write_bytes_per_second", &sda),
+            Some(8192.0)
+        );
         assert_eq!(get(&second, "disk_reads_per_second", &sda), Some(4.0));
         assert_eq!(get(&second, "disk_writes_per_second", &sda), Some(2.0));
         assert_eq!(get(&second, "disk_busy_ratio", &sda), Some(0.25));
         assert_eq!(get(&second, "disk_read_latency_seconds", &sda), Some(0.01));
-        assert_eq!(get(&second, "disk_write_latency_seconds", &sda), Some(0.0025));
+        assert_eq!(
+            get(&second, "disk_write_latency_seconds", &sda),
+            Some(0.0025)
+        );
         // Partition and excluded loop device are not reported.
         assert_eq!(second.len(), 7, "{second:?}");
 
         // Idle second: no ops, latency 0 rather than NaN; io_ticks overshoot capped at 1.
-        let third = run(
-            2,
-            "   8 0 sda 104 0 804 90 12 0 96 25 0 2300 115 0 0 0 0\n",
-        );
+        let third = run(2, "   8 0 sda 104 0 804 90 12 0 96 25 0 2300 115 0 0 0 0\n");
         assert_eq!(get(&third, "disk_reads_per_second", &sda), Some(0.0));
         assert_eq!(get(&third, "disk_read_latency_seconds", &sda), Some(0.0));
         assert_eq!(get(&third, "disk_busy_ratio", &sda), Some(1.0));
@@ -473,6 +484,9 @@ mod tests {
         assert!(fourth.is_empty(), "{fourth:?}");
         let fifth = run(4, "   8 0 sda 5 0 28 3 0 0 0 0 0 2 3 0 0 0 0\n");
         assert_eq!(get(&fifth, "disk_reads_per_second", &sda), Some(2.0));
-        assert_eq!(get(&fifth, "disk_read_bytes_per_second", &sda), Some(2048.0));
+        assert_eq!(
+            get(&fifth, "disk_read_bytes_per_second", &sda),
+            Some(2048.0)
+        );
     }
 }

@@ -106,8 +106,7 @@ pub fn parse(text: &str) -> Result<Vec<Mount<'_>>, String> {
     let mut mounts = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let mut f = line.split_ascii_whitespace();
-        let (Some(device), Some(mount_point), Some(fstype)) = (f.next(), f.next(), f.next())
-        else {
+        let (Some(device), Some(mount_point), Some(fstype)) = (f.next(), f.next(), f.next()) else {
             if line.trim().is_empty() {
                 continue;
             }
@@ -164,7 +163,10 @@ pub fn select<'m, 'a>(mounts: &'m [Mount<'a>], config: &FilesystemConfig) -> Vec
         .rev()
         .filter(|m| seen.insert(m.mount_point.as_ref()))
         .filter(|m| {
-            !config.exclude_fstypes.iter().any(|g| glob_match(g, m.fstype))
+            !config
+                .exclude_fstypes
+                .iter()
+                .any(|g| glob_match(g, m.fstype))
                 && !config
                     .exclude_mounts
                     .iter()
@@ -197,7 +199,11 @@ impl Usage {
     /// Converts `statvfs` block counts to bytes.
     pub fn from_statvfs(s: &StatVfs) -> Self {
         // Block counts are in fragment units; a few FUSE filesystems leave f_frsize 0.
-        let unit = if s.f_frsize > 0 { s.f_frsize } else { s.f_bsize };
+        let unit = if s.f_frsize > 0 {
+            s.f_frsize
+        } else {
+            s.f_bsize
+        };
         Self {
             size: s.f_blocks.saturating_mul(unit),
             free: s.f_bavail.saturating_mul(unit),
@@ -364,7 +370,10 @@ mod tests {
 
     #[test]
     fn rejects_short_lines() {
-        assert_eq!(parse("/dev/sda1 /\n").unwrap_err(), "line 1: fewer than 3 fields");
+        assert_eq!(
+            parse("/dev/sda1 /\n").unwrap_err(),
+            "line 1: fewer than 3 fields"
+        );
     }
 
     #[test]
@@ -436,19 +445,23 @@ mod tests {
 
         let first = run(
             0,
-            &format!(
-                "proc /proc proc rw 0 0\n\
-                 /dev/vda / ext4 rw,relatime 0 0\n\
-                 nfs:/gone /nonexistent/stale\\040nfs nfs4 rw 0 0\n"
-            ),
+            "proc /proc proc rw 0 0\n\
+             /dev/vda / ext4 rw,relatime 0 0\n\
+             nfs:/gone /nonexistent/stale\\040nfs nfs4 rw 0 0\n",
         );
         // The unreachable mount is skipped, the collector does not fail.
         let names: HashSet<&str> = first.iter().map(|s| s.key.name.as_str()).collect();
         assert_eq!(names.len(), 7);
         assert!(first.iter().all(|s| s.key.label("mount") == Some("/")));
         let root = Usage::from_statvfs(&rustix::fs::statvfs("/").unwrap());
-        assert_eq!(get(&first, "filesystem_size_bytes", "/"), Some(root.size as f64));
-        assert_eq!(get(&first, "filesystem_files", "/"), Some(root.files as f64));
+        assert_eq!(
+            get(&first, "filesystem_size_bytes", "/"),
+            Some(root.size as f64)
+        );
+        assert_eq!(
+            get(&first, "filesystem_files", "/"),
+            Some(root.files as f64)
+        );
         let (used, free) = (
             get(&first, "filesystem_used_bytes", "/").unwrap(),
             get(&first, "filesystem_free_bytes", "/").unwrap(),
@@ -474,7 +487,10 @@ mod tests {
             ),
         );
         let size = Usage::from_statvfs(&rustix::fs::statvfs(data).unwrap()).size;
-        assert_eq!(get(&second, "filesystem_size_bytes", data), Some(size as f64));
+        assert_eq!(
+            get(&second, "filesystem_size_bytes", data),
+            Some(size as f64)
+        );
         let s = second
             .iter()
             .find(|s| s.key.label("mount") == Some(data))

@@ -60,7 +60,8 @@ pub fn parse_meminfo(text: &str) -> Result<MemInfo, String> {
             "SwapFree" => &mut info.swap_free,
             _ => continue,
         };
-        *slot = parse_kb(rest).ok_or_else(|| format!("line {}: bad {key} value {rest:?}", i + 1))?;
+        *slot =
+            parse_kb(rest).ok_or_else(|| format!("line {}: bad {key} value {rest:?}", i + 1))?;
     }
     if !saw_total {
         return Err("no MemTotal line".to_owned());
@@ -145,11 +146,7 @@ impl Memory {
         out.push("memory_cached_bytes", &[], info.cached as f64);
         out.push("memory_buffers_bytes", &[], info.buffers as f64);
         if info.total > 0 {
-            out.push(
-                "memory_used_ratio",
-                &[],
-                used as f64 / info.total as f64,
-            );
+            out.push("memory_used_ratio", &[], used as f64 / info.total as f64);
         }
         Ok(())
     }
@@ -200,10 +197,10 @@ mod tests {
             info,
             MemInfo {
                 total: 24684084 * 1024,
-                free: 23307016 * 1024,
-                available: Some(24358892 * 1024),
-                buffers: 11100 * 1024,
-                cached: 1235788 * 1024,
+                free: 24508364 * 1024,
+                available: Some(24424532 * 1024),
+                buffers: 1704 * 1024,
+                cached: 55628 * 1024,
                 swap_total: 0,
                 swap_free: 0,
             }
@@ -212,8 +209,7 @@ mod tests {
 
     #[test]
     fn parses_a_server_meminfo() {
-        let info =
-            parse_meminfo(include_str!("../../tests/fixtures/server/proc/meminfo")).unwrap();
+        let info = parse_meminfo(include_str!("../../tests/fixtures/server/proc/meminfo")).unwrap();
         assert_eq!(info.total, 32779012 * 1024);
         assert_eq!(info.available(), 20531208 * 1024);
         assert_eq!(info.swap_total, 8388604 * 1024);
@@ -222,17 +218,19 @@ mod tests {
 
     #[test]
     fn estimates_available_on_old_kernels() {
-        let info = parse_meminfo(
-            "MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n",
-        )
-        .unwrap();
+        let info =
+            parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n")
+                .unwrap();
         assert_eq!(info.available, None);
         assert_eq!(info.available(), 400 * 1024);
     }
 
     #[test]
     fn rejects_bad_meminfo() {
-        assert_eq!(parse_meminfo("MemFree: 1 kB\n").unwrap_err(), "no MemTotal line");
+        assert_eq!(
+            parse_meminfo("MemFree: 1 kB\n").unwrap_err(),
+            "no MemTotal line"
+        );
         let err = parse_meminfo("MemTotal: lots kB\n").unwrap_err();
         assert!(err.starts_with("line 1: bad MemTotal value"), "{err}");
         assert!(parse_meminfo("MemTotal: 1 MB\n").is_err());
@@ -249,8 +247,7 @@ mod tests {
                 pswpout: Some(0),
             }
         );
-        let server =
-            parse_vmstat(include_str!("../../tests/fixtures/server/proc/vmstat")).unwrap();
+        let server = parse_vmstat(include_str!("../../tests/fixtures/server/proc/vmstat")).unwrap();
         assert_eq!(server.oom_kill, Some(2));
         assert_eq!(server.pswpout, Some(262144));
         // Before 4.13 there is no oom_kill line.
@@ -294,7 +291,10 @@ mod tests {
         assert_eq!(get(&first, "memory_used_bytes"), Some(3.0 * gib));
         assert_eq!(get(&first, "memory_used_ratio"), Some(0.75));
         assert_eq!(get(&first, "memory_cached_bytes"), Some(0.5 * gib));
-        assert_eq!(get(&first, "memory_buffers_bytes"), Some(64.0 * 1024.0 * 1024.0));
+        assert_eq!(
+            get(&first, "memory_buffers_bytes"),
+            Some(64.0 * 1024.0 * 1024.0)
+        );
         assert_eq!(get(&first, "memory_oom_kills_total"), Some(0.0));
 
         // Memory pressure: 256 MiB left, one process OOM-killed.

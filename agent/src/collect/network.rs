@@ -282,14 +282,16 @@ mod tests {
 
     #[test]
     fn parses_a_server_net_dev() {
-        let interfaces =
-            parse(include_str!("../../tests/fixtures/server/proc/net/dev")).unwrap();
+        let interfaces = parse(include_str!("../../tests/fixtures/server/proc/net/dev")).unwrap();
         let (_, eno1) = interfaces.iter().find(|(n, _)| *n == "eno1").unwrap();
         assert_eq!(eno1.rx_bytes, 87234523410);
         assert_eq!(eno1.rx_errors, 3);
         assert_eq!(eno1.rx_drops, 120);
         assert_eq!(eno1.tx_packets, 20934123);
-        let (_, veth) = interfaces.iter().find(|(n, _)| *n == "veth4f1c2a9").unwrap();
+        let (_, veth) = interfaces
+            .iter()
+            .find(|(n, _)| *n == "veth4f1c2a9")
+            .unwrap();
         assert_eq!(veth.tx_drops, 3);
     }
 
@@ -392,16 +394,44 @@ mod tests {
              eth0: 1050000 800 3 7 0 0 0 0 145000 380 1 1 0 0 0 0\n",
         );
         assert_eq!(get(&second, "network_up", &eth0), Some(0.0));
-        assert_eq!(get(&second, "network_receive_bytes_per_second", &eth0), Some(1e6));
-        assert_eq!(get(&second, "network_receive_packets_per_second", &eth0), Some(700.0));
-        assert_eq!(get(&second, "network_receive_errors_per_second", &eth0), Some(2.0));
-        assert_eq!(get(&second, "network_receive_drops_per_second", &eth0), Some(5.0));
-        assert_eq!(get(&second, "network_transmit_bytes_per_second", &eth0), Some(125000.0));
-        assert_eq!(get(&second, "network_transmit_packets_per_second", &eth0), Some(300.0));
-        assert_eq!(get(&second, "network_transmit_errors_per_second", &eth0), Some(1.0));
-        assert_eq!(get(&second, "network_transmit_drops_per_second", &eth0), Some(0.0));
+        assert_eq!(
+            get(&second, "network_receive_bytes_per_second", &eth0),
+            Some(1e6)
+        );
+        assert_eq!(
+            get(&second, "network_receive_packets_per_second", &eth0),
+            Some(700.0)
+        );
+        assert_eq!(
+            get(&second, "network_receive_errors_per_second", &eth0),
+            Some(2.0)
+        );
+        assert_eq!(
+            get(&second, "network_receive_drops_per_second", &eth0),
+            Some(5.0)
+        );
+        assert_eq!(
+            get(&second, "network_transmit_bytes_per_second", &eth0),
+            Some(125000.0)
+        );
+        assert_eq!(
+            get(&second, "network_transmit_packets_per_second", &eth0),
+            Some(300.0)
+        );
+        assert_eq!(
+            get(&second, "network_transmit_errors_per_second", &eth0),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(&second, "network_transmit_drops_per_second", &eth0),
+            Some(0.0)
+        );
         // lo is excluded by default.
-        assert!(second.iter().all(|s| s.key.label("interface") == Some("eth0")));
+        assert!(
+            second
+                .iter()
+                .all(|s| s.key.label("interface") == Some("eth0"))
+        );
         assert_eq!(second.len(), 9);
 
         // Interface recreated (counters restart): no rates this tick; operstate file gone:
@@ -410,6 +440,9 @@ mod tests {
         let third = run(2, "  eth0: 100 1 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n");
         assert!(third.is_empty(), "{third:?}");
         let fourth = run(3, "  eth0: 2148 3 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n");
-        assert_eq!(get(&fourth, "network_receive_bytes_per_second", &eth0), Some(2048.0));
+        assert_eq!(
+            get(&fourth, "network_receive_bytes_per_second", &eth0),
+            Some(2048.0)
+        );
     }
 }

@@ -81,7 +81,10 @@ pub fn parse_stat(buf: &[u8]) -> Result<PidStat<'_>, String> {
     let mut f = buf[close + 1..]
         .split(u8::is_ascii_whitespace)
         .filter(|s| !s.is_empty());
-    let state = f.next().and_then(|s| s.first().copied()).ok_or("no state")?;
+    let state = f
+        .next()
+        .and_then(|s| s.first().copied())
+        .ok_or("no state")?;
     // After the state: ppid pgrp session tty_nr tpgid flags ... (flags is the 6th), then
     // starttime is the 13th field after flags.
     let flags = f.nth(5).and_then(parse_u64).ok_or("no flags")?;
@@ -220,7 +223,7 @@ impl Process {
     /// Brings one listed pid's cache entry up to date and counts it.
     fn visit(&mut self, pid: u32, name: &str, ino: u64) -> Result<(), String> {
         let tick = self.tick;
-        let fresh = match self.pids.get_mut(&pid) {
+        let cached = match self.pids.get_mut(&pid) {
             None => false,
             Some(e) => {
                 let young = e
@@ -230,16 +233,15 @@ impl Process {
                 // Re-read when the pid may be another process (new inode), when its state
                 // matters (watched), or when it may have exec'd: shortly after it appeared
                 // (fork, then exec) and now and then later on. Kernel threads never exec.
-                let stale = e.ino != ino
-                    || !e.watches.is_empty()
-                    || (!e.kernel_thread && (young || due));
+                let stale =
+                    e.ino != ino || !e.watches.is_empty() || (!e.kernel_thread && (young || due));
                 if !stale {
                     e.seen = tick;
                 }
                 !stale
             }
         };
-        if fresh {
+        if cached {
             return Ok(());
         }
 
@@ -446,7 +448,10 @@ mod tests {
 
     #[test]
     fn finds_the_program_in_cmdline() {
-        assert_eq!(program(&fixture("1201/cmdline")), b"kube-controller-manager");
+        assert_eq!(
+            program(&fixture("1201/cmdline")),
+            b"kube-controller-manager"
+        );
         assert_eq!(program(&fixture("812/cmdline")), b"nginx");
         assert_eq!(program(b"postgres: checkpointer \0"), b"postgres");
         assert_eq!(program(b""), b"");
@@ -456,7 +461,11 @@ mod tests {
     fn long_names_are_confirmed_by_argv0() {
         let name = b"kube-controller-manager";
         let comm = b"kube-controller";
-        assert!(long_name_matches(name, comm, Some(b"kube-controller-manager")));
+        assert!(long_name_matches(
+            name,
+            comm,
+            Some(b"kube-controller-manager")
+        ));
         assert!(!long_name_matches(name, comm, Some(b"kube-controller-foo")));
         // Script run by an interpreter, or cmdline unreadable: trust the comm.
         assert!(long_name_matches(name, comm, Some(b"python3")));
@@ -468,9 +477,15 @@ mod tests {
         let config = CollectConfig {
             procfs: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/server/proc"),
             process: ProcessConfig {
-                watch: ["nginx", "kube-controller-manager", "(sd-pam)", "kthreadd", "sshd"]
-                    .map(String::from)
-                    .to_vec(),
+                watch: [
+                    "nginx",
+                    "kube-controller-manager",
+                    "(sd-pam)",
+                    "kthreadd",
+                    "sshd",
+                ]
+                .map(String::from)
+                .to_vec(),
             },
             ..Default::default()
         };
@@ -580,8 +595,20 @@ mod tests {
         fake.spawn(1, "systemd", 'S', 5, "/sbin/init\0");
         fake.spawn(500, "nginx", 'S', 100, "nginx: master process\0");
         fake.spawn(501, "nginx", 'S', 101, "nginx: worker process\0");
-        fake.spawn(700, "kube-controller", 'S', 150, "/usr/bin/kube-controller-manager\0");
-        fake.spawn(701, "kube-controller", 'S', 151, "/usr/bin/kube-controller-tool\0");
+        fake.spawn(
+            700,
+            "kube-controller",
+            'S',
+            150,
+            "/usr/bin/kube-controller-manager\0",
+        );
+        fake.spawn(
+            701,
+            "kube-controller",
+            'S',
+            151,
+            "/usr/bin/kube-controller-tool\0",
+        );
         fake.spawn(800, "cron", 'S', 160, "/usr/sbin/cron\0");
         let first = run(&mut collector);
         assert_eq!(get(&first, "processes_total", &[]), Some(6.0));
@@ -600,7 +627,13 @@ mod tests {
         // nginx.
         fake.kill(501);
         fake.spawn(500, "nginx", 'Z', 100, "");
-        fake.spawn(900, "postgres", 'S', 300, "/usr/lib/postgresql/16/bin/postgres\0");
+        fake.spawn(
+            900,
+            "postgres",
+            'S',
+            300,
+            "/usr/lib/postgresql/16/bin/postgres\0",
+        );
         fake.spawn(800, "postgres", 'S', 301, "postgres: checkpointer\0");
         fake.spawn(950, "bash", 'S', 302, "/bin/bash\0");
         let third = run(&mut collector);

@@ -103,7 +103,13 @@ mod tests {
         })
     }
 
-    fn run(swap: &mut Swap, dir: &std::path::Path, at: Instant, meminfo: &str, vmstat: &str) -> Vec<Sample> {
+    fn run(
+        swap: &mut Swap,
+        dir: &std::path::Path,
+        at: Instant,
+        meminfo: &str,
+        vmstat: &str,
+    ) -> Vec<Sample> {
         std::fs::write(dir.join("meminfo"), meminfo).unwrap();
         std::fs::write(dir.join("vmstat"), vmstat).unwrap();
         let tick = Tick { ts_ms: 0, now: at };
@@ -120,7 +126,13 @@ mod tests {
 
         // 8 GiB of swap, 2 GiB used.
         let meminfo = "MemTotal: 16777216 kB\nSwapTotal: 8388608 kB\nSwapFree: 6291456 kB\n";
-        let first = run(&mut swap, dir.path(), start, meminfo, "pswpin 1000\npswpout 5000\n");
+        let first = run(
+            &mut swap,
+            dir.path(),
+            start,
+            meminfo,
+            "pswpin 1000\npswpout 5000\n",
+        );
         let gib = 1024.0 * 1024.0 * 1024.0;
         assert_eq!(get(&first, "swap_total_bytes"), Some(8.0 * gib));
         assert_eq!(get(&first, "swap_used_bytes"), Some(2.0 * gib));
@@ -158,7 +170,13 @@ mod tests {
         let meminfo = include_str!("../../tests/fixtures/vm/proc/meminfo");
         let vmstat = include_str!("../../tests/fixtures/vm/proc/vmstat");
         run(&mut swap, dir.path(), start, meminfo, vmstat);
-        let second = run(&mut swap, dir.path(), start + Duration::from_secs(1), meminfo, vmstat);
+        let second = run(
+            &mut swap,
+            dir.path(),
+            start + Duration::from_secs(1),
+            meminfo,
+            vmstat,
+        );
         assert_eq!(get(&second, "swap_total_bytes"), Some(0.0));
         assert_eq!(get(&second, "swap_used_bytes"), Some(0.0));
         assert_eq!(get(&second, "swap_used_ratio"), Some(0.0));

@@ -118,7 +118,11 @@ mod tests {
             let mut buf = Vec::new();
             encode(&msg, DEFAULT_MAX_FRAME_BYTES, &mut buf).unwrap();
             for cut in 0..buf.len() {
-                assert!(decode(&buf[..cut], DEFAULT_MAX_FRAME_BYTES).unwrap().is_none());
+                assert!(
+                    decode(&buf[..cut], DEFAULT_MAX_FRAME_BYTES)
+                        .unwrap()
+                        .is_none()
+                );
             }
         }
     }
@@ -154,7 +158,10 @@ mod tests {
     fn a_newer_hello_reveals_its_protocol_version() {
         #[derive(serde::Serialize)]
         enum Future {
-            Hello { protocol: u16, something_new: Vec<u64> },
+            Hello {
+                protocol: u16,
+                something_new: Vec<u64>,
+            },
         }
         let bytes = codec::encode(
             &Future::Hello {

@@ -146,6 +146,9 @@ mod tests {
         let (mut a, b) = tokio::io::duplex(64);
         a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         let mut r = FrameReader::new(b, 1024);
-        assert!(matches!(r.read().await, Err(ProtoError::FrameTooLarge { .. })));
+        assert!(matches!(
+            r.read().await,
+            Err(ProtoError::FrameTooLarge { .. })
+        ));
     }
 }
