@@ -92,15 +92,21 @@ pub struct Spool {
     writer: Option<File>,
     next_seq: u64,
     acked: u64,
+    /// Handle on `acked`, rewritten in place on every ack.
+    acked_file: Option<File>,
+    /// The newest record, kept after its append so that the shipper can take it without
+    /// reading it back from disk. It is only handed out once it is fsynced.
+    tail: Option<SpoolRecord>,
     dropped: u64,
 }
 
 /// A position in the spool for the shipper: the next sequence number it wants.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Cursor {
     next: u64,
-    /// Segment and byte offset where `next` was last found, to avoid rescanning.
-    hint: Option<(u64, u64)>,
+    /// Segment (by first seq), its open file, and the byte offset where `next` was last
+    /// found, to avoid reopening and rescanning.
+    hint: Option<(u64, File, u64)>,
 }
 
 impl Cursor {
@@ -125,7 +131,12 @@ impl Spool {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let acked_path = dir.join("acked");
         let acked = match fs::read_to_string(&acked_path) {
-            Ok(s) => s.trim().parse().unwrap_or(0),
+            Ok(s) => s.trim().parse().unwrap_or_else(|_| {
+                // Only a torn in-place rewrite can do this. Sending everything again is safe:
+                // the aggregator drops what it already has.
+                tracing::warn!(path = %acked_path.display(), "unreadable ack mark; resending the whole spool");
+                0
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(io(&acked_path)(e)),
         };
@@ -164,6 +175,8 @@ impl Spool {
             writer: None,
             next_seq,
             acked,
+            acked_file: None,
+            tail: None,
             dropped: 0,
         })
     }
@@ -208,6 +221,7 @@ impl Spool {
         seg.last_seq = seq;
         seg.last_ts_ms = ts_ms;
         self.next_seq += 1;
+        self.tail = Some(record);
         Ok(seq)
     }
 
@@ -275,18 +289,31 @@ impl Spool {
             return Ok(());
         }
         self.acked = seq.min(self.next_seq.saturating_sub(1)).max(self.acked);
-        // Not fsynced: if this is lost, batches are sent again and the aggregator drops the
-        // duplicates by sequence number.
-        let tmp = self.dir.join("acked.tmp");
+        // Rewritten in place (fixed width, one small write) and not fsynced: if this is lost
+        // or torn, batches are sent again and the aggregator drops the duplicates by sequence
+        // number.
         let path = self.dir.join("acked");
-        fs::write(&tmp, format!("{}\n", self.acked)).map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        while let Some(seg) = self.segments.front() {
+        if self.acked_file.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            self.acked_file = Some(f);
+        }
+        if let Some(f) = &self.acked_file {
+            f.write_all_at(format!("{:020}\n", self.acked).as_bytes(), 0)
+                .map_err(io(&path))?;
+        }
+        // Fully acknowledged segments go, except the one being appended to: deleting and
+        // recreating it on every tick would cost two fsyncs.
+        while self.segments.len() > 1 {
+            let Some(seg) = self.segments.front() else {
+                break;
+            };
             if seg.last_seq > self.acked {
                 break;
-            }
-            if self.segments.len() == 1 {
-                self.writer = None;
             }
             let path = seg.path.clone();
             self.segments.pop_front();
@@ -296,8 +323,16 @@ impl Spool {
     }
 
     /// Reads the next record at or after the cursor, if one has been appended.
-    pub fn read(&self, cursor: &mut Cursor) -> Result<Option<SpoolRecord>, SpoolError> {
+    pub fn read(&mut self, cursor: &mut Cursor) -> Result<Option<SpoolRecord>, SpoolError> {
         cursor.next = cursor.next.max(self.acked + 1);
+        match &self.tail {
+            Some(t) if t.seq == cursor.next => {
+                cursor.next += 1;
+                return Ok(self.tail.take());
+            }
+            Some(t) if t.seq < cursor.next => self.tail = None,
+            _ => {}
+        }
         let Some(seg) = self
             .segments
             .iter()
@@ -307,11 +342,10 @@ impl Spool {
         };
         // Data lost to overflow leaves a gap: jump over it.
         cursor.next = cursor.next.max(seg.first_seq);
-        let mut offset = match cursor.hint {
-            Some((first, off)) if first == seg.first_seq => off,
-            _ => 0,
+        let (file, mut offset) = match cursor.hint.take() {
+            Some((first, file, off)) if first == seg.first_seq => (file, off),
+            _ => (File::open(&seg.path).map_err(io(&seg.path))?, 0),
         };
-        let file = File::open(&seg.path).map_err(io(&seg.path))?;
         while offset + HEADER <= seg.len {
             let mut header = [0u8; HEADER as usize];
             file.read_exact_at(&mut header, offset)
@@ -329,10 +363,11 @@ impl Spool {
             })?;
             if record.seq >= cursor.next {
                 cursor.next = record.seq + 1;
-                cursor.hint = Some((seg.first_seq, offset));
+                cursor.hint = Some((seg.first_seq, file, offset));
                 return Ok(Some(record));
             }
         }
+        cursor.hint = Some((seg.first_seq, file, offset));
         Ok(None)
     }
 
@@ -449,7 +484,7 @@ mod tests {
         }]
     }
 
-    fn drain(spool: &Spool, from: u64) -> Vec<u64> {
+    fn drain(spool: &mut Spool, from: u64) -> Vec<u64> {
         let mut c = Cursor::at(from);
         let mut seqs = Vec::new();
         while let Some(r) = spool.read(&mut c).unwrap() {
@@ -467,13 +502,29 @@ mod tests {
             assert_eq!(s.append(i, samples(i as f64)).unwrap(), 5_000 + i as u64);
         }
         drop(s);
-        let s = Spool::open(dir.path(), limits(), 9_999_999).unwrap();
+        let mut s = Spool::open(dir.path(), limits(), 9_999_999).unwrap();
         assert_eq!(s.next_seq(), 5_200);
-        let seqs = drain(&s, 0);
+        let seqs = drain(&mut s, 0);
         assert_eq!(seqs, (5_000..5_200).collect::<Vec<_>>());
         let mut c = Cursor::at(5_150);
         let r = s.read(&mut c).unwrap().unwrap();
         assert_eq!((r.seq, r.samples[0].value), (5_150, 150.0));
+    }
+
+    #[test]
+    fn the_newest_record_is_handed_over_from_memory_and_again_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        s.append(10, samples(1.0)).unwrap();
+        s.append(20, samples(2.0)).unwrap();
+        let mut c = Cursor::at(1);
+        let first = s.read(&mut c).unwrap().unwrap();
+        let from_memory = s.read(&mut c).unwrap().unwrap();
+        assert_eq!((first.seq, from_memory.seq), (1, 2));
+        assert!(s.read(&mut c).unwrap().is_none());
+        // A new connection starts over from the ack: the same record comes from disk.
+        let mut again = Cursor::at(2);
+        assert_eq!(s.read(&mut again).unwrap().unwrap(), from_memory);
     }
 
     #[test]
@@ -490,9 +541,9 @@ mod tests {
         f.write_all(&[0, 0, 0, 50, 1, 2, 3]).unwrap();
         drop(f);
         let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
-        assert_eq!(drain(&s, 0), vec![1, 2, 3]);
+        assert_eq!(drain(&mut s, 0), vec![1, 2, 3]);
         assert_eq!(s.append(9, samples(2.0)).unwrap(), 4);
-        assert_eq!(drain(&s, 0), vec![1, 2, 3, 4]);
+        assert_eq!(drain(&mut s, 0), vec![1, 2, 3, 4]);
     }
 
     #[test]
@@ -508,8 +559,8 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&seg, bytes).unwrap();
-        let s = Spool::open(dir.path(), limits(), 1).unwrap();
-        assert_eq!(drain(&s, 0), vec![1, 2]);
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        assert_eq!(drain(&mut s, 0), vec![1, 2]);
     }
 
     #[test]
@@ -527,10 +578,12 @@ mod tests {
         drop(s);
         let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
         assert_eq!(s.acked(), 60);
-        assert_eq!(drain(&s, 0), (61..=100).collect::<Vec<_>>());
+        assert_eq!(drain(&mut s, 0), (61..=100).collect::<Vec<_>>());
         s.ack(100).unwrap();
-        assert_eq!(s.bytes(), 0);
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.segments.len(), 1, "the segment being appended to is kept");
         drop(s);
+        assert_eq!(Spool::open(dir.path(), limits(), 1).unwrap().bytes(), 0);
         let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
         assert_eq!(
             s.append(0, samples(1.0)).unwrap(),
@@ -552,7 +605,7 @@ mod tests {
         }
         assert!(s.bytes() <= lim.max_bytes);
         assert!(s.dropped() > 0);
-        let seqs = drain(&s, 0);
+        let seqs = drain(&mut s, 0);
         assert_eq!(*seqs.last().unwrap(), 1000, "the newest data is kept");
         assert_eq!(
             seqs.len() as u64 + s.dropped(),
@@ -574,7 +627,7 @@ mod tests {
             s.append(i * 1000, samples(1.0)).unwrap();
         }
         s.append(1_000_000, samples(1.0)).unwrap();
-        assert_eq!(drain(&s, 0), vec![101]);
+        assert_eq!(drain(&mut s, 0), vec![101]);
         assert_eq!(s.dropped(), 100);
     }
 }

@@ -83,3 +83,32 @@ fn collect_once_prints_this_machines_metrics_as_json() {
         .unwrap();
     assert!((0.0..=1.0).contains(&ratio), "cpu ratio {ratio}");
 }
+
+#[test]
+fn collect_once_speaks_prometheus_text_format() {
+    let out = Command::new(BIN)
+        .args(["collect-once", "--format", "prometheus"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("# TYPE memory_total_bytes gauge"), "{text}");
+    assert!(
+        text.contains("# TYPE agent_collector_failures_total counter"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu_usage_ratio{cpu=\"total\"} "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields.len(), 3, "name, value, timestamp: {line}");
+    assert!(
+        fields[1].parse::<f64>().is_ok() && fields[2].parse::<i64>().is_ok(),
+        "{line}"
+    );
+}
