@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::{CollectConfig, CollectError, Collector, Out, Tick, read};
+use super::{CollectConfig, CollectError, Collector, Out, Tick};
 
 /// Highest CPU number accepted from `/proc/stat`; the kernel's own limit (`NR_CPUS`) is 8192.
 const MAX_CPU: usize = 1 << 16;
@@ -50,8 +50,25 @@ pub struct Stat {
 /// without being split.
 pub fn parse_stat(text: &str) -> Result<Stat, String> {
     let mut stat = Stat::default();
+    parse_stat_into(text, &mut stat)?;
+    Ok(stat)
+}
+
+/// [`parse_stat`] into `stat`, reusing its allocation.
+pub fn parse_stat_into(text: &str, stat: &mut Stat) -> Result<(), String> {
+    let mut cores = std::mem::take(&mut stat.cores);
+    cores.clear();
+    *stat = Stat {
+        cores,
+        ..Stat::default()
+    };
     let mut saw_total = false;
     for (i, line) in text.lines().enumerate() {
+        // Most of a large machine's /proc/stat is the `intr` line: look at the first bytes
+        // before splitting anything.
+        if !(line.starts_with("cpu") || line.starts_with("ctxt") || line.starts_with("procs_")) {
+            continue;
+        }
         let mut fields = line.split_ascii_whitespace();
         let Some(key) = fields.next() else {
             continue;
@@ -88,7 +105,7 @@ pub fn parse_stat(text: &str) -> Result<Stat, String> {
     if !saw_total {
         return Err("no aggregate \"cpu\" line".to_owned());
     }
-    Ok(stat)
+    Ok(())
 }
 
 fn parse_times<'a>(fields: impl Iterator<Item = &'a str>) -> Result<CpuTimes, String> {
@@ -203,6 +220,8 @@ pub struct Cpu {
     stat_path: PathBuf,
     loadavg_path: PathBuf,
     prev: Option<Prev>,
+    /// The reading before `prev`, kept for its allocation.
+    spare: Stat,
     /// `"0"`, `"1"`, ...: label values made once rather than on every tick.
     core_labels: Vec<String>,
 }
@@ -214,16 +233,18 @@ impl Cpu {
             stat_path: config.procfs.join("stat"),
             loadavg_path: config.procfs.join("loadavg"),
             prev: None,
+            spare: Stat::default(),
             core_labels: Vec::new(),
         }
     }
 
     fn collect_stat(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let text = read(&self.stat_path)?;
-        let stat = parse_stat(&text).map_err(|detail| CollectError::Parse {
-            path: self.stat_path.clone(),
-            detail,
-        })?;
+        let mut stat = std::mem::take(&mut self.spare);
+        if let Err(e) = out.read_single(&self.stat_path, |text, _| parse_stat_into(text, &mut stat))
+        {
+            self.spare = stat;
+            return Err(e);
+        }
         if let Some(max) = stat.cores.iter().map(|(n, _)| *n).max() {
             while self.core_labels.len() <= max {
                 self.core_labels.push(self.core_labels.len().to_string());
@@ -267,16 +288,14 @@ impl Cpu {
         if let Some(n) = stat.procs_blocked {
             out.push("processes_blocked", &[], n as f64);
         }
-        self.prev = Some(Prev { at: tick.now, stat });
+        if let Some(prev) = self.prev.replace(Prev { at: tick.now, stat }) {
+            self.spare = prev.stat;
+        }
         Ok(())
     }
 
     fn collect_loadavg(&self, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let text = read(&self.loadavg_path)?;
-        let load = parse_loadavg(&text).map_err(|detail| CollectError::Parse {
-            path: self.loadavg_path.clone(),
-            detail,
-        })?;
+        let load = out.read_single(&self.loadavg_path, |text, _| parse_loadavg(text))?;
         out.push("load_average_1m", &[], load.one);
         out.push("load_average_5m", &[], load.five);
         out.push("load_average_15m", &[], load.fifteen);
@@ -482,5 +501,26 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("loadavg"), "{err}");
         assert_eq!(get(&samples, "processes_running", &[]), Some(2.0));
+    }
+
+    #[test]
+    fn parses_a_stat_without_steal_and_guest() {
+        // 2.6.9: seven times per line (no steal, guest, guest_nice).
+        let stat = parse_stat(include_str!("../../tests/fixtures/old/proc/stat")).unwrap();
+        assert_eq!(
+            stat.total,
+            CpuTimes {
+                user: 2255,
+                nice: 34,
+                system: 2290,
+                idle: 22625563,
+                iowait: 6290,
+                irq: 127,
+                softirq: 456,
+                steal: 0,
+            }
+        );
+        assert_eq!(stat.cores.len(), 2);
+        assert_eq!(stat.context_switches, Some(1990473));
     }
 }

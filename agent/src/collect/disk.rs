@@ -3,12 +3,12 @@
 //! filter with.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::{CollectConfig, CollectError, Collector, Out, Tick, read};
+use super::{CollectConfig, CollectError, Collector, Out, Tick};
 
 /// `/proc/diskstats` counts in 512-byte sectors whatever the device's real sector size.
 const SECTOR_BYTES: f64 = 512.0;
@@ -134,43 +134,56 @@ impl DiskCounters {
     }
 }
 
-/// Parses `/proc/diskstats` into (device name, counters), in file order. Partitions are
-/// included: the file does not say which lines are whole disks.
-pub fn parse(text: &str) -> Result<Vec<(&str, DiskCounters)>, String> {
-    let mut devices = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let mut f = line.split_ascii_whitespace();
-        // major, minor, name.
-        let (Some(_), Some(_), Some(name)) = (f.next(), f.next(), f.next()) else {
-            if line.trim().is_empty() {
-                continue;
-            }
-            return Err(format!("line {}: fewer than 3 fields", i + 1));
-        };
-        // The 10 fields after the name, up to io_ticks; later kernels append more.
-        let mut v = [0u64; 10];
-        for (n, slot) in v.iter_mut().enumerate() {
-            let field = f
-                .next()
-                .ok_or_else(|| format!("line {}: {name} has only {n} counters", i + 1))?;
-            *slot = field
-                .parse()
-                .map_err(|_| format!("line {}: {name}: bad counter {field:?}", i + 1))?;
+/// Parses `/proc/diskstats` into (device name, counters), in file order, one line at a
+/// time. Partitions are included: the file does not say which lines are whole disks. A bad
+/// line is an error for that line only.
+pub fn parse(text: &str) -> impl Iterator<Item = Result<(&str, DiskCounters), String>> {
+    text.lines().enumerate().filter_map(|(i, line)| {
+        parse_line(line)
+            .map_err(|e| format!("line {}: {e}", i + 1))
+            .transpose()
+    })
+}
+
+/// One line of `/proc/diskstats`; `None` for a line without the counters the collector uses.
+fn parse_line(line: &str) -> Result<Option<(&str, DiskCounters)>, String> {
+    let mut f = line.split_ascii_whitespace();
+    // major, minor, name.
+    let (Some(_), Some(_), Some(name)) = (f.next(), f.next(), f.next()) else {
+        if line.trim().is_empty() {
+            return Ok(None);
         }
-        devices.push((
-            name,
-            DiskCounters {
-                reads: v[0],
-                sectors_read: v[2],
-                read_ms: v[3],
-                writes: v[4],
-                sectors_written: v[6],
-                write_ms: v[7],
-                io_ms: v[9],
-            },
-        ));
+        return Err("fewer than 3 fields".to_owned());
+    };
+    // The 11 counters up to weighted io_ticks are there since 2.6; 4.18 appended discards,
+    // 5.5 flushes. Kernels before 2.6.25 gave partitions 4 counters only (reads, sectors
+    // read, writes, sectors written): partitions are never reported, so those lines are
+    // skipped.
+    let mut v = [0u64; 10];
+    let mut n = 0;
+    for (slot, field) in v.iter_mut().zip(&mut f) {
+        *slot = field
+            .parse()
+            .map_err(|_| format!("{name}: bad counter {field:?}"))?;
+        n += 1;
     }
-    Ok(devices)
+    match n {
+        10 => {}
+        4 if f.next().is_none() => return Ok(None),
+        _ => return Err(format!("{name} has only {n} counters")),
+    }
+    Ok(Some((
+        name,
+        DiskCounters {
+            reads: v[0],
+            sectors_read: v[2],
+            read_ms: v[3],
+            writes: v[4],
+            sectors_written: v[6],
+            write_ms: v[7],
+            io_ms: v[9],
+        },
+    )))
 }
 
 #[derive(Debug)]
@@ -202,12 +215,12 @@ impl Disk {
             prev_at: None,
         }
     }
+}
 
-    /// A whole disk has an entry in `/sys/block`; partitions only appear below their disk.
-    /// Sysfs spells a `/` in a device name (`cciss/c0d0`) as `!`.
-    fn is_whole(&self, name: &str) -> bool {
-        self.sys_block.join(name.replace('/', "!")).exists()
-    }
+/// A whole disk has an entry in `/sys/block`; partitions only appear below their disk. Sysfs
+/// spells a `/` in a device name (`cciss/c0d0`) as `!`.
+fn is_whole(sys_block: &Path, name: &str) -> bool {
+    sys_block.join(name.replace('/', "!")).exists()
 }
 
 impl Collector for Disk {
@@ -216,75 +229,91 @@ impl Collector for Disk {
     }
 
     fn collect(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let text = read(&self.diskstats)?;
-        let devices = parse(&text).map_err(|detail| CollectError::Parse {
-            path: self.diskstats.clone(),
-            detail,
-        })?;
         let secs = self
             .prev_at
             .map(|at| tick.now.saturating_duration_since(at).as_secs_f64())
             .filter(|s| *s > 0.0);
-        for (name, cur) in devices {
-            let state = match self.devices.get_mut(name) {
-                Some(state) => state,
-                None => {
-                    let report = selected(name, &self.config.include, &self.config.exclude)
-                        && self.is_whole(name);
-                    self.devices.entry(name.to_owned()).or_insert(DeviceState {
-                        report,
+        let Self {
+            diskstats,
+            sys_block,
+            config,
+            devices,
+            ..
+        } = self;
+        out.read(diskstats, |text, out| {
+            for line in parse(text) {
+                let (name, cur) = match line {
+                    Ok(device) => device,
+                    Err(detail) => {
+                        out.fail(CollectError::Parse {
+                            path: diskstats.clone(),
+                            detail,
+                        });
+                        continue;
+                    }
+                };
+                let state = match devices.get_mut(name) {
+                    Some(state) => state,
+                    None => devices.entry(name.to_owned()).or_insert(DeviceState {
+                        report: selected(name, &config.include, &config.exclude)
+                            && is_whole(sys_block, name),
                         prev: None,
                         seen: false,
-                    })
+                    }),
+                };
+                state.seen = true;
+                if !state.report {
+                    continue;
                 }
-            };
-            state.seen = true;
-            if !state.report {
-                continue;
+                let prev = state.prev.replace(cur);
+                let (Some(prev), Some(secs)) = (prev, secs) else {
+                    continue;
+                };
+                let Some(d) = cur.since(&prev) else {
+                    continue;
+                };
+                push_rates(out, name, &d, secs);
             }
-            let prev = state.prev.replace(cur);
-            let (Some(prev), Some(secs)) = (prev, secs) else {
-                continue;
-            };
-            let Some(d) = cur.since(&prev) else {
-                continue;
-            };
-            let labels = [("device", name)];
-            out.push(
-                "disk_read_bytes_per_second",
-                &labels,
-                d.sectors_read as f64 * SECTOR_BYTES / secs,
-            );
-            out.push(
-                "disk_write_bytes_per_second",
-                &labels,
-                d.sectors_written as f64 * SECTOR_BYTES / secs,
-            );
-            out.push("disk_reads_per_second", &labels, d.reads as f64 / secs);
-            out.push("disk_writes_per_second", &labels, d.writes as f64 / secs);
-            // io_ticks can run slightly ahead of the wall clock between two reads.
-            out.push(
-                "disk_busy_ratio",
-                &labels,
-                (d.io_ms as f64 / (secs * 1000.0)).min(1.0),
-            );
-            out.push(
-                "disk_read_latency_seconds",
-                &labels,
-                latency_seconds(d.read_ms, d.reads),
-            );
-            out.push(
-                "disk_write_latency_seconds",
-                &labels,
-                latency_seconds(d.write_ms, d.writes),
-            );
-        }
+            Ok(())
+        })?;
         // Forget devices that went away, so a device that comes back starts afresh.
         self.devices
             .retain(|_, state| std::mem::take(&mut state.seen));
         self.prev_at = Some(tick.now);
         Ok(())
     }
+}
+
+fn push_rates(out: &mut Out<'_>, name: &str, d: &DiskCounters, secs: f64) {
+    let labels = [("device", name)];
+    out.push(
+        "disk_read_bytes_per_second",
+        &labels,
+        d.sectors_read as f64 * SECTOR_BYTES / secs,
+    );
+    out.push(
+        "disk_write_bytes_per_second",
+        &labels,
+        d.sectors_written as f64 * SECTOR_BYTES / secs,
+    );
+    out.push("disk_reads_per_second", &labels, d.reads as f64 / secs);
+    out.push("disk_writes_per_second", &labels, d.writes as f64 / secs);
+    // io_ticks can run slightly ahead of the wall clock between two reads.
+    out.push(
+        "disk_busy_ratio",
+        &labels,
+        (d.io_ms as f64 / (secs * 1000.0)).min(1.0),
+    );
+    out.push(
+        "disk_read_latency_seconds",
+        &labels,
+        latency_seconds(d.read_ms, d.reads),
+    );
+    out.push(
+        "disk_write_latency_seconds",
+        &labels,
+        latency_seconds(d.write_ms, d.writes),
+    );
 }
 
 /// Mean time per operation over an interval; 0 when there were no operations.
@@ -304,7 +333,12 @@ mod tests {
 
     use nines_common::{Sample, SeriesKey};
 
+    use super::super::testing;
     use super::*;
+
+    fn all(text: &str) -> Result<Vec<(&str, DiskCounters)>, String> {
+        parse(text).collect()
+    }
 
     const VM: &str = include_str!("../../tests/fixtures/vm/proc/diskstats");
     const SERVER: &str = include_str!("../../tests/fixtures/server/proc/diskstats");
@@ -345,7 +379,7 @@ mod tests {
 
     #[test]
     fn parses_this_machines_diskstats() {
-        let devices = parse(VM).unwrap();
+        let devices = all(VM).unwrap();
         assert_eq!(devices.len(), 10);
         let (name, vda) = devices[8];
         assert_eq!(name, "vda");
@@ -365,7 +399,7 @@ mod tests {
 
     #[test]
     fn parses_old_and_new_line_lengths() {
-        let devices = parse(SERVER).unwrap();
+        let devices = all(SERVER).unwrap();
         let names: Vec<&str> = devices.iter().map(|(n, _)| *n).collect();
         assert!(names.contains(&"nvme0n1p1"));
         // 14-field line (kernel < 4.18) next to 20-field ones.
@@ -375,9 +409,9 @@ mod tests {
 
     #[test]
     fn rejects_truncated_and_garbled_lines() {
-        let err = parse("   8       0 sda 1 2 3\n").unwrap_err();
+        let err = all("   8       0 sda 1 2 3\n").unwrap_err();
         assert!(err.contains("sda has only 3 counters"), "{err}");
-        let err = parse("   8       0 sda 1 2 x 4 5 6 7 8 9 10 11\n").unwrap_err();
+        let err = all("   8       0 sda 1 2 x 4 5 6 7 8 9 10 11\n").unwrap_err();
         assert!(err.contains("line 1: sda: bad counter \"x\""), "{err}");
     }
 
@@ -487,6 +521,54 @@ mod tests {
         assert_eq!(
             get(&fifth, "disk_read_bytes_per_second", &sda),
             Some(2048.0)
+        );
+    }
+
+    #[test]
+    fn parses_a_2_6_diskstats() {
+        // 11 counters for disks, 4 for partitions (before 2.6.25): partitions are skipped.
+        let devices = all(include_str!("../../tests/fixtures/old/proc/diskstats")).unwrap();
+        let names: Vec<&str> = devices.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["ram0", "ram1", "sda", "dm-0", "dm-1"]);
+        assert_eq!(devices[2].1.io_ms, 2913245);
+        assert_eq!(devices[2].1.sectors_written, 17459832);
+        let err = all("   8    1 sda1 1 2 3 4 5\n").unwrap_err();
+        assert!(err.contains("sda1 has only 5 counters"), "{err}");
+    }
+
+    /// A 32-bit ARM board: the kernel's counters are `unsigned long`, 32 bits, and wrap.
+    /// A wrapped counter looks like a reset: no rates for that device on that tick, no
+    /// absurd spike, and rates again on the next one; the other devices are unaffected.
+    #[test]
+    fn skips_a_tick_when_32_bit_counters_wrap() {
+        let arm = fixture("arm32");
+        let dir = tempfile::tempdir().unwrap();
+        let config = CollectConfig {
+            procfs: dir.path().to_owned(),
+            sysfs: arm.join("sys"),
+            ..Default::default()
+        };
+        let mut disk = Disk::new(&config);
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        for t in 0..3 {
+            std::fs::copy(
+                arm.join(format!("t{t}/proc/diskstats")),
+                dir.path().join("diskstats"),
+            )
+            .unwrap();
+            samples = testing::run_ok(&mut disk, &testing::tick(start, t));
+            let mmc = get(&samples, "disk_reads_per_second", &[("device", "mmcblk0")]);
+            let sda = get(&samples, "disk_reads_per_second", &[("device", "sda")]);
+            match t {
+                0 => assert_eq!((mmc, sda), (None, None)),
+                1 => assert_eq!((mmc, sda), (None, Some(10.0))),
+                _ => assert_eq!((mmc, sda), (Some(10.0), Some(10.0))),
+            }
+        }
+        assert_eq!(
+            get(&samples, "disk_busy_ratio", &[("device", "mmcblk0")]),
+            Some(0.01)
         );
     }
 }

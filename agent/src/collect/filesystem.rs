@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{StatVfs, StatVfsMountFlags};
 use serde::Deserialize;
@@ -182,8 +183,8 @@ pub fn select<'m, 'a>(mounts: &'m [Mount<'a>], config: &FilesystemConfig) -> Vec
 pub struct Usage {
     /// Total size in bytes.
     pub size: u64,
-    /// Bytes available to unprivileged users (`f_bavail`).
-    pub free: u64,
+    /// Bytes available to unprivileged users (`f_bavail`), as `df` "Avail".
+    pub available: u64,
     /// Bytes in use: size minus the bytes free for root (`f_bfree`), so the root-reserved
     /// blocks count neither as used nor as free.
     pub used: u64,
@@ -206,7 +207,7 @@ impl Usage {
         };
         Self {
             size: s.f_blocks.saturating_mul(unit),
-            free: s.f_bavail.saturating_mul(unit),
+            available: s.f_bavail.saturating_mul(unit),
             used: s.f_blocks.saturating_sub(s.f_bfree).saturating_mul(unit),
             files: s.f_files,
             files_free: s.f_ffree,
@@ -215,22 +216,55 @@ impl Usage {
     }
 
     /// Share of the space usable by unprivileged users that is used, as `df` computes "Use%":
-    /// `used / (used + free)`. 0 for an empty filesystem.
+    /// `used / (used + available)`. 0 for an empty filesystem.
     pub fn used_ratio(&self) -> f64 {
-        let usable = self.used.saturating_add(self.free);
+        let usable = self.used.saturating_add(self.available);
         if usable == 0 {
             0.0
         } else {
             self.used as f64 / usable as f64
         }
     }
+
+    /// Share of the inodes in use, as `df -i` "IUse%". 0 on filesystems without a fixed inode
+    /// table (btrfs, vfat report 0 inodes), which cannot run out of them.
+    pub fn inodes_used_ratio(&self) -> f64 {
+        if self.files == 0 {
+            0.0
+        } else {
+            self.files.saturating_sub(self.files_free) as f64 / self.files as f64
+        }
+    }
 }
+
+/// A mount point to report, as selected from the mount table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Selected {
+    mount: String,
+    device: String,
+    fstype: String,
+    /// `f_fsid` at the first `statvfs` after the table was read: another filesystem there
+    /// means the table changed.
+    fsid: Option<u64>,
+}
+
+/// The mount table is read again at least this often, to see new mounts. A mount that goes
+/// away is noticed at once: `statvfs` on its mount point fails or finds another filesystem.
+/// Generating the table costs the kernel tens of microseconds, and hundreds on container
+/// hosts with many mounts.
+pub const MOUNTS_EVERY: Duration = Duration::from_secs(10);
 
 /// Space and inodes per mounted filesystem.
 #[derive(Debug)]
 pub struct Filesystem {
     mounts: PathBuf,
     config: FilesystemConfig,
+    /// The mount table as last parsed, when it was read, and what was selected from it.
+    table: Vec<u8>,
+    read_at: Option<Instant>,
+    selected: Vec<Selected>,
+    /// `statvfs` of each selected mount on this tick.
+    usage: Vec<Result<Usage, rustix::io::Errno>>,
 }
 
 impl Filesystem {
@@ -240,7 +274,62 @@ impl Filesystem {
         Self {
             mounts: config.procfs.join("mounts"),
             config: config.filesystem.clone(),
+            table: Vec::new(),
+            read_at: None,
+            selected: Vec::new(),
+            usage: Vec::new(),
         }
+    }
+
+    /// Reads the mount table, and selects again if it changed.
+    fn read_table(&mut self, now: Instant, out: &mut Out<'_>) -> Result<(), CollectError> {
+        let Self {
+            mounts,
+            config,
+            table,
+            selected,
+            ..
+        } = self;
+        out.read(mounts, |text, _| {
+            if text.as_bytes() != table.as_slice() {
+                let parsed = parse(text)?;
+                *selected = select(&parsed, config)
+                    .into_iter()
+                    // A mount point that is not UTF-8 cannot be a label (and its lossy
+                    // spelling is not a path statvfs would find).
+                    .filter(|m| !m.mount_point.contains('\u{FFFD}'))
+                    .map(|m| Selected {
+                        mount: m.mount_point.clone().into_owned(),
+                        device: m.device.clone().into_owned(),
+                        fstype: m.fstype.to_owned(),
+                        fsid: None,
+                    })
+                    .collect();
+                table.clear();
+                table.extend_from_slice(text.as_bytes());
+            }
+            Ok(())
+        })?;
+        self.read_at = Some(now);
+        Ok(())
+    }
+
+    /// `statvfs` on every selected mount point; whether one of them is no longer the
+    /// filesystem the table said.
+    fn stat_all(&mut self) -> bool {
+        self.usage.clear();
+        let mut moved = false;
+        for m in &mut self.selected {
+            let vfs = rustix::fs::statvfs(m.mount.as_str());
+            match &vfs {
+                Ok(v) => moved |= *m.fsid.get_or_insert(v.f_fsid) != v.f_fsid,
+                Err(rustix::io::Errno::NOENT) => moved = true,
+                Err(_) => {}
+            }
+            self.usage
+                .push(vfs.as_ref().map(Usage::from_statvfs).map_err(|e| *e));
+        }
+        moved
     }
 }
 
@@ -249,36 +338,47 @@ impl Collector for Filesystem {
         "filesystem"
     }
 
-    fn collect(&mut self, _tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let bytes = std::fs::read(&self.mounts).map_err(|source| CollectError::Read {
-            path: self.mounts.clone(),
-            source,
-        })?;
-        // Mount points are bytes; one that is not UTF-8 cannot be a label, and the lossy
-        // spelling makes its statvfs fail, so it is skipped below.
-        let text = String::from_utf8_lossy(&bytes);
-        let mounts = parse(&text).map_err(|detail| CollectError::Parse {
-            path: self.mounts.clone(),
-            detail,
-        })?;
-        for m in select(&mounts, &self.config) {
-            // One bad mount (stale NFS handle, no permission, unmounted since the table was
-            // read) must not hide the others.
-            let Ok(vfs) = rustix::fs::statvfs(m.mount_point.as_ref()) else {
-                continue;
+    fn collect(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
+        let due = self
+            .read_at
+            .is_none_or(|at| tick.now.saturating_duration_since(at) >= MOUNTS_EVERY);
+        if due {
+            self.read_table(tick.now, out)?;
+        }
+        if self.stat_all() && !due {
+            self.read_table(tick.now, out)?;
+            self.stat_all();
+        }
+        for (m, usage) in self.selected.iter().zip(&self.usage) {
+            // One bad mount (stale NFS handle, no permission) must not hide the others.
+            let u = match usage {
+                Ok(u) => u,
+                // Unmounted since the table was read.
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => {
+                    out.fail(CollectError::Statvfs {
+                        mount: m.mount.clone(),
+                        source: (*e).into(),
+                    });
+                    continue;
+                }
             };
-            let u = Usage::from_statvfs(&vfs);
             let labels = [
-                ("mount", m.mount_point.as_ref()),
-                ("device", m.device.as_ref()),
-                ("fstype", m.fstype),
+                ("mount", m.mount.as_str()),
+                ("device", m.device.as_str()),
+                ("fstype", m.fstype.as_str()),
             ];
             out.push("filesystem_size_bytes", &labels, u.size as f64);
-            out.push("filesystem_free_bytes", &labels, u.free as f64);
+            out.push("filesystem_available_bytes", &labels, u.available as f64);
             out.push("filesystem_used_bytes", &labels, u.used as f64);
             out.push("filesystem_used_ratio", &labels, u.used_ratio());
-            out.push("filesystem_files", &labels, u.files as f64);
-            out.push("filesystem_files_free", &labels, u.files_free as f64);
+            out.push("filesystem_inodes", &labels, u.files as f64);
+            out.push("filesystem_inodes_free", &labels, u.files_free as f64);
+            out.push(
+                "filesystem_inodes_used_ratio",
+                &labels,
+                u.inodes_used_ratio(),
+            );
             out.push(
                 "filesystem_readonly",
                 &labels,
@@ -292,10 +392,11 @@ impl Collector for Filesystem {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use nines_common::Sample;
 
+    use super::super::testing;
     use super::*;
 
     const SERVER: &str = include_str!("../../tests/fixtures/server/proc/mounts");
@@ -345,6 +446,9 @@ mod tests {
                 // The xfs mounted over the ext4 one is what is visible there.
                 ("/mnt/backup", "xfs"),
                 ("/home", "nfs4"),
+                // Devices and mount points with spaces, escaped as \040 by the kernel.
+                ("/mnt/team share", "cifs"),
+                ("/home/me/My Files", "fuse.sshfs"),
             ]
         );
         // /tmp is hidden by a tmpfs mounted over it, so it is not reported at all.
@@ -397,7 +501,7 @@ mod tests {
             u,
             Usage {
                 size: 4_096_000,
-                free: 1_024_000,
+                available: 1_024_000,
                 used: 2_867_200,
                 files: 640,
                 files_free: 600,
@@ -431,27 +535,29 @@ mod tests {
         };
         let mut fs = Filesystem::new(&config);
         let start = Instant::now();
-        let mut run = |secs: u64, mounts: &str| {
+        let mut run = |secs: u64, mounts: &[u8]| {
             std::fs::write(dir.path().join("mounts"), mounts).unwrap();
-            let tick = Tick {
-                ts_ms: secs as i64 * 1000,
-                now: start + Duration::from_secs(secs),
-            };
-            let mut samples = Vec::new();
-            fs.collect(&tick, &mut Out::new(tick.ts_ms, &mut samples))
-                .unwrap();
-            samples
+            let (samples, result, failures) = testing::run(&mut fs, &testing::tick(start, secs));
+            result.unwrap();
+            (samples, failures)
         };
 
-        let first = run(
+        let (first, failures) = run(
             0,
-            "proc /proc proc rw 0 0\n\
+            b"proc /proc proc rw 0 0\n\
              /dev/vda / ext4 rw,relatime 0 0\n\
-             nfs:/gone /nonexistent/stale\\040nfs nfs4 rw 0 0\n",
+             nfs:/gone /nonexistent/stale\\040nfs nfs4 rw 0 0\n\
+             /dev/sdz1 /etc/hostname/not-a-dir ext4 rw 0 0\n",
         );
-        // The unreachable mount is skipped, the collector does not fail.
+        // A mount point unmounted since the table was read is skipped; one whose statvfs
+        // fails otherwise is a failure; neither stops the others.
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(
+            failures[0].cause(),
+            "statvfs /etc/hostname/not-a-dir errno 20"
+        );
         let names: HashSet<&str> = first.iter().map(|s| s.key.name.as_str()).collect();
-        assert_eq!(names.len(), 7);
+        assert_eq!(names.len(), 8);
         assert!(first.iter().all(|s| s.key.label("mount") == Some("/")));
         let root = Usage::from_statvfs(&rustix::fs::statvfs("/").unwrap());
         assert_eq!(
@@ -459,16 +565,20 @@ mod tests {
             Some(root.size as f64)
         );
         assert_eq!(
-            get(&first, "filesystem_files", "/"),
+            get(&first, "filesystem_inodes", "/"),
             Some(root.files as f64)
         );
-        let (used, free) = (
+        assert_eq!(
+            get(&first, "filesystem_inodes_used_ratio", "/"),
+            Some(root.inodes_used_ratio())
+        );
+        let (used, available) = (
             get(&first, "filesystem_used_bytes", "/").unwrap(),
-            get(&first, "filesystem_free_bytes", "/").unwrap(),
+            get(&first, "filesystem_available_bytes", "/").unwrap(),
         );
         assert_eq!(
             get(&first, "filesystem_used_ratio", "/"),
-            Some(used / (used + free))
+            Some(used / (used + available))
         );
         let s = first
             .iter()
@@ -478,13 +588,15 @@ mod tests {
         assert_eq!(s.key.label("fstype"), Some("ext4"));
         assert_eq!(s.key.labels.len(), 3);
 
-        // A new mount appears, its path written with the kernel's escapes.
-        let second = run(
-            1,
-            &format!(
+        // A new mount appears, its path written with the kernel's escapes; the table is read
+        // again MOUNTS_EVERY (10 s) after the last time.
+        let (second, _) = run(
+            10,
+            format!(
                 "/dev/vda / ext4 rw,relatime 0 0\n\
                  /dev/sdb1 {escaped} xfs ro 0 0\n"
-            ),
+            )
+            .as_bytes(),
         );
         let size = Usage::from_statvfs(&rustix::fs::statvfs(data).unwrap()).size;
         assert_eq!(
@@ -497,5 +609,63 @@ mod tests {
             .unwrap();
         assert_eq!(s.key.label("device"), Some("/dev/sdb1"));
         assert_eq!(s.key.label("fstype"), Some("xfs"));
+
+        // The same table again: the same mounts, from the selection kept.
+        let with_data = format!(
+            "/dev/vda / ext4 rw,relatime 0 0\n\
+             /dev/sdb1 {escaped} xfs ro 0 0\n"
+        );
+        let (third, failures) = run(11, with_data.as_bytes());
+        assert!(failures.is_empty());
+        assert_eq!(third.len(), second.len());
+
+        // Unmounted: noticed at once, although the table is not due to be read again.
+        std::fs::remove_dir(data).unwrap();
+        let (fourth, failures) = run(12, b"/dev/vda / ext4 rw,relatime 0 0\n");
+        assert!(failures.is_empty(), "{failures:?}");
+        assert!(fourth.iter().all(|s| s.key.label("mount") == Some("/")));
+
+        // A new mount: seen when the table is next read, within MOUNTS_EVERY.
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        let other = other.to_str().unwrap();
+        let with_other =
+            format!("/dev/vda / ext4 rw,relatime 0 0\n/dev/sdc1 {other} ext4 rw 0 0\n");
+        let (fifth, _) = run(13, with_other.as_bytes());
+        assert_eq!(get(&fifth, "filesystem_size_bytes", other), None);
+        let (sixth, _) = run(22, with_other.as_bytes());
+        assert!(get(&sixth, "filesystem_size_bytes", other).is_some());
+
+        // A mount point that is not UTF-8 cannot be a label: left out, not a failure.
+        let (seventh, failures) = run(
+            40,
+            b"/dev/vda /mnt/caf\xe9 ext4 rw 0 0\n/dev/vda / ext4 rw 0 0\n",
+        );
+        assert!(failures.is_empty(), "{failures:?}");
+        assert!(seventh.iter().all(|s| s.key.label("mount") == Some("/")));
+    }
+
+    #[test]
+    fn inodes_used_ratio_is_zero_without_an_inode_table() {
+        let vfs = StatVfs {
+            f_bsize: 4096,
+            f_frsize: 4096,
+            f_blocks: 1000,
+            f_bfree: 300,
+            f_bavail: 250,
+            f_files: 0,
+            f_ffree: 0,
+            f_favail: 0,
+            f_fsid: 0,
+            f_flag: StatVfsMountFlags::empty(),
+            f_namemax: 255,
+        };
+        assert_eq!(Usage::from_statvfs(&vfs).inodes_used_ratio(), 0.0);
+        let vfs = StatVfs {
+            f_files: 1000,
+            f_ffree: 250,
+            ..vfs
+        };
+        assert_eq!(Usage::from_statvfs(&vfs).inodes_used_ratio(), 0.75);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{CollectConfig, CollectError, Collector, Out, Tick, read};
+use super::{CollectConfig, CollectError, Collector, Out, Tick};
 
 /// The `/proc/meminfo` fields the memory and swap collectors use, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,27 +93,39 @@ pub struct VmStat {
     pub pswpout: Option<u64>,
 }
 
-/// Parses `/proc/vmstat` (`name value` lines).
+/// Parses `/proc/vmstat` (`name value` lines). The file has some 180 lines of which three
+/// are wanted: they are looked for rather than every line split.
 pub fn parse_vmstat(text: &str) -> Result<VmStat, String> {
     let mut stat = VmStat::default();
-    for (i, line) in text.lines().enumerate() {
-        let Some((key, value)) = line.split_once(' ') else {
-            continue;
-        };
-        let slot = match key {
-            "oom_kill" => &mut stat.oom_kill,
-            "pswpin" => &mut stat.pswpin,
-            "pswpout" => &mut stat.pswpout,
-            _ => continue,
-        };
-        *slot = Some(
-            value
-                .trim()
-                .parse()
-                .map_err(|_| format!("line {}: bad {key} value {value:?}", i + 1))?,
-        );
+    for (key, slot) in [
+        ("oom_kill", &mut stat.oom_kill),
+        ("pswpin", &mut stat.pswpin),
+        ("pswpout", &mut stat.pswpout),
+    ] {
+        if let Some((at, value)) = line_value(text, key) {
+            *slot = Some(value.trim().parse().map_err(|_| {
+                let line = text[..at].bytes().filter(|&b| b == b'\n').count() + 1;
+                format!("line {line}: bad {key} value {value:?}")
+            })?);
+        }
     }
     Ok(stat)
+}
+
+/// The rest of the line that starts with `key` and a space, and where that line starts.
+fn line_value<'a>(text: &'a str, key: &str) -> Option<(usize, &'a str)> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find(key) {
+        let at = from + i;
+        let rest = &text[at + key.len()..];
+        if (at == 0 || text.as_bytes()[at - 1] == b'\n')
+            && let Some(value) = rest.strip_prefix(' ')
+        {
+            return Some((at, value.split('\n').next().unwrap_or_default()));
+        }
+        from = at + key.len();
+    }
+    None
 }
 
 /// RAM totals and use, and the OOM kill count.
@@ -133,11 +145,7 @@ impl Memory {
     }
 
     fn collect_meminfo(&self, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let text = read(&self.meminfo)?;
-        let info = parse_meminfo(&text).map_err(|detail| CollectError::Parse {
-            path: self.meminfo.clone(),
-            detail,
-        })?;
+        let info = out.read_single(&self.meminfo, |text, _| parse_meminfo(text))?;
         let available = info.available();
         let used = info.total - available;
         out.push("memory_total_bytes", &[], info.total as f64);
@@ -152,11 +160,7 @@ impl Memory {
     }
 
     fn collect_vmstat(&self, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let text = read(&self.vmstat)?;
-        let stat = parse_vmstat(&text).map_err(|detail| CollectError::Parse {
-            path: self.vmstat.clone(),
-            detail,
-        })?;
+        let stat = out.read(&self.vmstat, |text, _| parse_vmstat(text))?;
         if let Some(n) = stat.oom_kill {
             out.push("memory_oom_kills_total", &[], n as f64);
         }
@@ -252,7 +256,13 @@ mod tests {
         assert_eq!(server.pswpout, Some(262144));
         // Before 4.13 there is no oom_kill line.
         assert_eq!(parse_vmstat("pgfault 10\n").unwrap().oom_kill, None);
-        assert!(parse_vmstat("oom_kill x\n").is_err());
+        assert_eq!(
+            parse_vmstat("pgfault 10\noom_kill x\n").unwrap_err(),
+            "line 2: bad oom_kill value \"x\""
+        );
+        // Only whole names at the start of a line count.
+        let vm = parse_vmstat("xpswpin 1\npswpin_total 2\npswpin 3\n").unwrap();
+        assert_eq!(vm.pswpin, Some(3));
     }
 
     #[test]
@@ -307,5 +317,23 @@ mod tests {
         assert_eq!(get(&second, "memory_used_ratio"), Some(0.9375));
         assert_eq!(get(&second, "memory_available_bytes"), Some(0.25 * gib));
         assert_eq!(get(&second, "memory_oom_kills_total"), Some(1.0));
+    }
+
+    #[test]
+    fn parses_a_meminfo_without_memavailable() {
+        // 2.6.32: no MemAvailable; the estimate is MemFree + Buffers + Cached.
+        let info = parse_meminfo(include_str!("../../tests/fixtures/old/proc/meminfo")).unwrap();
+        assert_eq!(info.available, None);
+        assert_eq!(info.available(), (152284 + 148136 + 1109964) * 1024);
+        assert_eq!(info.swap_total - info.swap_free, (4128764 - 4121908) * 1024);
+        let vm = parse_vmstat(include_str!("../../tests/fixtures/old/proc/vmstat")).unwrap();
+        assert_eq!(
+            vm,
+            VmStat {
+                oom_kill: None,
+                pswpin: Some(1714),
+                pswpout: Some(3102),
+            }
+        );
     }
 }

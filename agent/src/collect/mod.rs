@@ -1,21 +1,28 @@
 //! Collectors: one per file, behind the [`Collector`] trait, listed in [`registry`]. The
 //! [`Runner`] times every collector, counts its failures, and keeps going.
 
+mod auxv;
 pub mod cpu;
 pub mod disk;
+mod files;
 pub mod filesystem;
+pub mod host;
 pub mod memory;
 pub mod network;
 pub mod process;
+mod runner;
 pub mod swap;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
 
 use nines_common::{Sample, SeriesKey};
 use serde::Deserialize;
 
-/// Why one collector failed on one tick.
+use files::FileCache;
+pub use runner::{CollectorStats, Runner};
+
+/// Why one collector failed, wholly or for one file, process or mount, on one tick.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     /// A file could not be read.
@@ -34,14 +41,47 @@ pub enum CollectError {
         /// What was wrong.
         detail: String,
     },
+    /// `statvfs` failed on a mount point.
+    #[error("statvfs {mount}: {source}")]
+    Statvfs {
+        /// The mount point.
+        mount: String,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
-/// Reads a whole file into a string, with the path in the error.
-pub fn read(path: &Path) -> Result<String, CollectError> {
-    std::fs::read_to_string(path).map_err(|source| CollectError::Read {
-        path: path.to_owned(),
-        source,
-    })
+impl CollectError {
+    /// What went wrong, without what differs from one process to the next: the same for
+    /// `/proc/12/fd` and `/proc/34/fd` denied. The runner logs each cause once.
+    pub fn cause(&self) -> String {
+        fn kind(e: &std::io::Error) -> String {
+            e.raw_os_error()
+                .map_or_else(|| format!("{:?}", e.kind()), |n| format!("errno {n}"))
+        }
+        match self {
+            Self::Read { path, source } => format!("read {} {}", generic(path), kind(source)),
+            Self::Parse { path, .. } => format!("parse {}", generic(path)),
+            Self::Statvfs { mount, source } => format!("statvfs {mount} {}", kind(source)),
+        }
+    }
+}
+
+/// `path` with every all-digit component (a pid) spelled `[pid]`.
+fn generic(path: &Path) -> String {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(s)
+                if s.to_str()
+                    .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                out.push("[pid]");
+            }
+            c => out.push(c),
+        }
+    }
+    out.display().to_string()
 }
 
 /// One tick of the sampling clock.
@@ -53,17 +93,63 @@ pub struct Tick {
     pub now: Instant,
 }
 
-/// Appends samples stamped with one tick's timestamp.
+/// What the runner lends the collectors for a tick besides the sample buffer: the files read
+/// so far this tick, and the failures reported so far.
+#[derive(Debug)]
+pub(crate) struct TickState {
+    files: FileCache,
+    failures: Vec<CollectError>,
+}
+
+impl TickState {
+    pub(crate) fn new() -> Self {
+        Self {
+            files: FileCache::new(),
+            failures: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State<'a> {
+    Lent(&'a mut TickState),
+    Own(TickState),
+}
+
+/// Appends samples stamped with one tick's timestamp, and gives collectors the tick's files
+/// and a place to report failures.
 #[derive(Debug)]
 pub struct Out<'a> {
     ts_ms: i64,
     samples: &'a mut Vec<Sample>,
+    state: State<'a>,
 }
 
 impl<'a> Out<'a> {
-    /// Wraps a sample buffer for one tick.
+    /// Wraps a sample buffer for one tick. Files read through it are cached for this `Out`
+    /// only; the [`Runner`] shares one cache between all collectors of a tick.
     pub fn new(ts_ms: i64, samples: &'a mut Vec<Sample>) -> Self {
-        Self { ts_ms, samples }
+        Self {
+            ts_ms,
+            samples,
+            state: State::Own(TickState::new()),
+        }
+    }
+
+    /// Wraps a sample buffer with the runner's state for the tick.
+    pub(crate) fn lend(ts_ms: i64, samples: &'a mut Vec<Sample>, state: &'a mut TickState) -> Self {
+        Self {
+            ts_ms,
+            samples,
+            state: State::Lent(state),
+        }
+    }
+
+    fn state(&mut self) -> &mut TickState {
+        match &mut self.state {
+            State::Lent(state) => state,
+            State::Own(state) => state,
+        }
     }
 
     /// Appends one sample. Non-finite values are dropped: they carry no information and would
@@ -77,6 +163,63 @@ impl<'a> Out<'a> {
             });
         }
     }
+
+    /// Hands the text of `path` to `parse`, with this `Out` to push samples while the text is
+    /// borrowed. The file is read at most once per tick, whichever collector asks first;
+    /// invalid UTF-8 is replaced by U+FFFD. A read error, or an `Err` from `parse` (the
+    /// detail of a parse error), comes back as a [`CollectError`] naming the path.
+    pub fn read<T>(
+        &mut self,
+        path: &Path,
+        parse: impl FnOnce(&str, &mut Self) -> Result<T, String>,
+    ) -> Result<T, CollectError> {
+        self.read_file(path, false, parse)
+    }
+
+    /// [`Out::read`] for a file the kernel generates in one piece: a `single_open` seq file
+    /// (`/proc/stat`, `meminfo`, `loadavg`, `uptime`, `[pid]/stat`) or a sysfs attribute. A
+    /// read shorter than asked for is then the whole file, which saves the empty read that
+    /// would confirm it. Not for files of many records (`vmstat`, `diskstats`, `net/dev`,
+    /// mount tables), which the kernel hands out a page at a time.
+    pub fn read_single<T>(
+        &mut self,
+        path: &Path,
+        parse: impl FnOnce(&str, &mut Self) -> Result<T, String>,
+    ) -> Result<T, CollectError> {
+        self.read_file(path, true, parse)
+    }
+
+    fn read_file<T>(
+        &mut self,
+        path: &Path,
+        single_record: bool,
+        parse: impl FnOnce(&str, &mut Self) -> Result<T, String>,
+    ) -> Result<T, CollectError> {
+        let buf = self
+            .state()
+            .files
+            .take(path, single_record)
+            .map_err(|source| CollectError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        // Valid UTF-8 is the rule: check it the fast way, and only then go the slow one.
+        let parsed = match std::str::from_utf8(&buf) {
+            Ok(text) => parse(text, self),
+            Err(_) => parse(&String::from_utf8_lossy(&buf), self),
+        };
+        self.state().files.put_back(path, buf);
+        parsed.map_err(|detail| CollectError::Parse {
+            path: path.to_owned(),
+            detail,
+        })
+    }
+
+    /// Reports a failure that did not stop the collector (one process, one mount, one line):
+    /// the runner counts it and logs its cause once.
+    pub fn fail(&mut self, error: CollectError) {
+        self.state().failures.push(error);
+    }
 }
 
 /// A source of samples. Implementations read through the configured procfs/sysfs roots and
@@ -87,7 +230,8 @@ pub trait Collector: Send {
 
     /// Reads the system once. Rates are computed against the previous call (by `tick.now`); the
     /// first call emits only gauges. Counter resets (a value lower than before) yield no rate for
-    /// that tick.
+    /// that tick. Returns an error when the collector could do nothing useful this tick;
+    /// failures of one part (a process, a mount) go to [`Out::fail`] and the rest is reported.
     fn collect(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError>;
 }
 
@@ -146,74 +290,142 @@ pub fn registry(config: &CollectConfig) -> Vec<Box<dyn Collector>> {
         Box::new(filesystem::Filesystem::new(config)),
         Box::new(network::Network::new(config)),
         Box::new(process::Process::new(config)),
+        // Last, so that the agent's own CPU time includes this tick's collection.
+        Box::new(host::Host::new(config)),
     ]
 }
 
-/// Per-collector bookkeeping kept by the runner.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CollectorStats {
-    /// Ticks on which the collector returned an error.
-    pub failures: u64,
-    /// Time spent in the collector on the last tick.
-    pub last_duration: Duration,
-}
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod testing {
+    //! Helpers for collector tests.
 
-/// Runs every collector once per tick.
-pub struct Runner {
-    collectors: Vec<(Box<dyn Collector>, CollectorStats)>,
-}
+    use std::time::{Duration, Instant};
 
-impl std::fmt::Debug for Runner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.collectors.iter().map(|(c, s)| (c.name(), s)))
-            .finish()
+    use nines_common::{Sample, SeriesKey};
+
+    use super::{CollectError, Collector, Out, Tick, TickState};
+
+    /// The value of one series in `samples`.
+    pub(crate) fn get(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let key = SeriesKey::new(name, labels);
+        samples.iter().find(|s| s.key == key).map(|s| s.value)
     }
-}
 
-impl Runner {
-    /// A runner over the given collectors.
-    pub fn new(collectors: Vec<Box<dyn Collector>>) -> Self {
-        Self {
-            collectors: collectors
-                .into_iter()
-                .map(|c| (c, CollectorStats::default()))
-                .collect(),
+    /// The tick `secs` seconds after `start`.
+    pub(crate) fn tick(start: Instant, secs: u64) -> Tick {
+        Tick {
+            ts_ms: 1_700_000_000_000 + secs as i64 * 1000,
+            now: start + Duration::from_secs(secs),
         }
     }
 
-    /// Runs every collector for `tick`, appending to `samples`. A failing collector is logged,
-    /// counted (`agent_collector_failures_total{collector}`) and skipped; the others go on.
-    pub fn run(&mut self, tick: &Tick, samples: &mut Vec<Sample>) {
-        let mut out = Out::new(tick.ts_ms, samples);
-        for (collector, stats) in &mut self.collectors {
-            let started = Instant::now();
-            if let Err(e) = collector.collect(tick, &mut out) {
-                stats.failures += 1;
-                // Log the first failure and then every 100th, so a broken collector cannot
-                // flood the journal.
-                if stats.failures % 100 == 1 {
-                    tracing::warn!(
-                        collector = collector.name(),
-                        failures = stats.failures,
-                        "collector failed: {e}"
-                    );
-                }
-            }
-            stats.last_duration = started.elapsed();
+    /// Runs one collector for one tick: its samples, its result and the failures it
+    /// reported along the way.
+    pub(crate) fn run(
+        collector: &mut dyn Collector,
+        tick: &Tick,
+    ) -> (Vec<Sample>, Result<(), CollectError>, Vec<CollectError>) {
+        let mut samples = Vec::new();
+        let mut state = TickState::new();
+        let result = collector.collect(tick, &mut Out::lend(tick.ts_ms, &mut samples, &mut state));
+        (samples, result, state.failures)
+    }
+
+    /// Runs one collector for one tick that must succeed without failures.
+    pub(crate) fn run_ok(collector: &mut dyn Collector, tick: &Tick) -> Vec<Sample> {
+        let (samples, result, failures) = run(collector, tick);
+        result.unwrap();
+        assert!(failures.is_empty(), "{failures:?}");
+        samples
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_do_not_depend_on_the_pid() {
+        let denied = |pid: &str| CollectError::Read {
+            path: PathBuf::from(format!("/proc/{pid}/fd")),
+            source: std::io::Error::from_raw_os_error(13),
+        };
+        assert_eq!(denied("12").cause(), denied("3456").cause());
+        assert_eq!(denied("12").cause(), "read /proc/[pid]/fd errno 13");
+        let missing = CollectError::Read {
+            path: PathBuf::from("/proc/diskstats"),
+            source: std::io::Error::from_raw_os_error(2),
+        };
+        assert_ne!(missing.cause(), denied("12").cause());
+        let parse = CollectError::Parse {
+            path: PathBuf::from("/proc/77/stat"),
+            detail: "no state".into(),
+        };
+        assert_eq!(parse.cause(), "parse /proc/[pid]/stat");
+    }
+
+    /// Every collector through the runner, on a 2.6-era kernel's files: fields missing
+    /// (steal, MemAvailable, oom_kill, partition counters) are handled, nothing fails.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn every_collector_copes_with_an_old_kernel() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/old");
+        let config = CollectConfig {
+            procfs: root.join("proc"),
+            sysfs: root.join("sys"),
+            ..Default::default()
+        };
+        let mut runner = Runner::new(registry(&config));
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        for secs in 0..2 {
+            samples.clear();
+            runner.run(&testing::tick(start, secs), &mut samples);
         }
-        for (collector, stats) in &self.collectors {
-            let name = collector.name();
-            out.push(
-                "agent_collector_failures_total",
-                &[("collector", name)],
-                stats.failures as f64,
-            );
-            out.push(
-                "agent_collector_duration_seconds",
-                &[("collector", name)],
-                stats.last_duration.as_secs_f64(),
+        let get = |name: &str, labels: &[(&str, &str)]| testing::get(&samples, name, labels);
+        for collector in [
+            "cpu",
+            "memory",
+            "swap",
+            "disk",
+            "filesystem",
+            "network",
+            "process",
+            "host",
+        ] {
+            assert_eq!(
+                get(
+                    "agent_collector_failures_total",
+                    &[("collector", collector)]
+                ),
+                Some(0.0),
+                "{collector}"
             );
         }
+        assert_eq!(get("processes_running", &[]), Some(1.0));
+        assert_eq!(get("load_average_1m", &[]), Some(0.08));
+        assert_eq!(
+            get("memory_available_bytes", &[]),
+            Some(((152284 + 148136 + 1109964) * 1024) as f64)
+        );
+        assert_eq!(get("memory_oom_kills_total", &[]), None);
+        assert_eq!(get("swap_in_pages_per_second", &[]), Some(0.0));
+        assert_eq!(
+            get("disk_reads_per_second", &[("device", "sda")]),
+            Some(0.0)
+        );
+        assert_eq!(get("disk_reads_per_second", &[("device", "sda1")]), None);
+        assert_eq!(
+            get("network_receive_bytes_per_second", &[("interface", "eth0")]),
+            Some(0.0)
+        );
+        assert_eq!(get("network_up", &[("interface", "sit0")]), Some(0.0));
+        assert!(samples.iter().any(|s| s.key.name == "filesystem_size_bytes"
+            && s.key.label("mount") == Some("/")
+            && s.key.label("fstype") == Some("ext3")));
+        assert_eq!(get("processes_total", &[]), Some(2.0));
+        assert_eq!(get("host_boot_time_seconds", &[]), Some(1_262_304_000.0));
+        assert_eq!(get("agent_cpu_seconds_total", &[]), Some(0.94));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use super::disk::selected;
-use super::{CollectConfig, CollectError, Collector, Out, Tick, read};
+use super::{CollectConfig, CollectError, Collector, Out, Tick};
 
 fn default_include() -> Vec<String> {
     vec!["*".to_owned()]
@@ -90,50 +90,54 @@ const RATES: [&str; 8] = [
     "network_transmit_drops_per_second",
 ];
 
-/// Parses `/proc/net/dev` into (interface, counters), in file order. The two header lines
-/// are skipped.
-pub fn parse(text: &str) -> Result<Vec<(&str, NetCounters)>, String> {
-    let mut interfaces = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.contains('|') {
-            continue;
-        }
-        // Old kernels print no space after the colon once the byte count is wide enough
-        // (`eth0:1234567890`), so split on the colon rather than on whitespace.
-        let Some((name, counters)) = line.split_once(':') else {
-            if line.trim().is_empty() {
-                continue;
-            }
-            return Err(format!("line {}: no interface name", i + 1));
-        };
-        let name = name.trim();
-        let mut v = [0u64; 16];
-        let mut fields = counters.split_ascii_whitespace();
-        for (n, slot) in v.iter_mut().enumerate() {
-            let field = fields
-                .next()
-                .ok_or_else(|| format!("line {}: {name} has only {n} counters", i + 1))?;
-            *slot = field
-                .parse()
-                .map_err(|_| format!("line {}: {name}: bad counter {field:?}", i + 1))?;
-        }
-        // Receive: bytes packets errs drop fifo frame compressed multicast, then transmit:
-        // bytes packets errs drop fifo colls carrier compressed.
-        interfaces.push((
-            name,
-            NetCounters {
-                rx_bytes: v[0],
-                rx_packets: v[1],
-                rx_errors: v[2],
-                rx_drops: v[3],
-                tx_bytes: v[8],
-                tx_packets: v[9],
-                tx_errors: v[10],
-                tx_drops: v[11],
-            },
-        ));
+/// Parses `/proc/net/dev` into (interface, counters), in file order, one line at a time. The
+/// two header lines are skipped. A bad line is an error for that line only.
+pub fn parse(text: &str) -> impl Iterator<Item = Result<(&str, NetCounters), String>> {
+    text.lines().enumerate().filter_map(|(i, line)| {
+        parse_line(line)
+            .map_err(|e| format!("line {}: {e}", i + 1))
+            .transpose()
+    })
+}
+
+fn parse_line(line: &str) -> Result<Option<(&str, NetCounters)>, String> {
+    if line.contains('|') {
+        return Ok(None);
     }
-    Ok(interfaces)
+    // Old kernels print no space after the colon once the byte count is wide enough
+    // (`eth0:1234567890`), so split on the colon rather than on whitespace.
+    let Some((name, counters)) = line.split_once(':') else {
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        return Err("no interface name".to_owned());
+    };
+    let name = name.trim();
+    let mut v = [0u64; 16];
+    let mut fields = counters.split_ascii_whitespace();
+    for (n, slot) in v.iter_mut().enumerate() {
+        let field = fields
+            .next()
+            .ok_or_else(|| format!("{name} has only {n} counters"))?;
+        *slot = field
+            .parse()
+            .map_err(|_| format!("{name}: bad counter {field:?}"))?;
+    }
+    // Receive: bytes packets errs drop fifo frame compressed multicast, then transmit:
+    // bytes packets errs drop fifo colls carrier compressed.
+    Ok(Some((
+        name,
+        NetCounters {
+            rx_bytes: v[0],
+            rx_packets: v[1],
+            rx_errors: v[2],
+            rx_drops: v[3],
+            tx_bytes: v[8],
+            tx_packets: v[9],
+            tx_errors: v[10],
+            tx_drops: v[11],
+        },
+    )))
 }
 
 /// Whether an `operstate` value means the link carries traffic. `unknown` is what drivers
@@ -181,67 +185,85 @@ impl Collector for Network {
     }
 
     fn collect(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let text = read(&self.net_dev)?;
-        let interfaces = parse(&text).map_err(|detail| CollectError::Parse {
-            path: self.net_dev.clone(),
-            detail,
-        })?;
         let secs = self
             .prev_at
             .map(|at| tick.now.saturating_duration_since(at).as_secs_f64())
             .filter(|s| *s > 0.0);
-        for (name, cur) in interfaces {
-            let state = match self.interfaces.get_mut(name) {
-                Some(state) => state,
-                None => self
-                    .interfaces
-                    .entry(name.to_owned())
-                    .or_insert(InterfaceState {
-                        report: selected(name, &self.config.include, &self.config.exclude),
-                        operstate: self.sys_class_net.join(name).join("operstate"),
+        let Self {
+            net_dev,
+            sys_class_net,
+            config,
+            interfaces,
+            ..
+        } = self;
+        out.read(net_dev, |text, out| {
+            for line in parse(text) {
+                let (name, cur) = match line {
+                    Ok(interface) => interface,
+                    Err(detail) => {
+                        out.fail(CollectError::Parse {
+                            path: net_dev.clone(),
+                            detail,
+                        });
+                        continue;
+                    }
+                };
+                let state = match interfaces.get_mut(name) {
+                    Some(state) => state,
+                    None => interfaces.entry(name.to_owned()).or_insert(InterfaceState {
+                        report: selected(name, &config.include, &config.exclude),
+                        operstate: sys_class_net.join(name).join("operstate"),
                         prev: None,
                         seen: false,
                     }),
-            };
-            state.seen = true;
-            if !state.report {
-                continue;
-            }
-            let labels = [("interface", name)];
-            // No operstate file (interface gone since the read above, or a sysfs from another
-            // network namespace): no link state rather than a guess.
-            if let Ok(operstate) = std::fs::read_to_string(&state.operstate) {
-                out.push(
-                    "network_up",
-                    &labels,
-                    if is_up(&operstate) { 1.0 } else { 0.0 },
-                );
-            }
-            let prev = state.prev.replace(cur);
-            let (Some(prev), Some(secs)) = (prev, secs) else {
-                continue;
-            };
-            let (cur, prev) = (cur.as_array(), prev.as_array());
-            // Any counter going backwards means the interface was recreated: skip it all.
-            let mut delta = [0u64; 8];
-            let mut reset = false;
-            for ((d, c), p) in delta.iter_mut().zip(cur).zip(prev) {
-                match c.checked_sub(p) {
-                    Some(v) => *d = v,
-                    None => reset = true,
+                };
+                state.seen = true;
+                if state.report {
+                    report(out, name, state, cur, secs);
                 }
             }
-            if reset {
-                continue;
-            }
-            for (name, d) in RATES.iter().zip(delta) {
-                out.push(name, &labels, d as f64 / secs);
-            }
-        }
+            Ok(())
+        })?;
         self.interfaces
             .retain(|_, state| std::mem::take(&mut state.seen));
         self.prev_at = Some(tick.now);
         Ok(())
+    }
+}
+
+/// Link state and rates of one selected interface.
+fn report(
+    out: &mut Out<'_>,
+    name: &str,
+    state: &mut InterfaceState,
+    cur: NetCounters,
+    secs: Option<f64>,
+) {
+    let labels = [("interface", name)];
+    match out.read_single(&state.operstate, |text, _| Ok(is_up(text))) {
+        Ok(up) => out.push("network_up", &labels, if up { 1.0 } else { 0.0 }),
+        // No operstate file: the interface went away since /proc/net/dev was read, or sysfs
+        // belongs to another network namespace. No link state rather than a guess.
+        Err(CollectError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        }
+        Err(e) => out.fail(e),
+    }
+    let prev = state.prev.replace(cur);
+    let (Some(prev), Some(secs)) = (prev, secs) else {
+        return;
+    };
+    let (cur, prev) = (cur.as_array(), prev.as_array());
+    // Any counter going backwards means the interface was recreated (or a 32-bit counter
+    // wrapped): skip it all rather than report a bogus spike.
+    let mut delta = [0u64; 8];
+    for ((d, c), p) in delta.iter_mut().zip(cur).zip(prev) {
+        match c.checked_sub(p) {
+            Some(v) => *d = v,
+            None => return,
+        }
+    }
+    for (name, d) in RATES.iter().zip(delta) {
+        out.push(name, &labels, d as f64 / secs);
     }
 }
 
@@ -253,7 +275,12 @@ mod tests {
 
     use nines_common::{Sample, SeriesKey};
 
+    use super::super::testing;
     use super::*;
+
+    fn all(text: &str) -> Result<Vec<(&str, NetCounters)>, String> {
+        parse(text).collect()
+    }
 
     fn get(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let key = SeriesKey::new(name, labels);
@@ -262,7 +289,7 @@ mod tests {
 
     #[test]
     fn parses_this_machines_net_dev() {
-        let interfaces = parse(include_str!("../../tests/fixtures/vm/proc/net/dev")).unwrap();
+        let interfaces = all(include_str!("../../tests/fixtures/vm/proc/net/dev")).unwrap();
         let names: Vec<&str> = interfaces.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["lo", "ifb0", "ifb1", "eth0"]);
         assert_eq!(
@@ -282,7 +309,7 @@ mod tests {
 
     #[test]
     fn parses_a_server_net_dev() {
-        let interfaces = parse(include_str!("../../tests/fixtures/server/proc/net/dev")).unwrap();
+        let interfaces = all(include_str!("../../tests/fixtures/server/proc/net/dev")).unwrap();
         let (_, eno1) = interfaces.iter().find(|(n, _)| *n == "eno1").unwrap();
         assert_eq!(eno1.rx_bytes, 87234523410);
         assert_eq!(eno1.rx_errors, 3);
@@ -298,8 +325,8 @@ mod tests {
     #[test]
     fn parses_wide_counters_glued_to_the_name() {
         let text = "  eth0:4294967296 10 0 0 0 0 0 0 20 2 0 0 0 0 0 0\n";
-        assert_eq!(parse(text).unwrap()[0].1.rx_bytes, 4294967296);
-        let err = parse("  eth0: 1 2 3\n").unwrap_err();
+        assert_eq!(all(text).unwrap()[0].1.rx_bytes, 4294967296);
+        let err = all("  eth0: 1 2 3\n").unwrap_err();
         assert!(err.contains("eth0 has only 3 counters"), "{err}");
     }
 
@@ -444,5 +471,47 @@ mod tests {
             get(&fourth, "network_receive_bytes_per_second", &eth0),
             Some(2048.0)
         );
+    }
+
+    #[test]
+    fn parses_a_2_6_net_dev() {
+        let interfaces = all(include_str!("../../tests/fixtures/old/proc/net/dev")).unwrap();
+        let (_, eth0) = interfaces.iter().find(|(n, _)| *n == "eth0").unwrap();
+        assert_eq!(eth0.rx_bytes, 3734096471);
+        assert_eq!(eth0.tx_packets, 21349832);
+    }
+
+    /// Interface counters of 32-bit drivers wrap at 4 GiB (34 s at 1 Gbit/s): that tick
+    /// has no rates for the interface rather than a bogus one.
+    #[test]
+    fn skips_a_tick_when_32_bit_counters_wrap() {
+        let arm = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/arm32");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("net")).unwrap();
+        let config = CollectConfig {
+            procfs: dir.path().to_owned(),
+            sysfs: arm.join("sys"),
+            ..Default::default()
+        };
+        let mut network = Network::new(&config);
+        let start = Instant::now();
+        let eth0 = [("interface", "eth0")];
+        let wlan0 = [("interface", "wlan0")];
+        for t in 0..3 {
+            std::fs::copy(
+                arm.join(format!("t{t}/proc/net/dev")),
+                dir.path().join("net/dev"),
+            )
+            .unwrap();
+            let samples = testing::run_ok(&mut network, &testing::tick(start, t));
+            assert_eq!(get(&samples, "network_up", &eth0), Some(1.0));
+            let rx = get(&samples, "network_receive_bytes_per_second", &eth0);
+            let wlan = get(&samples, "network_receive_bytes_per_second", &wlan0);
+            match t {
+                0 => assert_eq!((rx, wlan), (None, None)),
+                1 => assert_eq!((rx, wlan), (None, Some(100000.0))),
+                _ => assert_eq!((rx, wlan), (Some(1e6), Some(100000.0))),
+            }
+        }
     }
 }

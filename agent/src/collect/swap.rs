@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::memory::{parse_meminfo, parse_vmstat};
-use super::{CollectConfig, CollectError, Collector, Out, Tick, read};
+use super::{CollectConfig, CollectError, Collector, Out, Tick};
 
 /// Swap space and swap traffic.
 #[derive(Debug)]
@@ -26,11 +26,8 @@ impl Swap {
     }
 
     fn collect_meminfo(&self, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let text = read(&self.meminfo)?;
-        let info = parse_meminfo(&text).map_err(|detail| CollectError::Parse {
-            path: self.meminfo.clone(),
-            detail,
-        })?;
+        // Read once per tick for both this collector and the memory collector.
+        let info = out.read_single(&self.meminfo, |text, _| parse_meminfo(text))?;
         let used = info.swap_total.saturating_sub(info.swap_free);
         out.push("swap_total_bytes", &[], info.swap_total as f64);
         out.push("swap_used_bytes", &[], used as f64);
@@ -45,11 +42,7 @@ impl Swap {
     }
 
     fn collect_vmstat(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let text = read(&self.vmstat)?;
-        let stat = parse_vmstat(&text).map_err(|detail| CollectError::Parse {
-            path: self.vmstat.clone(),
-            detail,
-        })?;
+        let stat = out.read(&self.vmstat, |text, _| parse_vmstat(text))?;
         let (Some(pswpin), Some(pswpout)) = (stat.pswpin, stat.pswpout) else {
             // Kernel built without swap support.
             self.prev = None;
