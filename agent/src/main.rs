@@ -190,24 +190,7 @@ fn collect_once(config: &CollectConfig, format: Format) -> ExitCode {
             }
         }
         Format::Prometheus => print!("{}", prometheus_text(&samples)),
-        Format::Json => {
-            let samples: Vec<serde_json::Value> = samples
-                .iter()
-                .map(|s| {
-                    let labels: serde_json::Map<String, serde_json::Value> = s
-                        .key
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                        .collect();
-                    serde_json::json!({"name": s.key.name, "labels": labels, "value": s.value})
-                })
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({ "ts_ms": ts_ms, "samples": samples })
-            );
-        }
+        Format::Json => println!("{}", json_text(ts_ms, &samples)),
     }
     ExitCode::SUCCESS
 }
@@ -247,5 +230,54 @@ fn prometheus_text(samples: &[nines_common::Sample]) -> String {
         }
         let _ = writeln!(out, " {} {}", s.value, s.ts_ms);
     }
+    out
+}
+
+/// Writes a JSON string literal. Written by hand so that the agent does not carry a JSON
+/// library for this one command.
+fn json_string(out: &mut String, s: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `{"ts_ms": .., "samples": [{"name": .., "labels": {..}, "value": ..}, ..]}`.
+fn json_text(ts_ms: i64, samples: &[nines_common::Sample]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64 * samples.len());
+    let _ = write!(out, "{{\"ts_ms\":{ts_ms},\"samples\":[");
+    for (i, s) in samples.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        json_string(&mut out, &s.key.name);
+        out.push_str(",\"labels\":{");
+        for (j, (k, v)) in s.key.labels.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            json_string(&mut out, k);
+            out.push(':');
+            json_string(&mut out, v);
+        }
+        // Samples are finite by construction (`Out::push` drops the rest), so `{}` of an f64
+        // is valid JSON.
+        let _ = write!(out, "}},\"value\":{}}}", s.value);
+    }
+    out.push_str("]}");
     out
 }

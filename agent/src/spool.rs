@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 const HEADER: u64 = 8;
 /// A record larger than this is corrupt: no tick produces 64 MiB.
 const MAX_RECORD: u32 = 64 * 1024 * 1024;
+/// The ack mark is written at most this often (and when the spool is dropped): losing it
+/// costs only a resend of what was acked since, which the aggregator drops as duplicates.
+pub const ACK_MARK_EVERY: Duration = Duration::from_secs(5);
 
 /// What one tick appended to the spool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,7 +77,11 @@ struct Segment {
     /// Sequence number of the last record; `first_seq - 1` when empty.
     last_seq: u64,
     last_ts_ms: i64,
+    /// Bytes of records.
     len: u64,
+    /// Bytes the file occupies: segments are preallocated with zeros, so that appending does
+    /// not change the file size and `fdatasync` has no inode to write.
+    alloc: u64,
 }
 
 impl Segment {
@@ -92,8 +99,10 @@ pub struct Spool {
     writer: Option<File>,
     next_seq: u64,
     acked: u64,
-    /// Handle on `acked`, rewritten in place on every ack.
+    /// Handle on `acked`, rewritten in place at most every [`ACK_MARK_EVERY`].
     acked_file: Option<File>,
+    /// The value last written to `acked`, and when.
+    acked_written: (u64, Option<std::time::Instant>),
     /// The newest record, kept after its append so that the shipper can take it without
     /// reading it back from disk. It is only handed out once it is fsynced.
     tail: Option<SpoolRecord>,
@@ -176,6 +185,7 @@ impl Spool {
             next_seq,
             acked,
             acked_file: None,
+            acked_written: (acked, None),
             tail: None,
             dropped: 0,
         })
@@ -218,6 +228,7 @@ impl Spool {
             return Err(io(&seg.path)(e));
         }
         seg.len += size;
+        seg.alloc = seg.alloc.max(seg.len);
         seg.last_seq = seq;
         seg.last_ts_ms = ts_ms;
         self.next_seq += 1;
@@ -234,6 +245,16 @@ impl Spool {
             .write(true)
             .open(&path)
             .map_err(io(&path))?;
+        // Write the zeros for real (not fallocate): unwritten extents would need converting,
+        // a metadata write, on every later fdatasync.
+        let zeros = vec![0u8; 16 * 1024];
+        let mut alloc = 0u64;
+        while alloc < self.limits.segment_bytes {
+            let n = (self.limits.segment_bytes - alloc).min(zeros.len() as u64) as usize;
+            file.write_all_at(&zeros[..n], alloc).map_err(io(&path))?;
+            alloc += n as u64;
+        }
+        file.sync_all().map_err(io(&path))?;
         // Make the new directory entry durable, or a crash could lose the whole segment.
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -245,6 +266,7 @@ impl Spool {
             last_seq: first_seq - 1,
             last_ts_ms: i64::MIN,
             len: 0,
+            alloc,
         });
         Ok(())
     }
@@ -252,7 +274,7 @@ impl Spool {
     fn enforce_limits(&mut self, now_ms: i64, incoming: u64) -> Result<(), SpoolError> {
         let max_age_ms = i64::try_from(self.limits.max_age.as_millis()).unwrap_or(i64::MAX);
         loop {
-            let total: u64 = self.segments.iter().map(|s| s.len).sum::<u64>() + incoming;
+            let total: u64 = self.segments.iter().map(|s| s.alloc).sum::<u64>() + incoming;
             let Some(oldest) = self.segments.front() else {
                 return Ok(());
             };
@@ -289,22 +311,12 @@ impl Spool {
             return Ok(());
         }
         self.acked = seq.min(self.next_seq.saturating_sub(1)).max(self.acked);
-        // Rewritten in place (fixed width, one small write) and not fsynced: if this is lost
-        // or torn, batches are sent again and the aggregator drops the duplicates by sequence
-        // number.
-        let path = self.dir.join("acked");
-        if self.acked_file.is_none() {
-            let f = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(io(&path))?;
-            self.acked_file = Some(f);
-        }
-        if let Some(f) = &self.acked_file {
-            f.write_all_at(format!("{:020}\n", self.acked).as_bytes(), 0)
-                .map_err(io(&path))?;
+        let due = self
+            .acked_written
+            .1
+            .is_none_or(|at| at.elapsed() >= ACK_MARK_EVERY);
+        if due {
+            self.write_ack_mark()?;
         }
         // Fully acknowledged segments go, except the one being appended to: deleting and
         // recreating it on every tick would cost two fsyncs.
@@ -319,6 +331,31 @@ impl Spool {
             self.segments.pop_front();
             fs::remove_file(&path).map_err(io(&path))?;
         }
+        Ok(())
+    }
+
+    /// Writes the ack mark now. Rewritten in place (fixed width, one small write) and not
+    /// fsynced: if it is lost or torn, batches are sent again and the aggregator drops the
+    /// duplicates by sequence number.
+    pub fn write_ack_mark(&mut self) -> Result<(), SpoolError> {
+        if self.acked_written.0 == self.acked && self.acked_written.1.is_some() {
+            return Ok(());
+        }
+        let path = self.dir.join("acked");
+        if self.acked_file.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            self.acked_file = Some(f);
+        }
+        if let Some(f) = &self.acked_file {
+            f.write_all_at(format!("{:020}\n", self.acked).as_bytes(), 0)
+                .map_err(io(&path))?;
+        }
+        self.acked_written = (self.acked, Some(std::time::Instant::now()));
         Ok(())
     }
 
@@ -389,14 +426,27 @@ impl Spool {
             .sum()
     }
 
-    /// Bytes on disk.
+    /// Bytes of records on disk (preallocated space not counted).
     pub fn bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// Bytes the spool's files occupy, preallocation included; bounded by `max_bytes`.
+    pub fn allocated(&self) -> u64 {
+        self.segments.iter().map(|s| s.alloc).sum()
     }
 
     /// Unacknowledged batches deleted because a bound was exceeded, since open.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Err(e) = self.write_ack_mark() {
+            tracing::warn!("{e}");
+        }
     }
 }
 
@@ -414,6 +464,10 @@ fn scan_segment(path: &Path, first_seq: u64) -> Result<Segment, SpoolError> {
         };
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
         let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        if len == 0 && crc == 0 {
+            // The preallocated zeros: the clean end of the records.
+            break;
+        }
         let start = offset + HEADER as usize;
         let Some(payload) = (len <= MAX_RECORD)
             .then(|| data.get(start..start + len as usize))
@@ -438,6 +492,7 @@ fn scan_segment(path: &Path, first_seq: u64) -> Result<Segment, SpoolError> {
         last_ts_ms = record.ts_ms;
         offset = start + len as usize;
     }
+    let mut alloc = data.len() as u64;
     if let Some(why) = bad {
         tracing::warn!(
             segment = %path.display(),
@@ -451,6 +506,7 @@ fn scan_segment(path: &Path, first_seq: u64) -> Result<Segment, SpoolError> {
         file.set_len(offset as u64)
             .and_then(|()| file.sync_all())
             .map_err(io(path))?;
+        alloc = offset as u64;
     }
     Ok(Segment {
         path: path.to_owned(),
@@ -458,6 +514,7 @@ fn scan_segment(path: &Path, first_seq: u64) -> Result<Segment, SpoolError> {
         last_seq,
         last_ts_ms,
         len: offset as u64,
+        alloc,
     })
 }
 
@@ -466,7 +523,6 @@ fn scan_segment(path: &Path, first_seq: u64) -> Result<Segment, SpoolError> {
 mod tests {
     use super::*;
     use nines_common::SeriesKey;
-    use std::io::Write;
 
     fn limits() -> Limits {
         Limits {
@@ -528,6 +584,25 @@ mod tests {
     }
 
     #[test]
+    fn segments_are_preallocated_so_appends_do_not_change_the_file_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        s.append(1, samples(1.0)).unwrap();
+        let seg = s.segments.back().unwrap().path.clone();
+        let size = fs::metadata(&seg).unwrap().len();
+        assert_eq!(size, limits().segment_bytes);
+        s.append(2, samples(2.0)).unwrap();
+        assert_eq!(fs::metadata(&seg).unwrap().len(), size);
+        drop(s);
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        assert_eq!(
+            drain(&mut s, 0),
+            vec![1, 2],
+            "the zeros end the records cleanly"
+        );
+    }
+
+    #[test]
     fn a_torn_tail_is_truncated_and_appending_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
@@ -535,10 +610,11 @@ mod tests {
             s.append(i, samples(1.0)).unwrap();
         }
         let seg = s.segments.back().unwrap().path.clone();
+        let end = s.segments.back().unwrap().len;
         drop(s);
-        // A crash in the middle of a write: half a record at the end.
-        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-        f.write_all(&[0, 0, 0, 50, 1, 2, 3]).unwrap();
+        // A crash in the middle of a write: half a record after the last whole one.
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&[0, 0, 0, 50, 1, 2, 3], end).unwrap();
         drop(f);
         let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
         assert_eq!(drain(&mut s, 0), vec![1, 2, 3]);
@@ -554,10 +630,10 @@ mod tests {
             s.append(i, samples(1.0)).unwrap();
         }
         let seg = s.segments.back().unwrap().path.clone();
+        let end = s.segments.back().unwrap().len as usize;
         drop(s);
         let mut bytes = fs::read(&seg).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
+        bytes[end - 1] ^= 0xff;
         fs::write(&seg, bytes).unwrap();
         let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
         assert_eq!(drain(&mut s, 0), vec![1, 2]);
@@ -593,6 +669,28 @@ mod tests {
     }
 
     #[test]
+    fn the_ack_mark_is_written_now_and_then_and_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), limits(), 1).unwrap();
+        for i in 0..10 {
+            s.append(i, samples(1.0)).unwrap();
+        }
+        let mark = || fs::read_to_string(dir.path().join("acked")).unwrap();
+        s.ack(3).unwrap();
+        assert_eq!(mark().trim(), "00000000000000000003");
+        s.ack(7).unwrap();
+        assert_eq!(
+            mark().trim(),
+            "00000000000000000003",
+            "not rewritten within 5 s"
+        );
+        drop(s);
+        assert_eq!(mark().trim(), "00000000000000000007", "written on close");
+        let s = Spool::open(dir.path(), limits(), 1).unwrap();
+        assert_eq!(s.acked(), 7);
+    }
+
+    #[test]
     fn overflow_drops_the_oldest_and_counts_it() {
         let dir = tempfile::tempdir().unwrap();
         let lim = Limits {
@@ -603,7 +701,7 @@ mod tests {
         for i in 0..1000 {
             s.append(i, samples(1.0)).unwrap();
         }
-        assert!(s.bytes() <= lim.max_bytes);
+        assert!(s.allocated() <= lim.max_bytes);
         assert!(s.dropped() > 0);
         let seqs = drain(&mut s, 0);
         assert_eq!(*seqs.last().unwrap(), 1000, "the newest data is kept");

@@ -165,6 +165,7 @@ fn host_json(h: &HostRecord, connections: &Connections, now: i64) -> Value {
         "os": h.os,
         "arch": h.arch,
         "kernel": h.kernel,
+        "boot_id": h.boot_id,
         "interval_ms": h.interval_ms,
     })
 }

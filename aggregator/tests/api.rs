@@ -138,6 +138,7 @@ async fn hosts_show_identity_and_up_or_down_by_sample_time() {
     assert_eq!(web["arch"], "aarch64");
     assert_eq!(web["os"], "Debian GNU/Linux 12 (bookworm)");
     assert_eq!(web["agent_version"], "0.1.0");
+    assert_eq!(web["boot_id"], "b");
     assert_eq!(web["last_seen_ms"], now - 10_000);
     assert!(web["last_seen"].as_str().unwrap().ends_with('Z'), "UTC");
     assert_eq!(old["id"], "old-1");

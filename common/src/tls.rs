@@ -128,16 +128,81 @@ pub fn client_config(
 /// The host a certificate speaks for: its subject common name, which must be a valid
 /// [`HostId`].
 pub fn cert_host_id(cert: &CertificateDer<'_>) -> Result<HostId, TlsError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| TlsError::Identity(e.to_string()))?;
-    let cn = parsed
-        .subject()
-        .iter_common_name()
-        .next()
-        .ok_or_else(|| TlsError::Identity("no common name".into()))?
-        .as_str()
-        .map_err(|e| TlsError::Identity(e.to_string()))?;
+    let cn = der::subject_common_name(cert.as_ref())
+        .ok_or_else(|| TlsError::Identity("no readable subject common name".into()))?;
     HostId::new(cn).map_err(|e| TlsError::Identity(e.to_string()))
+}
+
+/// Just enough DER to find a certificate's subject common name, so that the agent does not
+/// carry a full X.509 parser. Bounds-checked throughout: any input gives `None` or a name,
+/// never a panic.
+mod der {
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const OID: u8 = 0x06;
+    /// id-at-commonName, 2.5.4.3.
+    const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+
+    /// Splits one tag-length-value off the front of `input`.
+    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, &rest[n..])
+        };
+        if rest.len() < len {
+            return None;
+        }
+        Some((tag, &rest[..len], &rest[len..]))
+    }
+
+    fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (t, content, rest) = tlv(input)?;
+        (t == tag).then_some((content, rest))
+    }
+
+    /// The first common name of the subject of a DER certificate.
+    pub fn subject_common_name(cert: &[u8]) -> Option<&str> {
+        let (certificate, _) = expect(cert, SEQUENCE)?;
+        let (tbs, _) = expect(certificate, SEQUENCE)?;
+        let mut fields = tbs;
+        // Optional [0] version.
+        if fields.first() == Some(&0xa0) {
+            fields = tlv(fields)?.2;
+        }
+        // serialNumber, signature, issuer, validity, then subject.
+        for _ in 0..4 {
+            fields = tlv(fields)?.2;
+        }
+        let (mut subject, _) = expect(fields, SEQUENCE)?;
+        while !subject.is_empty() {
+            let (mut rdn, rest) = expect(subject, SET)?;
+            subject = rest;
+            while !rdn.is_empty() {
+                let (attribute, rest) = expect(rdn, SEQUENCE)?;
+                rdn = rest;
+                let (oid, value) = expect(attribute, OID)?;
+                if oid == COMMON_NAME {
+                    let (tag, text, _) = tlv(value)?;
+                    // UTF8String, PrintableString, IA5String, TeletexString.
+                    if matches!(tag, 0x0c | 0x13 | 0x16 | 0x14) {
+                        return std::str::from_utf8(text).ok();
+                    }
+                    return None;
+                }
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +224,35 @@ mod tests {
             .push(DnType::CommonName, "not a host");
         let cert = params.self_signed(&key).unwrap();
         assert!(cert_host_id(cert.der()).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_name_reader(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)
+        ) {
+            let _ = der::subject_common_name(&bytes);
+        }
+    }
+
+    #[test]
+    fn truncated_certificates_have_no_name() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "nines");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "db-7.example.net");
+        let cert = params.self_signed(&key).unwrap();
+        let der = cert.der().as_ref();
+        assert_eq!(der::subject_common_name(der), Some("db-7.example.net"));
+        for cut in 0..der.len() - 1 {
+            // Cutting anywhere either loses the name or (past the subject) keeps it intact.
+            let name = der::subject_common_name(&der[..cut]);
+            assert!(name.is_none() || name == Some("db-7.example.net"));
+        }
     }
 
     #[test]
