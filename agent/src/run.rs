@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nines_common::proto::{Hello, PROTOCOL_VERSION};
 use nines_common::{HostId, Sample, tls};
@@ -42,13 +42,7 @@ pub enum AgentError {
     Spool(#[from] SpoolError),
 }
 
-/// Milliseconds since the Unix epoch, UTC.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use nines_common::model::now_ms;
 
 fn read(path: &Path) -> Result<Vec<u8>, AgentError> {
     std::fs::read(path).map_err(|source| AgentError::ReadFile {

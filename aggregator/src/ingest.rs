@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nines_common::proto::io::{FrameReader, FrameWriter};
 use nines_common::proto::{
@@ -79,13 +79,7 @@ impl Connections {
     }
 }
 
-/// Milliseconds since the Unix epoch, UTC.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use nines_common::model::now_ms;
 
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(
