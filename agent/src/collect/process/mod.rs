@@ -35,10 +35,16 @@ use super::auxv::Units;
 use super::files::read_rest;
 use super::{CollectConfig, CollectError, Collector, Out, Tick};
 
-/// Every process is re-read at least once per this many ticks, in case it exec'd another
-/// program, moved to another cgroup, changed its title or became a zombie long after it was
-/// first seen. Spread over ticks by pid.
-const REVALIDATE_EVERY: u64 = 64;
+/// Every process is re-read at least once per this many listings of `/proc`, in case it
+/// exec'd another program, moved to another cgroup, changed its title or became a zombie
+/// long after it was first seen. Spread over listings by pid.
+const REVALIDATE_EVERY: u64 = 16;
+
+/// `/proc` is listed on one tick in this many while every watch has its minimum and no
+/// watched process went away; on every tick while some watch is short, and at once on a tick
+/// where a watched process is found gone (so its successor counts on that same tick). Listing
+/// is the largest cost of a tick; between listings, known processes are read directly.
+pub const LIST_EVERY: u64 = 5;
 
 /// Size of the buffer `getdents64` fills: about 1000 `/proc` entries per call.
 const DIR_BUF: usize = 32 * 1024;
@@ -111,8 +117,8 @@ struct Entry {
     unreadable: bool,
     /// Indexes of the watches whose comm, cmdline or unit it matches.
     watches: Vec<u32>,
-    /// Tick at which this process was first seen; `None` for processes already running on the
-    /// first tick, whose age is unknown.
+    /// Listing in which this process was first seen; `None` for processes already running at
+    /// the first listing, whose age is unknown.
     first_seen: Option<u64>,
     /// Last tick on which the pid was listed (and not found gone).
     seen: u64,
@@ -298,6 +304,9 @@ pub struct Process {
     keep_files: bool,
     pids: PidMap<Entry>,
     tick: u64,
+    /// Listings of `/proc` so far, and the tick of the last one.
+    listings: u64,
+    listed_at: u64,
     prev_at: Option<Instant>,
     /// `/proc`, kept open and rewound on every tick.
     dir: Option<OwnedFd>,
@@ -348,6 +357,8 @@ impl Process {
             keep_files,
             pids: PidMap::default(),
             tick: 0,
+            listings: 0,
+            listed_at: 0,
             prev_at: None,
             dir: None,
             dir_buf: Vec::with_capacity(DIR_BUF),
@@ -402,6 +413,9 @@ impl Process {
             .map_err(|e| dir_error(&self.procfs, e))?,
         };
         rustix::fs::seek(&fd, SeekFrom::Start(0)).map_err(|e| dir_error(&self.procfs, e))?;
+        self.listings += 1;
+        self.listed_at = self.tick;
+        self.total = 0;
         let mut buf = std::mem::take(&mut self.dir_buf);
         let mut dir = RawDir::new(&fd, buf.spare_capacity_mut());
         let mut result = Ok(());
@@ -427,14 +441,14 @@ impl Process {
 
     /// Brings one listed pid's cache entry up to date.
     fn visit(&mut self, pid: u32, ino: u64, out: &mut Out<'_>) {
-        let tick = self.tick;
+        let (tick, listing) = (self.tick, self.listings);
         if let Some(e) = self.pids.get_mut(&pid)
             && e.ino == ino
         {
             let young = e
                 .first_seen
-                .is_some_and(|t| (tick - t).is_power_of_two() && tick - t < REVALIDATE_EVERY);
-            let due = (u64::from(pid) + tick).is_multiple_of(REVALIDATE_EVERY);
+                .is_some_and(|t| (listing - t).is_power_of_two() && listing - t < REVALIDATE_EVERY);
+            let due = (u64::from(pid) + listing).is_multiple_of(REVALIDATE_EVERY);
             // Kernel threads never exec; an unreadable process stays unreadable. Others are
             // re-read shortly after they appeared (fork, then exec, then maybe a new title)
             // and now and then later on.
@@ -489,7 +503,7 @@ impl Process {
                     unreadable: false,
                     watches: Vec::new(),
                     // Processes running when the agent started are of unknown age.
-                    first_seen: (tick > 1).then_some(tick),
+                    first_seen: (listing > 1).then_some(listing),
                     seen: tick,
                     watched: None,
                 })
@@ -636,8 +650,22 @@ impl Process {
         }
     }
 
-    /// Reads the pidfiles of pidfile watches, queueing the processes they name.
-    fn read_pidfiles(&mut self, out: &mut Out<'_>) {
+    /// Marks every known process seen on a tick without a listing, and queues the watched
+    /// ones for a full read.
+    fn skip_listing(&mut self) {
+        let tick = self.tick;
+        for (&pid, e) in self.pids.iter_mut() {
+            e.seen = tick;
+            if !e.watches.is_empty() {
+                self.to_read.push(pid);
+            }
+        }
+    }
+
+    /// Reads the pidfiles of pidfile watches, queueing the processes they name. True if one
+    /// names a process not known yet.
+    fn read_pidfiles(&mut self, out: &mut Out<'_>) -> bool {
+        let mut unknown = false;
         for w in &mut self.watches {
             w.pidfile_pid = None;
             let Select::Pidfile(path) = &w.watch.select else {
@@ -658,12 +686,15 @@ impl Process {
                     source,
                 }),
             }
-            if let Some(pid) = w.pidfile_pid
-                && self.pids.get(&pid).is_some_and(|e| e.seen == self.tick)
-            {
-                self.to_read.push(pid);
+            if let Some(pid) = w.pidfile_pid {
+                if self.pids.get(&pid).is_some_and(|e| e.seen == self.tick) {
+                    self.to_read.push(pid);
+                } else {
+                    unknown = true;
+                }
             }
         }
+        unknown
     }
 
     /// Reads one watched process fully: `stat` through a kept descriptor, and its open
@@ -790,13 +821,25 @@ impl Process {
         Ok(n)
     }
 
-    /// Reads every queued process fully and adds it to its watches.
-    fn read_queued(&mut self, out: &mut Out<'_>) {
+    /// Reads every queued process not read yet this tick fully and adds it to its watches.
+    /// True if one of them is gone.
+    fn read_queued(&mut self, out: &mut Out<'_>) -> bool {
         let mut queue = std::mem::take(&mut self.to_read);
         queue.sort_unstable();
         queue.dedup();
+        let mut vanished = false;
         for &pid in &queue {
+            let tick = self.tick;
+            let read_already = self.pids.get(&pid).is_some_and(|e| {
+                e.watched
+                    .as_ref()
+                    .is_some_and(|w| w.cpu.is_some_and(|(_, at)| at == tick))
+            });
+            if read_already {
+                continue;
+            }
             let Some(r) = self.read_watched(pid, out) else {
+                vanished |= self.pids.get(&pid).is_none_or(|e| e.seen != tick);
                 continue;
             };
             let Some(entry) = self.pids.get_mut(&pid) else {
@@ -805,6 +848,7 @@ impl Process {
             if r.starttime != entry.starttime && !entry.unreadable {
                 // The pid was reused between the listing and the read.
                 entry.seen = 0;
+                vanished = true;
                 continue;
             }
             entry.zombie = r.zombie;
@@ -831,6 +875,7 @@ impl Process {
         }
         queue.clear();
         self.to_read = queue;
+        vanished
     }
 }
 
@@ -867,13 +912,25 @@ impl Collector for Process {
     /// pidfiles) are then read fully: `stat` and the count of open files.
     fn collect(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
         self.tick += 1;
-        self.total = 0;
+        let short = self.watches.iter().any(|w| w.count < w.watch.min);
+        let list = self.listings == 0 || short || self.tick - self.listed_at >= LIST_EVERY;
         for w in &mut self.watches {
             w.reset();
         }
-        self.scan(out)?;
-        self.read_pidfiles(out);
-        self.read_queued(out);
+        if list {
+            self.scan(out)?;
+        } else {
+            self.skip_listing();
+        }
+        let unknown = self.read_pidfiles(out);
+        let vanished = self.read_queued(out);
+        if !list && (unknown || vanished) {
+            // A watched process went away, or a pidfile names a new one: list now, so a
+            // restarted process counts on this very tick.
+            self.scan(out)?;
+            self.read_pidfiles(out);
+            self.read_queued(out);
+        }
 
         let now = self.tick;
         let mut kept = 0;

@@ -244,11 +244,84 @@ fn follows_processes_across_ticks() {
     let fourth = tick_once(&mut collector);
     assert_eq!(state(&fourth, "nginx"), (1.0, 1.0));
 
-    // A pid listed but gone before its stat is read is skipped, not an error.
+    // Every watch has its minimum and no watched process went away: `/proc` is listed
+    // again only LIST_EVERY ticks after the last listing. Meanwhile a new process is not
+    // counted yet, and a pid listed but gone before its stat is read is skipped, not an
+    // error.
     std::fs::create_dir(fake.dir.path().join("1234")).unwrap();
-    let fifth = tick_once(&mut collector);
-    assert_eq!(get(&fifth, "processes_total", &[]), Some(8.0));
-    assert_eq!(state(&fifth, "nginx"), (1.0, 1.0));
+    let listings = collector.listings;
+    for _ in 1..LIST_EVERY {
+        let quiet = tick_once(&mut collector);
+        assert_eq!(get(&quiet, "processes_total", &[]), Some(7.0));
+        assert_eq!(state(&quiet, "nginx"), (1.0, 1.0));
+        assert_eq!(state(&quiet, "postgres"), (1.0, 2.0));
+    }
+    assert_eq!(collector.listings, listings);
+    let listed = tick_once(&mut collector);
+    assert_eq!(collector.listings, listings + 1);
+    assert_eq!(get(&listed, "processes_total", &[]), Some(8.0));
+    assert_eq!(state(&listed, "nginx"), (1.0, 1.0));
+}
+
+#[test]
+fn lists_proc_at_once_when_a_watched_process_goes_or_a_watch_is_short() {
+    let fake = FakeProc::new();
+    let config = fake.config(
+        r#"watch = [
+          { name = "web", comm = "nginx", min = 2 },
+          { name = "db", comm = "postgres" },
+        ]"#,
+    );
+    let mut collector = Process::new(&config);
+    let start = Instant::now();
+    let mut secs = 0;
+    let mut tick_once = |collector: &mut Process| {
+        let samples = run_ok(collector, &tick(start, secs));
+        secs += 1;
+        samples
+    };
+    let web = [("process", "web")];
+    fake.spawn(500, "nginx", 'S', 100, "nginx: master process\0");
+    fake.spawn(501, "nginx", 'S', 101, "nginx: worker process\0");
+    tick_once(&mut collector);
+    tick_once(&mut collector);
+    assert_eq!(
+        collector.listings, 2,
+        "db is short of its minimum: listed every tick"
+    );
+
+    fake.spawn(600, "postgres", 'S', 110, "postgres\0");
+    let found = tick_once(&mut collector);
+    assert_eq!(state(&found, "db"), (1.0, 1.0, 0.0));
+    let listings = collector.listings;
+    let quiet = tick_once(&mut collector);
+    assert_eq!(
+        collector.listings, listings,
+        "all watches satisfied: no listing"
+    );
+    assert_eq!(state(&quiet, "web"), (1.0, 2.0, 0.0));
+
+    // The worker is replaced between two ticks: its read fails, /proc is listed on the
+    // same tick, and the new worker counts at once: no dip, one restart.
+    fake.kill(501);
+    fake.spawn(502, "nginx", 'S', 300, "nginx: worker process\0");
+    let replaced = tick_once(&mut collector);
+    assert_eq!(collector.listings, listings + 1);
+    assert_eq!(state(&replaced, "web"), (1.0, 2.0, 0.0));
+    assert_eq!(get(&replaced, "process_restarts_total", &web), Some(1.0));
+
+    // A member goes for good: the watch is short, and /proc is listed on every tick until
+    // it is whole again.
+    fake.kill(502);
+    let short = tick_once(&mut collector);
+    assert_eq!(state(&short, "web"), (0.0, 1.0, 0.0));
+    let listings = collector.listings;
+    tick_once(&mut collector);
+    tick_once(&mut collector);
+    assert_eq!(collector.listings, listings + 2);
+    fake.spawn(503, "nginx", 'S', 400, "nginx: worker process\0");
+    let whole = tick_once(&mut collector);
+    assert_eq!(state(&whole, "web"), (1.0, 2.0, 0.0));
 }
 
 #[test]
