@@ -1,23 +1,80 @@
 //! Collectors: one per file, behind the [`Collector`] trait, listed in [`registry`]. The
 //! [`Runner`] times every collector, counts its failures, and keeps going.
+//!
+//! Two backends: the collectors that read procfs and sysfs (Linux, the default there), and
+//! [`portable`], built on the sysinfo library (every other system; on Linux with the `sysinfo`
+//! feature and `[collect] backend = "sysinfo"`). Elsewhere than on Linux only the procfs
+//! modules that hold configuration (`disk`, `filesystem`, `network`, and the watches of
+//! `process`) are compiled, so that one configuration file means the same everywhere.
 
+#[cfg(target_os = "linux")]
 mod auxv;
+#[cfg(target_os = "linux")]
 pub mod cpu;
 pub mod disk;
+#[cfg(target_os = "linux")]
 mod files;
 pub mod filesystem;
+#[cfg(target_os = "linux")]
 pub mod host;
+#[cfg(target_os = "linux")]
 pub mod memory;
 pub mod network;
+#[cfg(any(feature = "sysinfo", not(target_os = "linux")))]
+pub mod portable;
+#[cfg(target_os = "linux")]
 pub mod process;
 mod runner;
+#[cfg(target_os = "linux")]
 pub mod swap;
+
+/// Without procfs, only the watches' configuration and matching rules: the portable backend
+/// finds the processes.
+#[cfg(not(target_os = "linux"))]
+pub mod process {
+    mod config;
+    mod parse;
+    mod pattern;
+
+    pub use config::{ProcessConfig, Select, Watch};
+    pub use parse::{
+        COMM_LEN, CmdlineSearch, PidStat, in_unit, long_name_matches, parse_pid, parse_pidfile,
+        parse_stat, program,
+    };
+    pub use pattern::Pattern;
+}
+
+/// Without procfs nothing is read through [`Out::read`] but what a caller names: a plain read,
+/// nothing kept between ticks.
+#[cfg(not(target_os = "linux"))]
+mod files {
+    use std::io;
+    use std::path::Path;
+
+    #[derive(Debug)]
+    pub(crate) struct FileCache;
+
+    impl FileCache {
+        pub(crate) fn new() -> Self {
+            Self
+        }
+
+        pub(crate) fn begin_tick(&mut self) {}
+
+        pub(crate) fn take(&mut self, path: &Path, _single_record: bool) -> io::Result<Vec<u8>> {
+            std::fs::read(path)
+        }
+
+        pub(crate) fn put_back(&mut self, _path: &Path, _buf: Vec<u8>) {}
+    }
+}
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 use nines_common::{Sample, SeriesKey};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 
 use files::FileCache;
 pub use runner::{CollectorStats, Runner};
@@ -49,6 +106,15 @@ pub enum CollectError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The sysinfo library could not read something (portable backend).
+    #[cfg(any(feature = "sysinfo", not(target_os = "linux")))]
+    #[error("sysinfo {what}: {detail}")]
+    Sysinfo {
+        /// What was asked for: `memory`, `load average`, `disks`, ...
+        what: &'static str,
+        /// Why it failed, as sysinfo says.
+        detail: String,
+    },
 }
 
 impl CollectError {
@@ -63,6 +129,8 @@ impl CollectError {
             Self::Read { path, source } => format!("read {} {}", generic(path), kind(source)),
             Self::Parse { path, .. } => format!("parse {}", generic(path)),
             Self::Statvfs { mount, source } => format!("statvfs {mount} {}", kind(source)),
+            #[cfg(any(feature = "sysinfo", not(target_os = "linux")))]
+            Self::Sysinfo { what, .. } => format!("sysinfo {what}"),
         }
     }
 }
@@ -243,10 +311,63 @@ fn default_sysfs() -> PathBuf {
     PathBuf::from("/sys")
 }
 
+/// Where the collectors read the system from: `[collect] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `"procfs"`: procfs and sysfs, read directly. Linux only, and the default there.
+    Procfs,
+    /// `"sysinfo"`: the [`portable`] collectors, built on the sysinfo library, which report
+    /// fewer metrics. The only backend on other systems; on Linux only in builds with the
+    /// `sysinfo` feature (a configuration file that asks for it in another build is refused).
+    Sysinfo,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        if cfg!(target_os = "linux") {
+            Self::Procfs
+        } else {
+            Self::Sysinfo
+        }
+    }
+}
+
+impl Backend {
+    /// The backend a configuration value names, if this build has it; else what to do.
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        match name {
+            "procfs" if cfg!(target_os = "linux") => Ok(Self::Procfs),
+            "procfs" => Err(
+                "backend = \"procfs\": this system has no procfs; use \"sysinfo\" (the default)"
+                    .to_owned(),
+            ),
+            "sysinfo" if cfg!(any(feature = "sysinfo", not(target_os = "linux"))) => {
+                Ok(Self::Sysinfo)
+            }
+            "sysinfo" => Err("backend = \"sysinfo\": this build has no sysinfo backend; \
+                 rebuild with --features sysinfo"
+                .to_owned()),
+            other => Err(format!(
+                "backend = {other:?} is not a backend: use \"procfs\" or \"sysinfo\""
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Backend {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::from_name(&name).map_err(de::Error::custom)
+    }
+}
+
 /// `[collect]` section of the agent configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CollectConfig {
+    /// `procfs` or `sysinfo`. Default `procfs` on Linux, `sysinfo` elsewhere.
+    #[serde(default)]
+    pub backend: Backend,
     /// Where procfs is mounted. Default `/proc`.
     #[serde(default = "default_procfs")]
     pub procfs: PathBuf,
@@ -270,6 +391,7 @@ pub struct CollectConfig {
 impl Default for CollectConfig {
     fn default() -> Self {
         Self {
+            backend: Backend::default(),
             procfs: default_procfs(),
             sysfs: default_sysfs(),
             disk: Default::default(),
@@ -280,8 +402,14 @@ impl Default for CollectConfig {
     }
 }
 
-/// Every collector, configured.
+/// Every collector of the configured backend, configured.
+#[cfg(target_os = "linux")]
 pub fn registry(config: &CollectConfig) -> Vec<Box<dyn Collector>> {
+    // Without the feature, `Backend::Sysinfo` cannot come from a configuration file.
+    #[cfg(feature = "sysinfo")]
+    if config.backend == Backend::Sysinfo {
+        return portable::registry(config);
+    }
     vec![
         Box::new(cpu::Cpu::new(config)),
         Box::new(memory::Memory::new(config)),
@@ -293,6 +421,12 @@ pub fn registry(config: &CollectConfig) -> Vec<Box<dyn Collector>> {
         // Last, so that the agent's own CPU time includes this tick's collection.
         Box::new(host::Host::new(config)),
     ]
+}
+
+/// Every collector, configured: without procfs, the portable ones.
+#[cfg(not(target_os = "linux"))]
+pub fn registry(config: &CollectConfig) -> Vec<Box<dyn Collector>> {
+    portable::registry(config)
 }
 
 #[cfg(test)]
@@ -365,8 +499,62 @@ mod tests {
         assert_eq!(parse.cause(), "parse /proc/[pid]/stat");
     }
 
+    /// `[collect] backend` picks a backend this build has, and says what to do otherwise, with
+    /// the file, the line and the key.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn the_backend_key_selects_or_says_what_to_do() {
+        let parse = |backend: &str| {
+            let text = format!(
+                "[aggregator]\naddresses = [\"agg.example.net:7443\"]\nca = \"ca.pem\"\n\
+                 cert = \"a.pem\"\nkey = \"a.key\"\n\n[collect]\n{backend}\n"
+            );
+            crate::config::Config::parse(&text, Path::new("/etc/nines/agent.toml"))
+                .map(|c| c.collect.backend)
+                .map_err(|e| e.to_string())
+        };
+        let default = parse("").unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(default, Backend::Procfs);
+            assert_eq!(parse("backend = \"procfs\"").unwrap(), Backend::Procfs);
+        } else {
+            assert_eq!(default, Backend::Sysinfo);
+            let e = parse("backend = \"procfs\"").unwrap_err();
+            assert!(e.contains("this system has no procfs"), "{e}");
+        }
+        let sysinfo = parse("backend = \"sysinfo\"");
+        if cfg!(any(feature = "sysinfo", not(target_os = "linux"))) {
+            assert_eq!(sysinfo.unwrap(), Backend::Sysinfo);
+        } else {
+            let e = sysinfo.unwrap_err();
+            assert!(e.contains("/etc/nines/agent.toml"), "{e}");
+            assert!(
+                e.contains("this build has no sysinfo backend; rebuild with --features sysinfo"),
+                "{e}"
+            );
+        }
+        let e = parse("backend = \"sysfs\"").unwrap_err();
+        assert!(e.contains("/etc/nines/agent.toml"), "{e}");
+        assert!(e.contains("line 8"), "{e}");
+        assert!(
+            e.contains("backend = \"sysfs\" is not a backend: use \"procfs\" or \"sysinfo\""),
+            "{e}"
+        );
+        assert!(parse("backend = 1").unwrap_err().contains("backend"));
+
+        // The shipped example documents the key with its default.
+        let shipped = include_str!("../../../packaging/agent.toml");
+        assert!(shipped.contains("\n#backend = \"procfs\"\n"));
+        let uncommented = shipped.replace("\n#backend = ", "\nbackend = ");
+        let config = crate::config::Config::parse(&uncommented, Path::new("agent.toml"));
+        if cfg!(target_os = "linux") {
+            assert_eq!(config.unwrap().collect.backend, Backend::Procfs);
+        }
+    }
+
     /// Every collector through the runner, on a 2.6-era kernel's files: fields missing
     /// (steal, MemAvailable, oom_kill, partition counters) are handled, nothing fails.
+    #[cfg(target_os = "linux")]
     #[test]
     #[allow(clippy::unwrap_used)]
     fn every_collector_copes_with_an_old_kernel() {
