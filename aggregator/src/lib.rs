@@ -1,6 +1,8 @@
 //! nines-aggregator: mTLS ingest, redb store, HTTP API, PKI and the demo.
 
 pub mod api;
+pub mod bench_storage;
+pub mod chunk;
 pub mod config;
 pub mod demo;
 pub mod ingest;
