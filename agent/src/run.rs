@@ -100,6 +100,79 @@ pub fn hello(host: &HostId, collect: &CollectConfig, interval: Duration) -> Hell
     }
 }
 
+/// Waits for wall-clock tick boundaries. On Linux a timerfd armed at the boundary's absolute
+/// `CLOCK_REALTIME` time wakes the agent once per tick, on the boundary (a tokio sleep of a
+/// second wakes up to 64 ms early, at its timer wheel's slot, and sleeps again: one wakeup
+/// more per tick). Elsewhere, or if no timerfd can be made, a tokio sleep.
+struct Ticker {
+    #[cfg(target_os = "linux")]
+    fd: Option<tokio::io::unix::AsyncFd<rustix::fd::OwnedFd>>,
+}
+
+impl Ticker {
+    fn new() -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::time::{TimerfdClockId, TimerfdFlags, timerfd_create};
+            let fd = timerfd_create(
+                TimerfdClockId::Realtime,
+                TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+            )
+            .ok()
+            // `new` is deprecated because a `T` that does not own its descriptor could let it
+            // be closed while registered; an `OwnedFd` moved in cannot. `register`, its
+            // replacement, is `unsafe`, which this crate forbids.
+            .and_then(|fd| {
+                #[allow(deprecated)]
+                tokio::io::unix::AsyncFd::new(fd).ok()
+            });
+            Self { fd }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Self {}
+    }
+
+    /// Sleeps until the wall clock reads `boundary_ms`. False if the clock was set meanwhile.
+    async fn until(&mut self, boundary_ms: i64) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.fd {
+            use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
+            let at = Itimerspec {
+                it_interval: Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                it_value: Timespec {
+                    tv_sec: boundary_ms.div_euclid(1000),
+                    tv_nsec: boundary_ms.rem_euclid(1000) * 1_000_000,
+                },
+            };
+            let flags = TimerfdTimerFlags::ABSTIME | TimerfdTimerFlags::CANCEL_ON_SET;
+            if timerfd_settime(fd.get_ref(), flags, &at).is_ok() {
+                loop {
+                    let Ok(mut ready) = fd.readable().await else {
+                        break;
+                    };
+                    let mut expirations = [0u8; 8];
+                    match rustix::io::read(ready.get_inner(), &mut expirations) {
+                        Ok(_) => {
+                            // Read: the next wait needs a new expiry, not this readiness.
+                            ready.clear_ready();
+                            return true;
+                        }
+                        Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
+                        Err(rustix::io::Errno::CANCELED) => return false,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        let wait = u64::try_from(boundary_ms - now_ms()).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        true
+    }
+}
+
 /// The next multiple of `interval` after `now_ms`.
 pub fn next_boundary(now_ms: i64, interval: Duration) -> i64 {
     let step = i64::try_from(interval.as_millis())
@@ -137,12 +210,18 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 
     let mut runner = Runner::new(collect::registry(&config.collect));
     let mut shutdown_tick = shutdown.clone();
+    let mut ticker = Ticker::new();
     let result = loop {
         let boundary = next_boundary(now_ms(), config.interval);
-        let wait = Duration::from_millis(u64::try_from(boundary - now_ms()).unwrap_or(0));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown_tick.wait_for(|s| *s) => break Ok(()),
+        let reached = tokio::select! {
+            r = ticker.until(boundary) => Some(r),
+            _ = shutdown_tick.wait_for(|s| *s) => None,
+        };
+        match reached {
+            None => break Ok(()),
+            // The wall clock was set: find the next boundary on the new time.
+            Some(false) => continue,
+            Some(true) => {}
         }
         let tick = Tick {
             ts_ms: boundary,
@@ -173,6 +252,20 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_ticker_wakes_on_the_boundary_not_before() {
+        let mut ticker = Ticker::new();
+        #[cfg(target_os = "linux")]
+        assert!(ticker.fd.is_some(), "no timerfd");
+        for _ in 0..3 {
+            let boundary = next_boundary(now_ms(), Duration::from_millis(100));
+            assert!(ticker.until(boundary).await);
+            assert!(now_ms() >= boundary);
+        }
+        // A boundary already past returns at once.
+        assert!(ticker.until(now_ms() - 1000).await);
+    }
 
     #[test]
     fn ticks_fall_on_interval_boundaries() {
