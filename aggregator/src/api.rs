@@ -14,10 +14,14 @@ use serde_json::{Value, json};
 
 use crate::config::{Role, TokenConfig};
 use crate::ingest::{Connections, now_ms};
-use crate::store::{HostRecord, Store};
+use crate::store::{AggFn, HostRecord, QueryError, Step, Store};
 
 /// Longest range one query may cover.
 const MAX_QUERY_RANGE_MS: i64 = 31 * 24 * 3600 * 1000;
+/// Points a query returns at most unless it asks for another bound.
+const DEFAULT_MAX_POINTS: u64 = 11_000;
+/// The highest `max_points` a query may ask for.
+const MAX_MAX_POINTS: u64 = 1_000_000;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -273,7 +277,7 @@ async fn query(
                     .ok_or_else(|| bad_request(format!("label={v:?}: use label=name=value")))?;
                 matchers.push((lk.to_owned(), lv.to_owned()));
             }
-            "host" | "name" | "from" | "to" => {}
+            "host" | "name" | "from" | "to" | "step" | "agg" | "max_points" => {}
             other => return Err(bad_request(format!("unknown parameter {other:?}"))),
         }
     }
@@ -288,10 +292,70 @@ async fn query(
     if from > to {
         return Err(bad_request("from is after to"));
     }
-    if to - from > MAX_QUERY_RANGE_MS {
-        return Err(bad_request("range longer than 31 days"));
+    let agg = match one(&params, "agg") {
+        None => AggFn::Avg,
+        Some(v) => serde_json::from_value(Value::String(v.to_owned())).map_err(|_| {
+            bad_request(format!(
+                "agg={v:?}: use one of avg, min, max, sum, last, count"
+            ))
+        })?,
+    };
+    let step = match one(&params, "step") {
+        None => {
+            if one(&params, "agg").is_some() {
+                return Err(bad_request("agg needs a step"));
+            }
+            None
+        }
+        Some(v) => {
+            let ms = humantime::parse_duration(v)
+                .ok()
+                .and_then(|d| i64::try_from(d.as_millis()).ok())
+                .filter(|ms| *ms >= 1)
+                .ok_or_else(|| {
+                    bad_request(format!("step={v:?}: use a duration such as 30s, 5m or 1h"))
+                })?;
+            Some(Step { ms, agg })
+        }
+    };
+    if step.is_none() && to - from > MAX_QUERY_RANGE_MS {
+        return Err(bad_request(
+            "raw range longer than 31 days; give a step (such as step=1h) to read rollups",
+        ));
     }
+    let max_points = match one(&params, "max_points") {
+        None => DEFAULT_MAX_POINTS,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=MAX_MAX_POINTS).contains(n))
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "max_points={v:?}: use a whole number from 1 to {MAX_MAX_POINTS}"
+                ))
+            })?,
+    };
     let store = state.store.clone();
-    let series = blocking(move || store.query(&host, &name, &matchers, from, to)).await?;
-    Ok(Json(json!({ "series": series })))
+    let answer = tokio::task::spawn_blocking(move || {
+        store.query(&host, &name, &matchers, (from, to), step, max_points)
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "query aborted".into()))?;
+    let (resolution, series) = match answer {
+        Ok(a) => a,
+        Err(e @ QueryError::TooManyPoints { .. }) => return Err(bad_request(e.to_string())),
+        Err(QueryError::Store(e)) => {
+            tracing::error!("query failed: {e}");
+            return Err(ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage error".into(),
+            ));
+        }
+    };
+    Ok(Json(json!({
+        "series": series,
+        "resolution": resolution,
+        "step_ms": step.map(|s| s.ms),
+        "agg": step.map(|s| s.agg.name()),
+    })))
 }

@@ -4,7 +4,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::Deserialize;
+
+use crate::store::StoreOptions;
 
 /// Why the configuration is unusable. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -138,12 +142,93 @@ pub struct StoreConfig {
     /// The redb database file. Default `/var/lib/nines-aggregator/nines.redb`.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// `[store.retention]`: how long each resolution is kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    /// Points per chunk: a series' open chunk is closed and compressed at this many points.
+    /// Default 240.
+    #[serde(default = "default_chunk_points")]
+    pub chunk_points: usize,
+    /// An open chunk is closed after this long even if it is not full; it bounds the
+    /// write-ahead data replayed at start. Default 1h.
+    #[serde(default = "default_head_max_age", with = "humantime_serde")]
+    pub head_max_age: Duration,
+    /// Memory for redb's page cache, MiB. Default 64.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: usize,
+}
+
+/// `[store.retention]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Raw points. Default 35d.
+    #[serde(default = "default_raw_retention", with = "humantime_serde")]
+    pub raw: Duration,
+    /// 1 min rollups. Default 90d.
+    #[serde(default = "default_1m_retention", with = "humantime_serde")]
+    pub rollup_1m: Duration,
+    /// 1 h rollups. Default 1098d (three years).
+    #[serde(default = "default_1h_retention", with = "humantime_serde")]
+    pub rollup_1h: Duration,
+}
+
+fn chunk_points_max() -> usize {
+    65_536
+}
+
+fn default_chunk_points() -> usize {
+    StoreOptions::default().chunk_points
+}
+fn default_head_max_age() -> Duration {
+    StoreOptions::default().head_max_age
+}
+fn default_cache_mib() -> usize {
+    StoreOptions::default().cache_bytes >> 20
+}
+fn default_raw_retention() -> Duration {
+    StoreOptions::default().raw_retention
+}
+fn default_1m_retention() -> Duration {
+    StoreOptions::default().rollup_1m_retention
+}
+fn default_1h_retention() -> Duration {
+    StoreOptions::default().rollup_1h_retention
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            raw: default_raw_retention(),
+            rollup_1m: default_1m_retention(),
+            rollup_1h: default_1h_retention(),
+        }
+    }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: default_store_path(),
+            retention: RetentionConfig::default(),
+            chunk_points: default_chunk_points(),
+            head_max_age: default_head_max_age(),
+            cache_mib: default_cache_mib(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The store's options.
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions {
+            raw_retention: self.retention.raw,
+            rollup_1m_retention: self.retention.rollup_1m,
+            rollup_1h_retention: self.retention.rollup_1h,
+            chunk_points: self.chunk_points,
+            head_max_age: self.head_max_age,
+            cache_bytes: self.cache_mib << 20,
+            ..StoreOptions::default()
         }
     }
 }
@@ -192,6 +277,34 @@ impl Config {
                 config.api.listen
             )));
         }
+        let st = &config.store;
+        if !(16..=chunk_points_max()).contains(&st.chunk_points) {
+            return Err(invalid(format!(
+                "[store] chunk_points = {}: use 16 to {}",
+                st.chunk_points,
+                chunk_points_max()
+            )));
+        }
+        if st.head_max_age < Duration::from_secs(60)
+            || st.head_max_age > Duration::from_secs(86_400)
+        {
+            return Err(invalid(
+                "[store] head_max_age must be from 1m to 24h".into(),
+            ));
+        }
+        if st.cache_mib == 0 {
+            return Err(invalid("[store] cache_mib must be at least 1".into()));
+        }
+        let r = &st.retention;
+        if r.raw < Duration::from_secs(3600) {
+            return Err(invalid("[store.retention] raw must be at least 1h".into()));
+        }
+        if r.rollup_1m < r.raw || r.rollup_1h < r.rollup_1m {
+            return Err(invalid(
+                "[store.retention] keep coarser resolutions at least as long: raw <= rollup_1m <= rollup_1h"
+                    .into(),
+            ));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.ingest.ca,
@@ -222,6 +335,58 @@ mod tests {
         assert_eq!(c.ingest.max_frame_bytes, 4 * 1024 * 1024);
         assert_eq!(c.api.tokens.len(), 1);
         assert_eq!(c.api.tokens[0].role, Role::Read);
+        assert_eq!(c.store.options(), StoreOptions::default());
+
+        // The commented store defaults, uncommented, are the defaults.
+        let mut uncommented = String::new();
+        for line in text.lines() {
+            let store_key = [
+                "#chunk_points",
+                "#head_max_age",
+                "#cache_mib",
+                "#raw",
+                "#rollup_",
+            ]
+            .iter()
+            .any(|k| line.starts_with(k));
+            uncommented.push_str(if store_key { &line[1..] } else { line });
+            uncommented.push('\n');
+        }
+        let u = Config::parse(&uncommented, Path::new("/etc/nines/aggregator.toml")).unwrap();
+        assert_eq!(u.store, c.store);
+    }
+
+    #[test]
+    fn store_options_out_of_range_are_refused_with_the_rule() {
+        let head = "[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n";
+        let cases = [
+            (
+                "[store]\nchunk_points = 4\n",
+                "chunk_points = 4: use 16 to 65536",
+            ),
+            (
+                "[store]\nhead_max_age = \"2d\"\n",
+                "head_max_age must be from 1m to 24h",
+            ),
+            (
+                "[store.retention]\nraw = \"100d\"\n",
+                "raw <= rollup_1m <= rollup_1h",
+            ),
+            (
+                "[store.retention]\nraw = \"10m\"\n",
+                "raw must be at least 1h",
+            ),
+            ("[store.retention]\nraw = \"ten days\"\n", "raw"),
+        ];
+        for (text, want) in cases {
+            let e = Config::parse(&format!("{head}{text}"), Path::new("a.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("config a.toml: ") && e.contains(want),
+                "{text}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -269,7 +269,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let _ = writer.shutdown().await;
     });
 
-    let mut dict: HashMap<u32, Arc<SeriesKey>> = HashMap::new();
+    let mut dict: HashMap<u32, u32> = HashMap::new();
     let result = loop {
         let msg = tokio::select! {
             m = reader.read() => Some(m),
@@ -302,7 +302,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 break Err(send_error(&ack_tx, err).await);
             }
         };
-        let points = match resolve(&mut dict, batch.series_defs, batch.points) {
+        let points = match resolve(&store, &host, &mut dict, batch.series_defs, batch.points) {
             Ok(p) => p,
             Err(message) => {
                 let e = ErrorMsg {
@@ -373,31 +373,36 @@ fn kind(m: &Message) -> &'static str {
     }
 }
 
-type Points = Vec<(Arc<SeriesKey>, i64, f64)>;
-
-/// Applies a batch's series definitions to the connection dictionary and resolves its points.
-/// Non-finite values are dropped (JSON cannot carry them and they poison aggregates).
+/// Applies a batch's series definitions to the connection dictionary (connection id → store
+/// series id) and resolves its points. Non-finite values are dropped (JSON cannot carry them
+/// and they poison aggregates).
 fn resolve(
-    dict: &mut HashMap<u32, Arc<SeriesKey>>,
+    store: &Store,
+    host: &HostId,
+    dict: &mut HashMap<u32, u32>,
     defs: Vec<nines_common::proto::SeriesDef>,
     points: Vec<nines_common::proto::Point>,
-) -> Result<Points, String> {
+) -> Result<Vec<(u32, i64, f64)>, String> {
     for def in defs {
         let key = SeriesKey::from_parts(def.name, def.labels);
         key.validate().map_err(|e| e.to_string())?;
         if dict.len() >= 1_000_000 {
             return Err("more than 1000000 series on one connection".into());
         }
-        dict.insert(def.id, Arc::new(key));
+        let id = store.series_id(host, key).map_err(|e| e.to_string())?;
+        dict.insert(def.id, id);
     }
-    points
-        .into_iter()
-        .filter(|p| p.value.is_finite())
-        .map(|p| match dict.get(&p.series) {
-            Some(key) => Ok((key.clone(), p.ts_ms, p.value)),
-            None => Err(format!("point refers to undefined series id {}", p.series)),
-        })
-        .collect()
+    let mut out = Vec::with_capacity(points.len());
+    for p in points {
+        if !p.value.is_finite() {
+            continue;
+        }
+        match dict.get(&p.series) {
+            Some(id) => out.push((*id, p.ts_ms, p.value)),
+            None => return Err(format!("point refers to undefined series id {}", p.series)),
+        }
+    }
+    Ok(out)
 }
 
 struct ConnGuard(Arc<Connections>, HostId);

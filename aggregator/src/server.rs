@@ -82,7 +82,7 @@ impl Server {
     /// Opens the store, binds both ports and starts serving.
     pub async fn start(config: &Config) -> Result<Self, ServeError> {
         let acceptor = TlsAcceptor::from(Arc::new(ingest_tls(config)?));
-        let (store, writer) = Store::open(&config.store.path)?;
+        let (store, writer) = Store::open_with(&config.store.path, config.store.options())?;
         let ingest_listener = bind(config.ingest.listen).await?;
         let api_listener = bind(config.api.listen).await?;
         let ingest_addr = ingest_listener

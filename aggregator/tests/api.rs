@@ -37,15 +37,17 @@ async fn fixture(dir: &std::path::Path) -> (Store, WriterHandle, i64) {
         .await
         .unwrap();
     let now = now_ms() / 10_000 * 10_000;
-    let cpu = |c: &str| Arc::new(SeriesKey::new("cpu_usage_ratio", &[("cpu", c)]));
+    let cpu = |c: &str| SeriesKey::new("cpu_usage_ratio", &[("cpu", c)]);
+    let total = store.series_id(&host, cpu("total")).unwrap();
+    let cpu0 = store.series_id(&host, cpu("0")).unwrap();
     store
         .write_batch(BatchWrite {
             host: host.clone(),
             seq: 1,
             points: vec![
-                (cpu("total"), now - 20_000, 0.25),
-                (cpu("total"), now - 10_000, 0.5),
-                (cpu("0"), now - 10_000, 0.75),
+                (total, now - 20_000, 0.25),
+                (total, now - 10_000, 0.5),
+                (cpu0, now - 10_000, 0.75),
             ],
         })
         .await
@@ -61,11 +63,12 @@ async fn fixture(dir: &std::path::Path) -> (Store, WriterHandle, i64) {
         })
         .await
         .unwrap();
+    let old_total = store.series_id(&old, cpu("total")).unwrap();
     store
         .write_batch(BatchWrite {
             host: old,
             seq: 5,
-            points: vec![(cpu("total"), 1_000, 0.1)],
+            points: vec![(old_total, 1_000, 0.1)],
         })
         .await
         .unwrap();
@@ -198,6 +201,52 @@ async fn series_and_query_return_what_was_stored() {
     )
     .await;
     assert_eq!(body["series"].as_array().unwrap().len(), 2);
+    assert_eq!(body["resolution"], "raw");
+
+    // A step aggregates per bucket: the two points of cpu=total fall in one 1 min bucket
+    // (the fixture's timestamps are 10 s apart and sit on a 10 s boundary, so only when
+    // `now` is in the first 10 s of a minute do they straddle two).
+    let minute = |t: i64| t.div_euclid(60_000) * 60_000;
+    for (agg, value) in [
+        ("max", 0.5),
+        ("min", 0.25),
+        ("sum", 0.75),
+        ("count", 2.0),
+        ("last", 0.5),
+    ] {
+        let (s, body) = get(
+            &app,
+            &format!(
+                "/api/v1/query?host=web-1&name=cpu_usage_ratio&label=cpu=total&from={}&step=1m&agg={agg}",
+                now - 20_000
+            ),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["resolution"], "1m");
+        assert_eq!(body["step_ms"], 60_000);
+        assert_eq!(body["agg"], agg);
+        let points = body["series"][0]["points"].as_array().unwrap().clone();
+        if minute(now - 20_000) == minute(now - 10_000) {
+            assert_eq!(
+                points,
+                vec![serde_json::json!([minute(now), value])],
+                "{agg}"
+            );
+        } else {
+            assert_eq!(points.len(), 2, "{agg}");
+        }
+    }
+    // A step of whole hours reads the 1 h rollups; avg is the default.
+    let (_, body) = get(
+        &app,
+        "/api/v1/query?host=web-1&name=cpu_usage_ratio&label=cpu=total&step=1h",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(body["resolution"], "1h");
+    assert_eq!(body["agg"], "avg");
 }
 
 #[tokio::test]
@@ -223,6 +272,31 @@ async fn bad_queries_get_400_and_unknown_hosts_404() {
         ),
         (
             "/api/v1/query?host=web-1&name=x&colour=red",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/query?host=web-1&name=x&step=soon",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/query?host=web-1&name=x&step=1m&agg=median",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/query?host=web-1&name=x&agg=max",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/query?host=web-1&name=x&max_points=0",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/query?host=web-1&name=x&from=0&to=86400000000",
+            StatusCode::BAD_REQUEST,
+        ),
+        // One point per second for 30 days: 2.6 M points, over the default bound.
+        (
+            "/api/v1/query?host=web-1&name=cpu_usage_ratio&label=cpu=total&from=0&to=2592000000&step=1s",
             StatusCode::BAD_REQUEST,
         ),
     ] {

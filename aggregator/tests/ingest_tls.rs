@@ -109,8 +109,8 @@ async fn acked_batches_survive_a_restart_and_duplicates_are_stored_once() {
     server.stop().await;
     let (store, writer) =
         nines_aggregator::store::Store::open(&dir.path().join("db/nines.redb")).unwrap();
-    let series = store
-        .query("web-1", "memory_used_bytes", &[], 0, 10_000)
+    let (_, series) = store
+        .query("web-1", "memory_used_bytes", &[], (0, 10_000), None, 1000)
         .unwrap();
     assert_eq!(series.len(), 1);
     assert_eq!(series[0].points, vec![(1_000, 1.5), (2_000, 2.5)]);

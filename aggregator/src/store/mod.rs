@@ -1,0 +1,565 @@
+//! The time-series store on redb (docs/design.md, "Storage").
+//!
+//! One writer thread group-commits batches from every connection in a single
+//! `Durability::Immediate` transaction and only then answers each batch, so an acknowledged
+//! sample is on disk. A commit appends its points to the write-ahead table and, once
+//! committed, to the in-memory heads (one open chunk per series). A head is closed into a
+//! compressed chunk when it holds `chunk_points` points or has been open for `head_max_age`;
+//! closing writes the chunk and its 1 min and 1 h rollups and trims the write-ahead table in
+//! the same transaction. At start the heads are rebuilt from the write-ahead table. Readers use
+//! redb's MVCC read transactions and a snapshot of the heads.
+
+mod head;
+mod query;
+pub mod rollup;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use nines_common::{HostId, SeriesKey};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+pub use head::Head;
+pub use query::{QueryError, Resolution, SeriesPoints, Step};
+pub use rollup::{Agg, AggFn};
+
+/// (host, metric name, labels as canonical JSON) → series id.
+const SERIES: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("series");
+/// host → JSON [`HostRecord`].
+const HOSTS: TableDefinition<&str, &str> = TableDefinition::new("hosts");
+/// Commit number → the points that commit stored: wall clock ms (i64), then per point the
+/// series id (u32), timestamp ms (i64) and value (f64 bits), little-endian.
+const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
+/// Series id → the last commit number whose points of that series are in closed chunks.
+/// Replaying the write-ahead table skips those.
+const CLOSED: TableDefinition<u64, u64> = TableDefinition::new("closed");
+/// (series id, first timestamp) → (last timestamp, chunk bytes, see [`crate::chunk`]).
+const CHUNKS: TableDefinition<(u64, i64), (i64, &[u8])> = TableDefinition::new("chunks");
+/// (series id, bucket start) → [`rollup::AggRow`], per resolution.
+const ROLLUP_1M: TableDefinition<(u64, i64), rollup::AggRow> = TableDefinition::new("rollup_1m");
+const ROLLUP_1H: TableDefinition<(u64, i64), rollup::AggRow> = TableDefinition::new("rollup_1h");
+/// Store-wide values: `max_chunk_span` (ms).
+const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+
+/// Most batches in one transaction; more wait for the next commit.
+const MAX_GROUP: usize = 4096;
+/// Bytes of one point in the write-ahead table.
+const WAL_POINT: usize = 20;
+
+/// A store operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// redb reported an error.
+    #[error("store {path}: {detail}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// redb's message.
+        detail: String,
+    },
+    /// An earlier write failed; the store refuses writes until it is reopened, rather than
+    /// guess what reached the disk.
+    #[error("store refuses writes after an earlier failure: {0}")]
+    Failed(String),
+    /// The store is shutting down.
+    #[error("store is shutting down")]
+    Closed,
+    /// The series catalog is full.
+    #[error("the store holds {0} series, its limit")]
+    TooManySeries(usize),
+}
+
+/// How long each resolution is kept, and how heads are closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreOptions {
+    /// Raw points (closed chunks) are kept this long after their timestamp.
+    pub raw_retention: Duration,
+    /// 1 min rollups are kept this long.
+    pub rollup_1m_retention: Duration,
+    /// 1 h rollups are kept this long.
+    pub rollup_1h_retention: Duration,
+    /// A head is closed into a chunk at this many points.
+    pub chunk_points: usize,
+    /// A head is closed after this long open, full or not: the bound on replay at start.
+    pub head_max_age: Duration,
+    /// Page cache of redb, bytes.
+    pub cache_bytes: usize,
+    /// Retention runs this often.
+    pub maintenance_every: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Self {
+            raw_retention: Duration::from_secs(35 * DAY),
+            rollup_1m_retention: Duration::from_secs(90 * DAY),
+            rollup_1h_retention: Duration::from_secs(3 * 366 * DAY),
+            chunk_points: 240,
+            head_max_age: Duration::from_secs(3600),
+            cache_bytes: 64 << 20,
+            maintenance_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the aggregator knows about a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// The host id.
+    pub host: String,
+    /// Agent version from the last `Hello`.
+    pub agent_version: String,
+    /// Operating system.
+    pub os: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Boot id.
+    pub boot_id: String,
+    /// Sampling interval, ms.
+    pub interval_ms: u32,
+    /// First `Hello`, ms UTC.
+    pub first_seen_ms: i64,
+    /// Newest sample timestamp stored, ms UTC (0 if none).
+    pub last_sample_ms: i64,
+    /// Highest batch sequence number stored.
+    pub last_seq: u64,
+}
+
+/// One batch from one host, its series resolved with [`Store::series_id`].
+#[derive(Debug)]
+pub struct BatchWrite {
+    /// The sender.
+    pub host: HostId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// (series id, timestamp ms, value).
+    pub points: Vec<(u32, i64, f64)>,
+}
+
+/// A registration from a `Hello`.
+#[derive(Debug)]
+pub struct HelloWrite {
+    /// The host.
+    pub host: HostId,
+    /// What it said about itself.
+    pub hello: nines_common::proto::Hello,
+    /// Aggregator time, ms UTC.
+    pub now_ms: i64,
+}
+
+enum Op {
+    Batch(BatchWrite, oneshot::Sender<Result<u64, StoreError>>),
+    Hello(HelloWrite, oneshot::Sender<Result<u64, StoreError>>),
+    /// Close old heads and run a slice of retention; sent by the maintenance ticker.
+    Tick,
+    /// Close every head now (tests, benchmarks, and `bench storage`).
+    Flush(oneshot::Sender<Result<u64, StoreError>>),
+    /// Run a whole retention pass now.
+    Retain(oneshot::Sender<Result<u64, StoreError>>),
+}
+
+/// The series catalog: every series id, its host and key. Ids are dense from 0.
+#[derive(Debug, Default)]
+struct Catalog {
+    ids: HashMap<(HostId, SeriesKey), u32>,
+    keys: Vec<(HostId, Arc<SeriesKey>)>,
+}
+
+/// Counters for the aggregator's own health.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Points committed since start.
+    pub points: AtomicU64,
+    /// Commits since start.
+    pub commits: AtomicU64,
+    /// Chunks closed since start.
+    pub chunks_closed: AtomicU64,
+    /// Duration of the last commit, µs.
+    pub last_commit_us: AtomicU64,
+}
+
+/// Shared read side and a handle to the writer thread.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+    tx: mpsc::Sender<Op>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Database,
+    path: PathBuf,
+    options: StoreOptions,
+    hosts: RwLock<HashMap<String, HostRecord>>,
+    catalog: RwLock<Catalog>,
+    /// Open heads by series id. The writer holds the write lock from just before a commit
+    /// until the heads reflect it, so a reader that takes the read lock and then opens a read
+    /// transaction sees every point exactly once.
+    heads: RwLock<Vec<Option<Head>>>,
+    /// Longest span of any chunk, ms: how far before a query's start a chunk may begin.
+    max_chunk_span: AtomicI64,
+    failed: Mutex<Option<String>>,
+    stats: StoreStats,
+}
+
+/// Join handle of the writer thread; joining waits for the last commit.
+#[derive(Debug)]
+pub struct WriterHandle(std::thread::JoinHandle<()>);
+
+impl WriterHandle {
+    /// Waits for the writer to finish its last commit (after every [`Store`] clone is dropped).
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+fn db_err(path: &Path) -> impl Fn(redb::Error) -> StoreError + '_ {
+    move |e| StoreError::Db {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+fn labels_json(key: &SeriesKey) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = key
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// A series name and labels, for listings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesInfo {
+    /// Metric name.
+    pub name: String,
+    /// Labels.
+    pub labels: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Store {
+    /// Opens or creates the database at `path` with default options.
+    pub fn open(path: &Path) -> Result<(Self, WriterHandle), StoreError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens or creates the database at `path`, rebuilds the heads from the write-ahead
+    /// table, and starts the writer thread.
+    pub fn open_with(
+        path: &Path,
+        options: StoreOptions,
+    ) -> Result<(Self, WriterHandle), StoreError> {
+        let err = db_err(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| err(e.into()))?;
+        }
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)
+            .map_err(|e| err(e.into()))?;
+        let mut hosts = HashMap::new();
+        let mut catalog = Catalog::default();
+        let mut max_span = 0;
+        let mut closed: Vec<u64> = Vec::new();
+        {
+            let txn = db.begin_write().map_err(|e| err(e.into()))?;
+            {
+                let s = txn.open_table(SERIES).map_err(|e| err(e.into()))?;
+                let mut rows: Vec<(u64, HostId, SeriesKey)> = Vec::new();
+                for row in s.iter().map_err(|e| err(e.into()))? {
+                    let (k, v) = row.map_err(|e| err(e.into()))?;
+                    let (host, name, labels) = k.value();
+                    let labels: Vec<(String, String)> =
+                        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(labels)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+                            .collect();
+                    let Ok(host) = HostId::new(host) else {
+                        continue;
+                    };
+                    rows.push((
+                        v.value(),
+                        host,
+                        SeriesKey::from_parts(name.to_owned(), labels),
+                    ));
+                }
+                rows.sort_by_key(|r| r.0);
+                for (id, host, key) in rows {
+                    // Ids are dense; a gap (never written) gets a placeholder nobody can name.
+                    while (catalog.keys.len() as u64) < id {
+                        catalog.keys.push((
+                            host.clone(),
+                            Arc::new(SeriesKey::from_parts(String::new(), Vec::new())),
+                        ));
+                    }
+                    let key = Arc::new(key);
+                    catalog
+                        .ids
+                        .insert((host.clone(), SeriesKey::clone(&key)), id as u32);
+                    catalog.keys.push((host, key));
+                }
+                let h = txn.open_table(HOSTS).map_err(|e| err(e.into()))?;
+                for row in h.iter().map_err(|e| err(e.into()))? {
+                    let (k, v) = row.map_err(|e| err(e.into()))?;
+                    if let Ok(rec) = serde_json::from_str::<HostRecord>(v.value()) {
+                        hosts.insert(k.value().to_owned(), rec);
+                    }
+                }
+                let c = txn.open_table(CLOSED).map_err(|e| err(e.into()))?;
+                closed.resize(catalog.keys.len(), 0);
+                for row in c.iter().map_err(|e| err(e.into()))? {
+                    let (k, v) = row.map_err(|e| err(e.into()))?;
+                    if let Some(slot) = closed.get_mut(k.value() as usize) {
+                        *slot = v.value();
+                    }
+                }
+                let m = txn.open_table(META).map_err(|e| err(e.into()))?;
+                if let Some(v) = m.get("max_chunk_span").map_err(|e| err(e.into()))? {
+                    max_span = v.value();
+                }
+                txn.open_table(WAL).map_err(|e| err(e.into()))?;
+                txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
+                txn.open_table(ROLLUP_1M).map_err(|e| err(e.into()))?;
+                txn.open_table(ROLLUP_1H).map_err(|e| err(e.into()))?;
+            }
+            txn.commit().map_err(|e| err(e.into()))?;
+        }
+        let series_count = catalog.keys.len();
+        let inner = Arc::new(Inner {
+            db,
+            path: path.to_owned(),
+            options,
+            hosts: RwLock::new(hosts),
+            catalog: RwLock::new(catalog),
+            heads: RwLock::new(Vec::new()),
+            max_chunk_span: AtomicI64::new(max_span),
+            failed: Mutex::new(None),
+            stats: StoreStats::default(),
+        });
+        let mut writer = writer::Writer::new(inner.clone(), series_count, closed);
+        writer.replay()?;
+        let (tx, rx) = mpsc::channel(MAX_GROUP);
+        let ticker = tx.downgrade();
+        let every = inner.options.maintenance_every.min(Duration::from_secs(1));
+        std::thread::Builder::new()
+            .name("nines-store-tick".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(every);
+                    let Some(tx) = ticker.upgrade() else { return };
+                    // A full queue means the writer is busy and will look at heads anyway.
+                    let _ = tx.try_send(Op::Tick);
+                }
+            })
+            .map_err(|e| err(e.into()))?;
+        let handle = std::thread::Builder::new()
+            .name("nines-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| err(e.into()))?;
+        Ok((Self { inner, tx }, WriterHandle(handle)))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    /// Counters for the aggregator's own health.
+    pub fn stats(&self) -> &StoreStats {
+        &self.inner.stats
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn failure(&self) -> Option<String> {
+        self.inner
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The id of `host`'s series `key`, assigning a new one if it is new. A new series is
+    /// written to the catalog table by the commit of the first batch that uses it.
+    pub fn series_id(&self, host: &HostId, key: SeriesKey) -> Result<u32, StoreError> {
+        let probe = (host.clone(), key);
+        if let Some(id) = self
+            .inner
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .ids
+            .get(&probe)
+        {
+            return Ok(*id);
+        }
+        let mut catalog = self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = catalog.ids.get(&probe) {
+            return Ok(*id);
+        }
+        let id = u32::try_from(catalog.keys.len())
+            .map_err(|_| StoreError::TooManySeries(catalog.keys.len()))?;
+        catalog
+            .keys
+            .push((probe.0.clone(), Arc::new(probe.1.clone())));
+        catalog.ids.insert(probe, id);
+        Ok(id)
+    }
+
+    /// Queues a batch for the next group commit. The receiver yields, once the commit has
+    /// returned, the highest sequence number stored for the host; a batch at or below the
+    /// stored one is a duplicate and is skipped. Batches are committed in submission order.
+    pub async fn submit_batch(
+        &self,
+        batch: BatchWrite,
+    ) -> Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError> {
+        if let Some(why) = self.failure() {
+            return Err(StoreError::Failed(why));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Batch(batch, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Stores a batch durably; see [`Store::submit_batch`].
+    pub async fn write_batch(&self, batch: BatchWrite) -> Result<u64, StoreError> {
+        self.submit_batch(batch)
+            .await?
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Registers a `Hello` durably. Returns the first sequence number not yet stored for the
+    /// host; it is ordered after every batch submitted before it.
+    pub async fn hello(&self, hello: HelloWrite) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Hello(hello, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Closes every open head into chunks now. Returns the number of chunks written.
+    pub async fn flush(&self) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Flush(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a whole retention pass now instead of slice by slice in the background.
+    pub async fn enforce_retention(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Retain(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+
+    /// Every known host.
+    pub fn hosts(&self) -> Vec<HostRecord> {
+        let hosts = self.inner.hosts.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<HostRecord> = hosts.values().cloned().collect();
+        v.sort_by(|a, b| a.host.cmp(&b.host));
+        v
+    }
+
+    /// One host.
+    pub fn host(&self, host: &str) -> Option<HostRecord> {
+        let hosts = self.inner.hosts.read().unwrap_or_else(|p| p.into_inner());
+        hosts.get(host).cloned()
+    }
+
+    /// Series ids whose host is `host`, name `name` (any if `None`), and whose labels include
+    /// every `(k, v)` of `matchers`, with their keys, in name and label order.
+    fn matching(
+        &self,
+        host: &str,
+        name: Option<&str>,
+        matchers: &[(String, String)],
+    ) -> Vec<(u32, Arc<SeriesKey>)> {
+        let catalog = self.inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(u32, Arc<SeriesKey>)> = catalog
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, (h, key))| {
+                h.as_str() == host
+                    && !key.name.is_empty()
+                    && name.is_none_or(|n| key.name == n)
+                    && matchers
+                        .iter()
+                        .all(|(k, v)| key.label(k) == Some(v.as_str()))
+            })
+            .map(|(id, (_, key))| (id as u32, key.clone()))
+            .collect();
+        out.sort_by(|a, b| (&a.1.name, &a.1.labels).cmp(&(&b.1.name, &b.1.labels)));
+        out
+    }
+
+    /// Names and labels of a host's series.
+    pub fn series(&self, host: &str) -> Result<Vec<SeriesInfo>, StoreError> {
+        Ok(self
+            .matching(host, None, &[])
+            .into_iter()
+            .map(|(_, key)| SeriesInfo {
+                name: key.name.clone(),
+                labels: label_map(&key),
+            })
+            .collect())
+    }
+
+    /// Number of series in the catalog.
+    pub fn series_count(&self) -> usize {
+        self.inner
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys
+            .len()
+    }
+
+    /// Compacts the database file (reclaims the space of deleted pages). Needs no other
+    /// handle on the database: call it on a store that has no writer running.
+    pub fn compact_file(path: &Path) -> Result<bool, StoreError> {
+        let err = db_err(path);
+        let mut db = Database::open(path).map_err(|e| err(e.into()))?;
+        db.compact().map_err(|e| err(e.into()))
+    }
+}
+
+fn label_map(key: &SeriesKey) -> serde_json::Map<String, serde_json::Value> {
+    key.labels
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,681 @@
+//! The writer thread: group commits, heads, chunk closing, rollups, write-ahead trimming and
+//! retention. Everything that changes the database happens here, one transaction at a time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use nines_common::model::now_ms;
+use redb::{ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use tokio::sync::mpsc;
+
+use super::head::Head;
+use super::rollup::{self, Agg, HOUR, MINUTE};
+use super::{
+    CHUNKS, CLOSED, HOSTS, HostRecord, Inner, META, Op, ROLLUP_1H, ROLLUP_1M, SERIES, StoreError,
+    WAL, WAL_POINT, db_err, labels_json,
+};
+use crate::chunk;
+
+/// Series looked at by one retention slice (one transaction).
+const RETENTION_SLICE: u32 = 2000;
+
+pub(super) struct Writer {
+    inner: Arc<Inner>,
+    /// By series id: its catalog row is in the table.
+    persisted: Vec<bool>,
+    /// By series id: the last commit whose points of the series are in closed chunks.
+    closed: Vec<u64>,
+    /// Number of the next commit that writes points.
+    next_wal: u64,
+    /// No write-ahead record below this is left.
+    wal_floor: u64,
+    /// Commit number → series whose head opened with a point of that commit. Entries of heads
+    /// closed since are dropped lazily.
+    open_by_wal: BTreeMap<u64, Vec<u32>>,
+    /// Series whose head reached `chunk_points`.
+    full: Vec<u32>,
+    /// Retention: when the next pass starts, and the next series id of the pass under way.
+    next_retention: Instant,
+    retention_cursor: Option<u32>,
+}
+
+type Err = StoreError;
+
+/// What one commit does besides storing batches.
+#[derive(Default)]
+struct Extra {
+    flush: Vec<tokio::sync::oneshot::Sender<Result<u64, StoreError>>>,
+    retain: Vec<tokio::sync::oneshot::Sender<Result<u64, StoreError>>>,
+    tick: bool,
+}
+
+impl Writer {
+    pub(super) fn new(inner: Arc<Inner>, series: usize, closed: Vec<u64>) -> Self {
+        Self {
+            inner,
+            persisted: vec![true; series],
+            closed,
+            next_wal: 1,
+            wal_floor: 0,
+            open_by_wal: BTreeMap::new(),
+            full: Vec::new(),
+            next_retention: Instant::now(),
+            retention_cursor: None,
+        }
+    }
+
+    fn err(&self) -> impl Fn(redb::Error) -> StoreError + '_ {
+        db_err(&self.inner.path)
+    }
+
+    /// Rebuilds the heads from the write-ahead table, skipping points already in chunks.
+    pub(super) fn replay(&mut self) -> Result<(), Err> {
+        let inner = self.inner.clone();
+        let err = db_err(&inner.path);
+        let txn = inner.db.begin_read().map_err(|e| err(e.into()))?;
+        let meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+        let mut next = meta
+            .get("next_wal")
+            .map_err(|e| err(e.into()))?
+            .map_or(1, |v| v.value().max(1) as u64);
+        let wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
+        let mut heads = inner.heads.write().unwrap_or_else(|p| p.into_inner());
+        let mut floor = None;
+        let series = self.persisted.len();
+        for row in wal.iter().map_err(|e| err(e.into()))? {
+            let (k, v) = row.map_err(|e| err(e.into()))?;
+            let seq = k.value();
+            floor.get_or_insert(seq);
+            next = next.max(seq + 1);
+            let bytes = v.value();
+            let Some(wall) = bytes.get(..8) else { continue };
+            let wall = i64::from_le_bytes(wall.try_into().unwrap_or([0; 8]));
+            for p in bytes[8..].chunks_exact(WAL_POINT) {
+                let (id, ts, value) = decode_point(p);
+                if id as usize >= series
+                    || self.closed.get(id as usize).copied().unwrap_or(0) >= seq
+                {
+                    continue;
+                }
+                push_point(
+                    &mut heads,
+                    &mut self.open_by_wal,
+                    &mut self.full,
+                    inner.options.chunk_points,
+                    seq,
+                    wall,
+                    (id, ts, value),
+                );
+            }
+        }
+        self.next_wal = next;
+        self.wal_floor = floor.unwrap_or(next);
+        Ok(())
+    }
+
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(first) = rx.blocking_recv() {
+            // Group commit: everything that queued up while the previous commit was syncing
+            // goes into this one.
+            let mut ops = vec![first];
+            while ops.len() < super::MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit(ops);
+        }
+    }
+
+    fn commit(&mut self, ops: Vec<Op>) {
+        let failed = self
+            .inner
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut replies = Vec::with_capacity(ops.len());
+        let mut extra = Extra::default();
+        let mut batches = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                Op::Batch(b, reply) => batches.push((Some(b), None, reply)),
+                Op::Hello(h, reply) => batches.push((None, Some(h), reply)),
+                Op::Tick => extra.tick = true,
+                Op::Flush(reply) => extra.flush.push(reply),
+                Op::Retain(reply) => extra.retain.push(reply),
+            }
+        }
+        if let Some(why) = failed {
+            for (_, _, reply) in batches {
+                let _ = reply.send(Err(StoreError::Failed(why.clone())));
+            }
+            for reply in extra.flush.into_iter().chain(extra.retain) {
+                let _ = reply.send(Err(StoreError::Failed(why.clone())));
+            }
+            return;
+        }
+        let started = Instant::now();
+        let ops: Vec<_> = batches
+            .iter_mut()
+            .map(|(b, h, _)| (b.take(), h.take()))
+            .collect();
+        match self.apply(ops, &mut replies, &extra) {
+            Ok((points, chunks)) => {
+                let stats = &self.inner.stats;
+                stats.points.fetch_add(points, Ordering::Relaxed);
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.chunks_closed.fetch_add(chunks, Ordering::Relaxed);
+                stats.last_commit_us.store(
+                    started.elapsed().as_micros().try_into().unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                for ((_, _, reply), value) in batches.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(value));
+                }
+                for reply in extra.flush.into_iter().chain(extra.retain) {
+                    let _ = reply.send(Ok(chunks));
+                }
+            }
+            Err(e) => {
+                tracing::error!("store commit failed; refusing writes until restart: {e}");
+                *self.inner.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                for (_, _, reply) in batches {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                for reply in extra.flush.into_iter().chain(extra.retain) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// One transaction: hellos and batches, closing due heads, trimming the write-ahead table,
+    /// and a slice of retention. Returns the points stored and the chunks closed.
+    fn apply(
+        &mut self,
+        ops: Vec<(Option<super::BatchWrite>, Option<super::HelloWrite>)>,
+        replies: &mut Vec<u64>,
+        extra: &Extra,
+    ) -> Result<(u64, u64), Err> {
+        let path = self.inner.path.clone();
+        let err = db_err(&path);
+        let inner = self.inner.clone();
+        let mut hosts = inner
+            .hosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut txn = inner.db.begin_write().map_err(|e| err(e.into()))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| err(e.into()))?;
+        let seq = self.next_wal;
+        let now = now_ms();
+        let mut wal_buf: Vec<u8> = Vec::new();
+        wal_buf.extend_from_slice(&now.to_le_bytes());
+        let mut points: Vec<(u32, i64, f64)> = Vec::new();
+        let mut touched: Vec<String> = Vec::new();
+        let mut new_series: Vec<u32> = Vec::new();
+        {
+            let mut series_t = txn.open_table(SERIES).map_err(|e| err(e.into()))?;
+            let catalog = inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+            for op in ops {
+                match op {
+                    (_, Some(h)) => {
+                        let rec = hosts
+                            .entry(h.host.to_string())
+                            .or_insert_with(|| HostRecord {
+                                host: h.host.to_string(),
+                                agent_version: String::new(),
+                                os: String::new(),
+                                arch: String::new(),
+                                kernel: String::new(),
+                                boot_id: String::new(),
+                                interval_ms: 0,
+                                first_seen_ms: h.now_ms,
+                                last_sample_ms: 0,
+                                last_seq: 0,
+                            });
+                        rec.agent_version.clone_from(&h.hello.agent_version);
+                        rec.os.clone_from(&h.hello.os);
+                        rec.arch.clone_from(&h.hello.arch);
+                        rec.kernel.clone_from(&h.hello.kernel);
+                        rec.boot_id.clone_from(&h.hello.boot_id);
+                        rec.interval_ms = h.hello.interval_ms;
+                        replies.push(rec.last_seq + 1);
+                        touched.push(h.host.to_string());
+                    }
+                    (Some(b), None) => {
+                        let Some(rec) = hosts.get_mut(b.host.as_str()) else {
+                            // Ingest registers every host with a Hello first.
+                            return Err(StoreError::Db {
+                                path: path.clone(),
+                                detail: format!("batch from unregistered host {}", b.host),
+                            });
+                        };
+                        if b.seq <= rec.last_seq {
+                            replies.push(rec.last_seq);
+                            continue;
+                        }
+                        for &(id, ts, value) in &b.points {
+                            let Some((host, key)) = catalog.keys.get(id as usize) else {
+                                return Err(StoreError::Db {
+                                    path: path.clone(),
+                                    detail: format!("batch refers to unknown series id {id}"),
+                                });
+                            };
+                            if host != &b.host {
+                                return Err(StoreError::Db {
+                                    path: path.clone(),
+                                    detail: format!(
+                                        "series id {id} belongs to {host}, not {}",
+                                        b.host
+                                    ),
+                                });
+                            }
+                            if !self.persisted.get(id as usize).copied().unwrap_or(false)
+                                && !new_series.contains(&id)
+                            {
+                                series_t
+                                    .insert(
+                                        (
+                                            host.as_str(),
+                                            key.name.as_str(),
+                                            labels_json(key).as_str(),
+                                        ),
+                                        u64::from(id),
+                                    )
+                                    .map_err(|e| err(e.into()))?;
+                                new_series.push(id);
+                            }
+                            wal_buf.extend_from_slice(&id.to_le_bytes());
+                            wal_buf.extend_from_slice(&ts.to_le_bytes());
+                            wal_buf.extend_from_slice(&value.to_bits().to_le_bytes());
+                            rec.last_sample_ms = rec.last_sample_ms.max(ts);
+                        }
+                        points.extend_from_slice(&b.points);
+                        rec.last_seq = b.seq;
+                        replies.push(b.seq);
+                        touched.push(b.host.to_string());
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+
+        // Heads to close: full ones, old ones, or all of them on a flush.
+        let closing = self.due(now, !extra.flush.is_empty());
+        let closed_count = closing.len() as u64;
+        {
+            let heads = inner.heads.read().unwrap_or_else(|p| p.into_inner());
+            self.close(&mut txn, &heads, &closing, seq)?;
+        }
+
+        // The write-ahead record, and the trim below the oldest head left open.
+        let wrote_wal = !points.is_empty();
+        {
+            let mut wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
+            if wrote_wal {
+                wal.insert(seq, wal_buf.as_slice())
+                    .map_err(|e| err(e.into()))?;
+            }
+            let keep_from = self.watermark(&closing, seq);
+            if keep_from > self.wal_floor {
+                wal.retain_in(self.wal_floor..keep_from, |_, _| false)
+                    .map_err(|e| err(e.into()))?;
+            }
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            meta.insert("next_wal", (seq + 1) as i64)
+                .map_err(|e| err(e.into()))?;
+            self.wal_floor = self.wal_floor.max(keep_from);
+        }
+
+        if !extra.retain.is_empty() {
+            self.retention_cursor = Some(0);
+            while self.retention_cursor.is_some() {
+                self.retention_slice(&mut txn, now)?;
+            }
+        } else if extra.tick {
+            self.retention_slice(&mut txn, now)?;
+        }
+
+        touched.sort();
+        touched.dedup();
+        {
+            let mut hosts_t = txn.open_table(HOSTS).map_err(|e| err(e.into()))?;
+            for host in &touched {
+                if let Some(rec) = hosts.get(host) {
+                    let json = serde_json::to_string(rec).unwrap_or_default();
+                    hosts_t
+                        .insert(host.as_str(), json.as_str())
+                        .map_err(|e| err(e.into()))?;
+                }
+            }
+        }
+
+        // Commit with the heads locked, so that no reader sees a closed chunk both on disk
+        // and in memory, then bring the heads up to date.
+        let mut heads = inner.heads.write().unwrap_or_else(|p| p.into_inner());
+        txn.commit().map_err(|e| err(e.into()))?;
+        for &id in &closing {
+            if let Some(slot) = heads.get_mut(id as usize) {
+                *slot = None;
+            }
+            if let Some(c) = self.closed.get_mut(id as usize) {
+                *c = seq - 1;
+            }
+        }
+        let n = points.len() as u64;
+        if self.persisted.len()
+            < inner
+                .catalog
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys
+                .len()
+        {
+            let len = inner
+                .catalog
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys
+                .len();
+            self.persisted.resize(len, false);
+            self.closed.resize(len, 0);
+        }
+        for id in new_series {
+            self.persisted[id as usize] = true;
+        }
+        for p in points {
+            push_point(
+                &mut heads,
+                &mut self.open_by_wal,
+                &mut self.full,
+                inner.options.chunk_points,
+                seq,
+                now,
+                p,
+            );
+        }
+        drop(heads);
+        *inner.hosts.write().unwrap_or_else(|p| p.into_inner()) = hosts;
+        if wrote_wal {
+            self.next_wal = seq + 1;
+        }
+        Ok((n, closed_count))
+    }
+
+    /// Series whose heads are to be closed in this commit.
+    fn due(&mut self, now: i64, all: bool) -> Vec<u32> {
+        let heads = self.inner.heads.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<u32> = if all {
+            heads
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| h.is_some())
+                .map(|(id, _)| id as u32)
+                .collect()
+        } else {
+            let limit = self.inner.options.chunk_points;
+            let mut out: Vec<u32> = self
+                .full
+                .drain(..)
+                .filter(|id| {
+                    heads
+                        .get(*id as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|h| h.len() >= limit)
+                })
+                .collect();
+            let max_age =
+                i64::try_from(self.inner.options.head_max_age.as_millis()).unwrap_or(i64::MAX);
+            // Heads opened by the oldest commits first; stop at the first commit whose heads
+            // are young enough.
+            for (&wseq, ids) in &self.open_by_wal {
+                let mut young = false;
+                for &id in ids {
+                    if let Some(h) = heads.get(id as usize).and_then(Option::as_ref)
+                        && h.first_wal == wseq
+                    {
+                        if now - h.opened_ms >= max_age {
+                            out.push(id);
+                        } else {
+                            young = true;
+                        }
+                    }
+                }
+                if young {
+                    break;
+                }
+            }
+            out
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The lowest commit number a head still open after this commit needs, dropping entries
+    /// of closed heads on the way.
+    fn watermark(&mut self, closing: &[u32], seq: u64) -> u64 {
+        let heads = self.inner.heads.read().unwrap_or_else(|p| p.into_inner());
+        while let Some(mut entry) = self.open_by_wal.first_entry() {
+            let wseq = *entry.key();
+            entry.get_mut().retain(|id| {
+                heads
+                    .get(*id as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|h| h.first_wal == wseq)
+                    && closing.binary_search(id).is_err()
+            });
+            if entry.get().is_empty() {
+                entry.remove();
+            } else {
+                return wseq;
+            }
+        }
+        seq
+    }
+
+    /// Writes the heads of `ids` as chunks with their rollups, and marks them closed through
+    /// commit `seq - 1`.
+    fn close(
+        &self,
+        txn: &mut WriteTransaction,
+        heads: &[Option<Head>],
+        ids: &[u32],
+        seq: u64,
+    ) -> Result<(), Err> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let err = self.err();
+        let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
+        let mut r1m = txn.open_table(ROLLUP_1M).map_err(|e| err(e.into()))?;
+        let mut r1h = txn.open_table(ROLLUP_1H).map_err(|e| err(e.into()))?;
+        let mut closed = txn.open_table(CLOSED).map_err(|e| err(e.into()))?;
+        let mut max_span = self.inner.max_chunk_span.load(Ordering::Relaxed);
+        let before = max_span;
+        for &id in ids {
+            let Some(head) = heads.get(id as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            let (mut ts, mut values) = head.sorted_columns();
+            let key = (u64::from(id), ts[0]);
+            // A chunk may already start at this very timestamp (late points): merge.
+            let existing = chunks
+                .get(key)
+                .map_err(|e| err(e.into()))?
+                .map(|v| chunk::decode(v.value().1));
+            if let Some(decoded) = existing {
+                let (old_ts, old_values) = decoded.map_err(|e| StoreError::Db {
+                    path: self.inner.path.clone(),
+                    detail: format!("chunk of series {id} at {}: {e}", key.1),
+                })?;
+                let mut all: Vec<(i64, f64)> = old_ts.into_iter().zip(old_values).collect();
+                all.extend(ts.iter().copied().zip(values.iter().copied()));
+                all.sort_by_key(|p| p.0);
+                (ts, values) = all.into_iter().unzip();
+            }
+            let end = *ts.last().unwrap_or(&key.1);
+            let bytes = chunk::encode(&ts, &values);
+            chunks
+                .insert(key, (end, bytes.as_slice()))
+                .map_err(|e| err(e.into()))?;
+            max_span = max_span.max(end - key.1);
+            let points = || ts.iter().copied().zip(values.iter().copied());
+            merge_rollups(&mut r1m, id, rollup::aggregate(points(), MINUTE))?;
+            merge_rollups(&mut r1h, id, rollup::aggregate(points(), HOUR))?;
+            closed
+                .insert(u64::from(id), seq - 1)
+                .map_err(|e| err(e.into()))?;
+        }
+        if max_span > before {
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            meta.insert("max_chunk_span", max_span)
+                .map_err(|e| err(e.into()))?;
+            self.inner.max_chunk_span.store(max_span, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// One slice of the retention pass: deletes chunks and rollup rows that expired, and
+    /// trims chunks that straddle the raw cutoff, so exactly the expired points go.
+    fn retention_slice(&mut self, txn: &mut WriteTransaction, now: i64) -> Result<(), Err> {
+        let start = match self.retention_cursor {
+            Some(c) => c,
+            None if Instant::now() >= self.next_retention => {
+                self.next_retention = Instant::now() + self.inner.options.maintenance_every;
+                0
+            }
+            None => return Ok(()),
+        };
+        let series = self.persisted.len() as u32;
+        let end = start.saturating_add(RETENTION_SLICE).min(series);
+        self.retention_cursor = (end < series).then_some(end);
+        let opts = &self.inner.options;
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let raw_cut = now.saturating_sub(ms(opts.raw_retention));
+        let cut_1m = now.saturating_sub(ms(opts.rollup_1m_retention));
+        let cut_1h = now.saturating_sub(ms(opts.rollup_1h_retention));
+        let err = self.err();
+        let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
+        let mut r1m = txn.open_table(ROLLUP_1M).map_err(|e| err(e.into()))?;
+        let mut r1h = txn.open_table(ROLLUP_1H).map_err(|e| err(e.into()))?;
+        for id in start..end {
+            let id = u64::from(id);
+            expire_chunks(&mut chunks, id, raw_cut, &self.inner.path)?;
+            // A bucket goes when all of it is older than the cutoff.
+            r1m.retain_in((id, i64::MIN)..(id, cut_1m - MINUTE + 1), |_, _| false)
+                .map_err(|e| err(e.into()))?;
+            r1h.retain_in((id, i64::MIN)..(id, cut_1h - HOUR + 1), |_, _| false)
+                .map_err(|e| err(e.into()))?;
+        }
+        Ok(())
+    }
+}
+
+fn decode_point(p: &[u8]) -> (u32, i64, f64) {
+    let id = u32::from_le_bytes(p[0..4].try_into().unwrap_or([0; 4]));
+    let ts = i64::from_le_bytes(p[4..12].try_into().unwrap_or([0; 8]));
+    let v = f64::from_bits(u64::from_le_bytes(p[12..20].try_into().unwrap_or([0; 8])));
+    (id, ts, v)
+}
+
+fn push_point(
+    heads: &mut Vec<Option<Head>>,
+    open_by_wal: &mut BTreeMap<u64, Vec<u32>>,
+    full: &mut Vec<u32>,
+    chunk_points: usize,
+    seq: u64,
+    wall: i64,
+    (id, ts, value): (u32, i64, f64),
+) {
+    let i = id as usize;
+    if heads.len() <= i {
+        heads.resize_with(i + 1, || None);
+    }
+    match &mut heads[i] {
+        Some(h) => {
+            h.push(ts, value);
+            if h.len() == chunk_points {
+                full.push(id);
+            }
+        }
+        slot @ None => {
+            *slot = Some(Head::new(seq, wall, ts, value));
+            open_by_wal.entry(seq).or_default().push(id);
+        }
+    }
+}
+
+fn merge_rollups(
+    table: &mut Table<(u64, i64), rollup::AggRow>,
+    id: u32,
+    aggs: Vec<(i64, Agg)>,
+) -> Result<(), Err> {
+    let err = |e: redb::StorageError| StoreError::Db {
+        path: std::path::PathBuf::new(),
+        detail: e.to_string(),
+    };
+    for (bucket, mut agg) in aggs {
+        let key = (u64::from(id), bucket);
+        if let Some(old) = table.get(key).map_err(err)? {
+            let mut merged = Agg::from_row(old.value());
+            merged.merge(&agg);
+            agg = merged;
+        }
+        table.insert(key, agg.to_row()).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Deletes the chunks of series `id` whose points all precede `cut`, and rewrites the one
+/// that straddles it without its expired points.
+fn expire_chunks(
+    chunks: &mut Table<(u64, i64), (i64, &[u8])>,
+    id: u64,
+    cut: i64,
+    path: &std::path::Path,
+) -> Result<(), Err> {
+    let err = |e: redb::StorageError| StoreError::Db {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    };
+    let mut expired: Vec<i64> = Vec::new();
+    let mut straddling: HashMap<i64, Vec<u8>> = HashMap::new();
+    for row in chunks.range((id, i64::MIN)..(id, cut)).map_err(err)? {
+        let (k, v) = row.map_err(err)?;
+        let (start, (end, bytes)) = (k.value().1, v.value());
+        if end < cut {
+            expired.push(start);
+        } else {
+            straddling.insert(start, bytes.to_vec());
+        }
+    }
+    for start in expired {
+        chunks.remove((id, start)).map_err(err)?;
+    }
+    for (start, bytes) in straddling {
+        let (ts, values) = chunk::decode(&bytes).map_err(|e| StoreError::Db {
+            path: path.to_owned(),
+            detail: format!("chunk of series {id} at {start}: {e}"),
+        })?;
+        let (ts, values): (Vec<i64>, Vec<f64>) = ts
+            .into_iter()
+            .zip(values)
+            .filter(|(t, _)| *t >= cut)
+            .unzip();
+        chunks.remove((id, start)).map_err(err)?;
+        if let (Some(&first), Some(&last)) = (ts.first(), ts.last()) {
+            let bytes = chunk::encode(&ts, &values);
+            chunks
+                .insert((id, first), (last, bytes.as_slice()))
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
