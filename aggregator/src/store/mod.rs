@@ -90,8 +90,11 @@ pub struct StoreOptions {
     pub head_max_age: Duration,
     /// Page cache of redb, bytes.
     pub cache_bytes: usize,
-    /// Retention runs this often.
+    /// Retention and compaction passes start this often.
     pub maintenance_every: Duration,
+    /// Closed chunks are merged with their neighbours up to this many points, so that the
+    /// codec sees long runs (docs/design.md, "Chunk format").
+    pub compact_points: usize,
 }
 
 impl Default for StoreOptions {
@@ -105,6 +108,7 @@ impl Default for StoreOptions {
             head_max_age: Duration::from_secs(3600),
             cache_bytes: 64 << 20,
             maintenance_every: Duration::from_secs(60),
+            compact_points: 4096,
         }
     }
 }
@@ -165,6 +169,8 @@ enum Op {
     Flush(oneshot::Sender<Result<u64, StoreError>>),
     /// Run a whole retention pass now.
     Retain(oneshot::Sender<Result<u64, StoreError>>),
+    /// Run a whole compaction pass now, merging even chunks that are not settled yet.
+    Compact(oneshot::Sender<Result<u64, StoreError>>),
 }
 
 /// The series catalog: every series id, its host and key. Ids are dense from 0.
@@ -480,6 +486,17 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+
+    /// Merges every run of small closed chunks now, settled or not (benchmarks and tests; the
+    /// background pass waits until a run is settled). Returns the chunks merged away.
+    pub async fn compact(&self) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Compact(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Every known host.

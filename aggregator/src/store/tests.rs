@@ -368,3 +368,52 @@ async fn a_query_over_its_point_bound_is_refused() {
     drop(store);
     writer.join();
 }
+
+#[tokio::test]
+async fn small_chunks_merge_into_long_ones_and_read_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let host = HostId::new("h").unwrap();
+    let t0 = base();
+    // Two days at 60 s: a merged chunk may span one day at most.
+    let points: Vec<(i64, f64)> = (0..2880)
+        .map(|i| (t0 - 86_400_000 + i * 60_000, (i % 100) as f64))
+        .collect();
+    let (store, writer) = Store::open_with(
+        &path,
+        StoreOptions {
+            compact_points: 1000,
+            // No background pass: this test runs them.
+            maintenance_every: Duration::from_secs(86_400),
+            ..options(16)
+        },
+    )
+    .unwrap();
+    hello(&store, &host).await;
+    let mut seq = 0;
+    write(&store, &host, "m", &points, 40, &mut seq).await;
+    store.flush().await.unwrap();
+    let hourly = |store: &Store| {
+        stepped(
+            store,
+            "m",
+            (t0 - 2 * 86_400_000, t0 + 86_400_000),
+            Step {
+                ms: HOUR_MS,
+                agg: AggFn::Sum,
+            },
+        )
+    };
+    let before = hourly(&store);
+    let merged = store.compact().await.unwrap();
+    assert_eq!(raw(&store, "h", "m", i64::MIN, i64::MAX), points);
+    assert_eq!(hourly(&store), before);
+    // A head closes at the commit after it reached 16 points, so with 40 points per batch
+    // the 72 chunks hold 40 each; they become three of at most 1000 points (and a day).
+    assert_eq!(merged, 72 - 3);
+    // A second pass finds nothing more to do.
+    assert_eq!(store.compact().await.unwrap(), 0);
+    drop(store);
+    writer.join();
+    assert_eq!(chunk_rows(&path), 3);
+}

@@ -20,6 +20,14 @@ use crate::chunk;
 
 /// Series looked at by one retention slice (one transaction).
 const RETENTION_SLICE: u32 = 2000;
+/// Series looked at by one compaction slice.
+const COMPACT_SLICE: u32 = 500;
+/// A merged chunk spans at most this long, ms, which bounds how far before a query's start a
+/// chunk can begin.
+const MAX_MERGED_SPAN: i64 = 86_400_000;
+/// A run of small chunks is merged once it holds half of `compact_points`, or once its last
+/// point is this old (ms): a sparse series is not left in small pieces for ever.
+const SETTLED_AGE: i64 = 86_400_000;
 
 pub(super) struct Writer {
     inner: Arc<Inner>,
@@ -39,6 +47,11 @@ pub(super) struct Writer {
     /// Retention: when the next pass starts, and the next series id of the pass under way.
     next_retention: Instant,
     retention_cursor: Option<u32>,
+    /// Compaction: when the next pass starts, the next series of the pass under way, and by
+    /// series the first chunk start not known to be settled.
+    next_compaction: Instant,
+    compaction_cursor: Option<u32>,
+    compacted_from: Vec<i64>,
 }
 
 type Err = StoreError;
@@ -48,21 +61,25 @@ type Err = StoreError;
 struct Extra {
     flush: Vec<tokio::sync::oneshot::Sender<Result<u64, StoreError>>>,
     retain: Vec<tokio::sync::oneshot::Sender<Result<u64, StoreError>>>,
+    compact: Vec<tokio::sync::oneshot::Sender<Result<u64, StoreError>>>,
     tick: bool,
 }
 
 impl Writer {
     pub(super) fn new(inner: Arc<Inner>, series: usize, closed: Vec<u64>) -> Self {
         Self {
-            inner,
+            inner: inner.clone(),
             persisted: vec![true; series],
             closed,
             next_wal: 1,
             wal_floor: 0,
             open_by_wal: BTreeMap::new(),
             full: Vec::new(),
-            next_retention: Instant::now(),
+            next_retention: Instant::now() + inner.options.maintenance_every,
             retention_cursor: None,
+            next_compaction: Instant::now() + inner.options.maintenance_every,
+            compaction_cursor: None,
+            compacted_from: Vec::new(),
         }
     }
 
@@ -147,13 +164,19 @@ impl Writer {
                 Op::Tick => extra.tick = true,
                 Op::Flush(reply) => extra.flush.push(reply),
                 Op::Retain(reply) => extra.retain.push(reply),
+                Op::Compact(reply) => extra.compact.push(reply),
             }
         }
         if let Some(why) = failed {
             for (_, _, reply) in batches {
                 let _ = reply.send(Err(StoreError::Failed(why.clone())));
             }
-            for reply in extra.flush.into_iter().chain(extra.retain) {
+            for reply in extra
+                .flush
+                .into_iter()
+                .chain(extra.retain)
+                .chain(extra.compact)
+            {
                 let _ = reply.send(Err(StoreError::Failed(why.clone())));
             }
             return;
@@ -164,7 +187,7 @@ impl Writer {
             .map(|(b, h, _)| (b.take(), h.take()))
             .collect();
         match self.apply(ops, &mut replies, &extra) {
-            Ok((points, chunks)) => {
+            Ok((points, chunks, merged)) => {
                 let stats = &self.inner.stats;
                 stats.points.fetch_add(points, Ordering::Relaxed);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -179,6 +202,9 @@ impl Writer {
                 for reply in extra.flush.into_iter().chain(extra.retain) {
                     let _ = reply.send(Ok(chunks));
                 }
+                for reply in extra.compact {
+                    let _ = reply.send(Ok(merged));
+                }
             }
             Err(e) => {
                 tracing::error!("store commit failed; refusing writes until restart: {e}");
@@ -186,7 +212,12 @@ impl Writer {
                 for (_, _, reply) in batches {
                     let _ = reply.send(Err(e.clone()));
                 }
-                for reply in extra.flush.into_iter().chain(extra.retain) {
+                for reply in extra
+                    .flush
+                    .into_iter()
+                    .chain(extra.retain)
+                    .chain(extra.compact)
+                {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
@@ -194,13 +225,14 @@ impl Writer {
     }
 
     /// One transaction: hellos and batches, closing due heads, trimming the write-ahead table,
-    /// and a slice of retention. Returns the points stored and the chunks closed.
+    /// and a slice of retention and of compaction. Returns the points stored, the chunks
+    /// closed, and the chunks merged away.
     fn apply(
         &mut self,
         ops: Vec<(Option<super::BatchWrite>, Option<super::HelloWrite>)>,
         replies: &mut Vec<u64>,
         extra: &Extra,
-    ) -> Result<(u64, u64), Err> {
+    ) -> Result<(u64, u64, u64), Err> {
         let path = self.inner.path.clone();
         let err = db_err(&path);
         let inner = self.inner.clone();
@@ -341,6 +373,15 @@ impl Writer {
         } else if extra.tick {
             self.retention_slice(&mut txn, now)?;
         }
+        let mut merged = 0;
+        if !extra.compact.is_empty() {
+            self.compaction_cursor = Some(0);
+            while self.compaction_cursor.is_some() {
+                merged += self.compaction_slice(&mut txn, now, true)?;
+            }
+        } else if extra.tick {
+            merged += self.compaction_slice(&mut txn, now, false)?;
+        }
 
         touched.sort();
         touched.dedup();
@@ -405,7 +446,7 @@ impl Writer {
         if wrote_wal {
             self.next_wal = seq + 1;
         }
-        Ok((n, closed_count))
+        Ok((n, closed_count, merged))
     }
 
     /// Series whose heads are to be closed in this commit.
@@ -575,6 +616,129 @@ impl Writer {
                 .map_err(|e| err(e.into()))?;
         }
         Ok(())
+    }
+}
+
+impl Writer {
+    /// One slice of the compaction pass. Returns the chunks merged away.
+    fn compaction_slice(
+        &mut self,
+        txn: &mut WriteTransaction,
+        now: i64,
+        force: bool,
+    ) -> Result<u64, Err> {
+        let start = match self.compaction_cursor {
+            Some(c) => c,
+            None if Instant::now() >= self.next_compaction => {
+                self.next_compaction = Instant::now() + self.inner.options.maintenance_every;
+                0
+            }
+            None => return Ok(0),
+        };
+        let series = self.persisted.len() as u32;
+        let end = start.saturating_add(COMPACT_SLICE).min(series);
+        self.compaction_cursor = (end < series).then_some(end);
+        if self.compacted_from.len() < series as usize {
+            self.compacted_from.resize(series as usize, i64::MIN);
+        }
+        let target = self.inner.options.compact_points;
+        let path = self.inner.path.clone();
+        let err = db_err(&path);
+        let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
+        let mut merged = 0;
+        let mut max_span = self.inner.max_chunk_span.load(Ordering::Relaxed);
+        let before = max_span;
+        for id in start..end {
+            let from = self.compacted_from[id as usize];
+            let key = u64::from(id);
+            // (start, end, points) of every chunk not known to be settled.
+            let mut rows: Vec<(i64, i64, usize)> = Vec::new();
+            for row in chunks
+                .range((key, from)..=(key, i64::MAX))
+                .map_err(|e| err(e.into()))?
+            {
+                let (k, v) = row.map_err(|e| err(e.into()))?;
+                let (end_ts, bytes) = v.value();
+                let points = chunk::info(bytes).map_or(usize::MAX, |i| i.points);
+                rows.push((k.value().1, end_ts, points));
+            }
+            let mut settled_to = from;
+            let mut i = 0;
+            while i < rows.len() {
+                // A run of small chunks from i, within the point and span bounds.
+                let mut j = i;
+                let mut total = 0;
+                while j < rows.len()
+                    && rows[j].2 < target / 2
+                    && total + rows[j].2 <= target
+                    && rows[j].1 - rows[i].0 <= MAX_MERGED_SPAN
+                {
+                    total += rows[j].2;
+                    j += 1;
+                }
+                if j == i {
+                    // A big chunk: settled.
+                    settled_to = rows[i].0;
+                    i += 1;
+                    continue;
+                }
+                let full = total >= target / 2 || j < rows.len();
+                let old = now - rows[j - 1].1 >= SETTLED_AGE;
+                if j - i >= 2 && (full || old || force) {
+                    merged += self.merge_run(&mut chunks, key, &rows[i..j])?;
+                    max_span = max_span.max(rows[j - 1].1 - rows[i].0);
+                    settled_to = rows[i].0;
+                } else if !(full || old) {
+                    // The newest run is still growing: look at it again next pass.
+                    break;
+                } else {
+                    settled_to = rows[i].0;
+                }
+                i = j;
+            }
+            self.compacted_from[id as usize] = settled_to;
+        }
+        if max_span > before {
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            meta.insert("max_chunk_span", max_span)
+                .map_err(|e| err(e.into()))?;
+            self.inner.max_chunk_span.store(max_span, Ordering::Relaxed);
+        }
+        Ok(merged)
+    }
+
+    /// Replaces the chunks `run` of series `id` by one. Returns the chunks merged away.
+    fn merge_run(
+        &self,
+        chunks: &mut Table<(u64, i64), (i64, &[u8])>,
+        id: u64,
+        run: &[(i64, i64, usize)],
+    ) -> Result<u64, Err> {
+        let err = self.err();
+        let mut ts = Vec::new();
+        let mut values = Vec::new();
+        for &(start, _, _) in run {
+            let Some(v) = chunks.remove((id, start)).map_err(|e| err(e.into()))? else {
+                continue;
+            };
+            let (t, x) = chunk::decode(v.value().1).map_err(|e| StoreError::Db {
+                path: self.inner.path.clone(),
+                detail: format!("chunk of series {id} at {start}: {e}"),
+            })?;
+            ts.extend(t);
+            values.extend(x);
+        }
+        // Chunks of one series may overlap when late points came in: sort to be sure.
+        let mut points: Vec<(i64, f64)> = ts.into_iter().zip(values).collect();
+        points.sort_by_key(|p| p.0);
+        let (ts, values): (Vec<i64>, Vec<f64>) = points.into_iter().unzip();
+        if let (Some(&first), Some(&last)) = (ts.first(), ts.last()) {
+            let bytes = chunk::encode(&ts, &values);
+            chunks
+                .insert((id, first), (last, bytes.as_slice()))
+                .map_err(|e| err(e.into()))?;
+        }
+        Ok(run.len() as u64 - 1)
     }
 }
 
