@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod bench_storage;
+pub mod bench_store;
 pub mod chunk;
 pub mod config;
 pub mod demo;

@@ -65,6 +65,9 @@ enum Command {
 enum BenchCommand {
     /// Chunk codec: bytes/sample and encode/decode speed on a synthetic host-metric mix.
     Storage(StorageBenchArgs),
+    /// The store end to end on real redb files: bytes/sample on disk, memory per active
+    /// series, restart with an hour of open heads, a 30-day query at a 1 h step.
+    Store(StoreBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +84,31 @@ struct StorageBenchArgs {
     /// Timed runs per measurement; the median is reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct StoreBenchArgs {
+    /// Keep the store files in DIR instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Series per metric kind of the mix (six kinds, 7,200 points each at 15 s).
+    #[arg(long, default_value_t = 32)]
+    series: usize,
+    /// Hosts of the memory and restart part.
+    #[arg(long, default_value_t = 1000)]
+    hosts: usize,
+    /// Series per host of the memory and restart part.
+    #[arg(long, default_value_t = 100)]
+    series_per_host: usize,
+    /// Ticks, 10 s apart, held in open heads (360 is an hour).
+    #[arg(long, default_value_t = 360)]
+    ticks: usize,
+    /// Also report bytes/sample of this existing store file, settled on a copy.
+    #[arg(long, value_name = "FILE")]
+    existing: Option<PathBuf>,
+    /// Timed runs of the 30-day query; the median is reported.
+    #[arg(long, default_value_t = 200)]
+    query_runs: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +319,37 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("nines-aggregator: bench storage: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench(BenchCommand::Store(args)) => {
+            if args.series == 0 || args.hosts == 0 || args.series_per_host == 0 || args.ticks == 0 {
+                eprintln!(
+                    "nines-aggregator: bench store: --series, --hosts, --series-per-host and --ticks must be at least 1"
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let opts = nines_aggregator::bench_store::StoreBenchOptions {
+                dir: args.dir,
+                mix_series_per_kind: args.series,
+                hosts: args.hosts,
+                series_per_host: args.series_per_host,
+                ticks: args.ticks,
+                existing: args.existing,
+                query_runs: args.query_runs,
+            };
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.block_on(nines_aggregator::bench_store::run(
+                &opts,
+                std::io::stdout().lock(),
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("nines-aggregator: bench store: {e}");
                     ExitCode::FAILURE
                 }
             }

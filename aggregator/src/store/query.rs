@@ -26,7 +26,7 @@ pub struct Step {
 pub enum Resolution {
     /// Raw points.
     Raw,
-    /// 1 min rollups (and raw points not rolled up yet).
+    /// Raw points where they are kept, 1 min rollups of older ones.
     #[serde(rename = "1m")]
     Minute,
     /// 1 h rollups (and raw points not rolled up yet).
@@ -140,7 +140,13 @@ impl Store {
                         let (k, v) = row.map_err(|e| err(e.into()))?;
                         add(rollup::bucket(k.value().1, s.ms), Agg::from_row(v.value()));
                     }
-                    merge_buckets(&mut buckets, rollup::aggregate(sorted(head), s.ms));
+                    let mut fresh = head;
+                    if resolution == Resolution::Minute {
+                        // 1 min rollups hold only points whose raw copies expired: the
+                        // rest are still raw.
+                        fresh.extend(self.raw(&txn, id, from, to, max_span)?);
+                    }
+                    merge_buckets(&mut buckets, rollup::aggregate(sorted(fresh), s.ms));
                     buckets
                         .into_iter()
                         .map(|(b, a)| (b, a.get(s.agg)))

@@ -1,7 +1,7 @@
 //! The writer thread: group commits, heads, chunk closing, rollups, write-ahead trimming and
 //! retention. Everything that changes the database happens here, one transaction at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -521,8 +521,9 @@ impl Writer {
         seq
     }
 
-    /// Writes the heads of `ids` as chunks with their rollups, and marks them closed through
-    /// commit `seq - 1`.
+    /// Writes the heads of `ids` as chunks with their 1 h rollups, and marks them closed
+    /// through commit `seq - 1`. (1 min rollups are made when raw points expire: until then
+    /// the raw points answer 1 min steps as cheaply, and cost less to keep.)
     fn close(
         &self,
         txn: &mut WriteTransaction,
@@ -535,7 +536,6 @@ impl Writer {
         }
         let err = self.err();
         let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
-        let mut r1m = txn.open_table(ROLLUP_1M).map_err(|e| err(e.into()))?;
         let mut r1h = txn.open_table(ROLLUP_1H).map_err(|e| err(e.into()))?;
         let mut closed = txn.open_table(CLOSED).map_err(|e| err(e.into()))?;
         let mut max_span = self.inner.max_chunk_span.load(Ordering::Relaxed);
@@ -568,7 +568,6 @@ impl Writer {
                 .map_err(|e| err(e.into()))?;
             max_span = max_span.max(end - key.1);
             let points = || ts.iter().copied().zip(values.iter().copied());
-            merge_rollups(&mut r1m, id, rollup::aggregate(points(), MINUTE))?;
             merge_rollups(&mut r1h, id, rollup::aggregate(points(), HOUR))?;
             closed
                 .insert(u64::from(id), seq - 1)
@@ -608,7 +607,13 @@ impl Writer {
         let mut r1h = txn.open_table(ROLLUP_1H).map_err(|e| err(e.into()))?;
         for id in start..end {
             let id = u64::from(id);
-            expire_chunks(&mut chunks, id, raw_cut, &self.inner.path)?;
+            expire_chunks(
+                &mut chunks,
+                &mut r1m,
+                id,
+                (raw_cut, cut_1m),
+                &self.inner.path,
+            )?;
             // A bucket goes when all of it is older than the cutoff.
             r1m.retain_in((id, i64::MIN)..(id, cut_1m - MINUTE + 1), |_, _| false)
                 .map_err(|e| err(e.into()))?;
@@ -798,42 +803,41 @@ fn merge_rollups(
 }
 
 /// Deletes the chunks of series `id` whose points all precede `cut`, and rewrites the one
-/// that straddles it without its expired points.
+/// that straddles it without its expired points. The expired points younger than `cut_1m`
+/// are kept as 1 min rollups.
 fn expire_chunks(
     chunks: &mut Table<(u64, i64), (i64, &[u8])>,
+    r1m: &mut Table<(u64, i64), rollup::AggRow>,
     id: u64,
-    cut: i64,
+    (cut, cut_1m): (i64, i64),
     path: &std::path::Path,
 ) -> Result<(), Err> {
     let err = |e: redb::StorageError| StoreError::Db {
         path: path.to_owned(),
         detail: e.to_string(),
     };
-    let mut expired: Vec<i64> = Vec::new();
-    let mut straddling: HashMap<i64, Vec<u8>> = HashMap::new();
+    let mut found: Vec<(i64, Vec<u8>)> = Vec::new();
     for row in chunks.range((id, i64::MIN)..(id, cut)).map_err(err)? {
         let (k, v) = row.map_err(err)?;
-        let (start, (end, bytes)) = (k.value().1, v.value());
-        if end < cut {
-            expired.push(start);
-        } else {
-            straddling.insert(start, bytes.to_vec());
-        }
+        found.push((k.value().1, v.value().1.to_vec()));
     }
-    for start in expired {
-        chunks.remove((id, start)).map_err(err)?;
-    }
-    for (start, bytes) in straddling {
+    let mut expired: Vec<(i64, f64)> = Vec::new();
+    for (start, bytes) in found {
         let (ts, values) = chunk::decode(&bytes).map_err(|e| StoreError::Db {
             path: path.to_owned(),
             detail: format!("chunk of series {id} at {start}: {e}"),
         })?;
-        let (ts, values): (Vec<i64>, Vec<f64>) = ts
-            .into_iter()
-            .zip(values)
-            .filter(|(t, _)| *t >= cut)
-            .unzip();
         chunks.remove((id, start)).map_err(err)?;
+        let (mut keep_ts, mut keep_values) = (Vec::new(), Vec::new());
+        for (t, v) in ts.into_iter().zip(values) {
+            if t >= cut {
+                keep_ts.push(t);
+                keep_values.push(v);
+            } else if t >= cut_1m {
+                expired.push((t, v));
+            }
+        }
+        let (ts, values) = (keep_ts, keep_values);
         if let (Some(&first), Some(&last)) = (ts.first(), ts.last()) {
             let bytes = chunk::encode(&ts, &values);
             chunks
@@ -841,5 +845,7 @@ fn expire_chunks(
                 .map_err(err)?;
         }
     }
-    Ok(())
+    expired.sort_by_key(|p| p.0);
+    let id = u32::try_from(id).unwrap_or(u32::MAX);
+    merge_rollups(r1m, id, rollup::aggregate(expired, MINUTE))
 }

@@ -1,0 +1,418 @@
+//! `nines-aggregator bench store`: the store measured end to end, on real redb files:
+//! bytes per sample on disk for the synthetic host-metric mix (and for any existing store
+//! file), memory per active series, restart time with an hour of open heads, and a 30-day
+//! range query at a 1 h step.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nines_common::proto::Hello;
+use nines_common::{HostId, SeriesKey};
+use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+
+use crate::bench_storage::{self, MixSpec};
+use crate::store::{AggFn, BatchWrite, HelloWrite, Step, Store, StoreError, StoreOptions};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct StoreBenchOptions {
+    /// Working directory (a temporary one if `None`).
+    pub dir: Option<PathBuf>,
+    /// Series per kind of the mix (six kinds, 7,200 points each at 15 s).
+    pub mix_series_per_kind: usize,
+    /// Hosts and series per host of the memory and restart part.
+    pub hosts: usize,
+    pub series_per_host: usize,
+    /// Ticks (10 s apart) written for the memory and restart part: 360 is an hour.
+    pub ticks: usize,
+    /// Also report bytes per sample of this existing store file (copied first).
+    pub existing: Option<PathBuf>,
+    /// Timed query runs; the median is reported.
+    pub query_runs: usize,
+}
+
+impl Default for StoreBenchOptions {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            mix_series_per_kind: 32,
+            hosts: 1000,
+            series_per_host: 100,
+            ticks: 360,
+            existing: None,
+            query_runs: 200,
+        }
+    }
+}
+
+/// Why the benchmark stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreBenchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn hello_for(host: &HostId, interval_ms: u32) -> HelloWrite {
+    HelloWrite {
+        host: host.clone(),
+        hello: Hello {
+            protocol: nines_common::proto::PROTOCOL_VERSION,
+            agent_version: "bench".into(),
+            host_id: host.to_string(),
+            boot_id: "bench".into(),
+            os: "bench".into(),
+            arch: std::env::consts::ARCH.into(),
+            kernel: "bench".into(),
+            interval_ms,
+        },
+        now_ms: nines_common::model::now_ms(),
+    }
+}
+
+/// Resident and peak memory of this process, bytes.
+fn rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Submits batches without waiting for each commit, so they share commits, then waits for all.
+async fn write_all(store: &Store, batches: Vec<BatchWrite>) -> Result<(), StoreBenchError> {
+    let mut pending = std::collections::VecDeque::new();
+    for b in batches {
+        pending.push_back(store.submit_batch(b).await?);
+        if pending.len() >= 8192
+            && let Some(rx) = pending.pop_front()
+        {
+            rx.await.map_err(|_| StoreError::Closed)??;
+        }
+    }
+    for rx in pending {
+        rx.await.map_err(|_| StoreError::Closed)??;
+    }
+    Ok(())
+}
+
+/// Per-table stored bytes of a store file, largest first, and the file size.
+fn table_bytes(path: &Path) -> Result<(u64, Vec<(String, u64)>), StoreBenchError> {
+    let file = std::fs::metadata(path)?.len();
+    let db = redb::Database::open(path).map_err(|e| StoreBenchError::Other(e.to_string()))?;
+    let txn = db
+        .begin_read()
+        .map_err(|e| StoreBenchError::Other(e.to_string()))?;
+    let mut out = Vec::new();
+    for handle in txn
+        .list_tables()
+        .map_err(|e| StoreBenchError::Other(e.to_string()))?
+    {
+        let t = txn
+            .open_untyped_table(handle.clone())
+            .map_err(|e| StoreBenchError::Other(e.to_string()))?;
+        let stats = t
+            .stats()
+            .map_err(|e| StoreBenchError::Other(e.to_string()))?;
+        out.push((
+            handle.name().to_owned(),
+            stats.stored_bytes() + stats.metadata_bytes(),
+        ));
+    }
+    out.sort_by_key(|t| std::cmp::Reverse(t.1));
+    Ok((file, out))
+}
+
+/// Closes every head, merges every run of chunks, and compacts the file.
+async fn settle(
+    store: Store,
+    writer: crate::store::WriterHandle,
+    path: &Path,
+) -> Result<(), StoreBenchError> {
+    store.flush().await?;
+    store.compact().await?;
+    drop(store);
+    writer.join();
+    Store::compact_file(path)?;
+    Ok(())
+}
+
+fn report_file(
+    out: &mut impl Write,
+    what: &str,
+    path: &Path,
+    samples: u64,
+) -> Result<f64, StoreBenchError> {
+    let (file, tables) = table_bytes(path)?;
+    let per = file as f64 / samples as f64;
+    writeln!(
+        out,
+        "{what}: {samples} samples, file {file} bytes: {per:.3} bytes/sample"
+    )?;
+    for (name, bytes) in tables {
+        writeln!(
+            out,
+            "  table {name:<10} {bytes:>12} bytes  {:.3} bytes/sample",
+            bytes as f64 / samples as f64
+        )?;
+    }
+    Ok(per)
+}
+
+/// Runs every part and prints the results to `out`.
+pub async fn run(opts: &StoreBenchOptions, mut out: impl Write) -> Result<(), StoreBenchError> {
+    let tmp = tempfile::tempdir()?;
+    let dir = opts.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
+    std::fs::create_dir_all(&dir)?;
+
+    // 1. The mix, through the store, settled: bytes per sample on disk.
+    let spec = MixSpec {
+        series_per_kind: opts.mix_series_per_kind,
+        ..MixSpec::default()
+    };
+    let mix = bench_storage::generate(&spec);
+    let samples: u64 = mix.iter().map(|s| s.ts.len() as u64).sum();
+    let path = dir.join("mix.redb");
+    let _ = std::fs::remove_file(&path);
+    let (store, writer) = Store::open_with(&path, StoreOptions::default())?;
+    let host = HostId::new("mix").map_err(|e| StoreBenchError::Other(e.to_string()))?;
+    store.hello(hello_for(&host, 15_000)).await?;
+    let ids: Vec<u32> = mix
+        .iter()
+        .map(|s| {
+            store.series_id(
+                &host,
+                SeriesKey::new(s.kind.metric(), &[("series", &s.index.to_string())]),
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let ticks = mix.iter().map(|s| s.ts.len()).max().unwrap_or(0);
+    let started = Instant::now();
+    let batches = (0..ticks)
+        .map(|t| BatchWrite {
+            host: host.clone(),
+            seq: t as u64 + 1,
+            points: mix
+                .iter()
+                .zip(&ids)
+                .filter_map(|(s, id)| Some((*id, *s.ts.get(t)?, *s.values.get(t)?)))
+                .collect(),
+        })
+        .collect();
+    write_all(&store, batches).await?;
+    let secs = started.elapsed().as_secs_f64();
+    writeln!(
+        out,
+        "mix written through the store: {samples} samples in {secs:.1} s ({:.0} samples/s in-process, durable commits)",
+        samples as f64 / secs
+    )?;
+    settle(store, writer, &path).await?;
+    report_file(&mut out, "host-metric mix at 15 s, settled", &path, samples)?;
+
+    // 2. An existing store (real agent data), settled on a copy.
+    if let Some(existing) = &opts.existing {
+        let copy = dir.join("existing.redb");
+        std::fs::copy(existing, &copy)?;
+        let (store, writer) = Store::open_with(&copy, StoreOptions::default())?;
+        let samples = count_samples(&store)?;
+        settle(store, writer, &copy).await?;
+        report_file(
+            &mut out,
+            &format!("{}, settled", existing.display()),
+            &copy,
+            samples,
+        )?;
+    }
+
+    // 3. Memory per active series, and restart with an hour of open heads.
+    let path = dir.join("heads.redb");
+    let _ = std::fs::remove_file(&path);
+    let options = StoreOptions {
+        // Every head stays open for the whole run: the worst case for memory and replay.
+        chunk_points: opts.ticks + 1,
+        head_max_age: Duration::from_secs(3 * 3600),
+        ..StoreOptions::default()
+    };
+    let (rss0, _) = rss();
+    let (store, writer) = Store::open_with(&path, options.clone())?;
+    let mut hosts = Vec::with_capacity(opts.hosts);
+    for h in 0..opts.hosts {
+        let host = HostId::new(format!("host-{h:05}"))
+            .map_err(|e| StoreBenchError::Other(e.to_string()))?;
+        store.hello(hello_for(&host, 10_000)).await?;
+        let ids: Vec<u32> = (0..opts.series_per_host)
+            .map(|i| {
+                store.series_id(
+                    &host,
+                    SeriesKey::new("bench_value", &[("i", &i.to_string()), ("kind", "gauge")]),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        hosts.push((host, ids));
+    }
+    let series = (opts.hosts * opts.series_per_host) as u64;
+    let t0 = (nines_common::model::now_ms() / 10_000 - opts.ticks as i64) * 10_000;
+    let started = Instant::now();
+    let mut rng = fastrand::Rng::with_seed(7);
+    for tick in 0..opts.ticks {
+        let batches = hosts
+            .iter()
+            .map(|(host, ids)| BatchWrite {
+                host: host.clone(),
+                seq: tick as u64 + 1,
+                points: ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| {
+                        let v = match i % 4 {
+                            0 => 1.0,
+                            1 => (tick * 4096) as f64,
+                            2 => (rng.f64() * 10_000.0).round() / 100.0,
+                            _ => rng.f64(),
+                        };
+                        (*id, t0 + tick as i64 * 10_000, v)
+                    })
+                    .collect(),
+            })
+            .collect();
+        write_all(&store, batches).await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let points = series * opts.ticks as u64;
+    let (rss1, hwm) = rss();
+    writeln!(
+        out,
+        "{series} active series, {} points each in open heads ({points} points) written in {secs:.1} s ({:.0} samples/s in-process)",
+        opts.ticks,
+        points as f64 / secs
+    )?;
+    writeln!(
+        out,
+        "memory: RSS {:.1} MiB before, {:.1} MiB after (peak {:.1} MiB): {:.0} bytes per active series",
+        rss0 as f64 / 1048576.0,
+        rss1 as f64 / 1048576.0,
+        hwm as f64 / 1048576.0,
+        rss1.saturating_sub(rss0) as f64 / series as f64
+    )?;
+    drop(store);
+    writer.join();
+    let started = Instant::now();
+    let (store, writer) = Store::open_with(&path, options)?;
+    let open_secs = started.elapsed().as_secs_f64();
+    let (_, probe) = store
+        .query(
+            "host-00000",
+            "bench_value",
+            &[("i".into(), "0".into())],
+            (t0, i64::MAX / 2),
+            None,
+            1_000_000,
+        )
+        .map_err(|e| StoreBenchError::Other(e.to_string()))?;
+    let replayed = probe.first().map_or(0, |s| s.points.len());
+    if replayed != opts.ticks {
+        return Err(StoreBenchError::Other(format!(
+            "after restart a series has {replayed} points, not {}",
+            opts.ticks
+        )));
+    }
+    writeln!(
+        out,
+        "restart: open with {points} points of open heads replayed in {open_secs:.2} s"
+    )?;
+    drop(store);
+    writer.join();
+
+    // 4. A 30-day range of one series at 10 s, queried at a 1 h step.
+    let path = dir.join("month.redb");
+    let _ = std::fs::remove_file(&path);
+    let (store, writer) = Store::open_with(&path, StoreOptions::default())?;
+    let host = HostId::new("month").map_err(|e| StoreBenchError::Other(e.to_string()))?;
+    store.hello(hello_for(&host, 10_000)).await?;
+    let id = store.series_id(
+        &host,
+        SeriesKey::new("cpu_usage_ratio", &[("cpu", "total")]),
+    )?;
+    let n = 30 * 8640;
+    let end = nines_common::model::now_ms() / 10_000 * 10_000;
+    let start = end - n as i64 * 10_000;
+    let batches = (0..n / 360)
+        .map(|b| BatchWrite {
+            host: host.clone(),
+            seq: b as u64 + 1,
+            points: (0..360)
+                .map(|i| {
+                    let k = b * 360 + i;
+                    (id, start + k as i64 * 10_000, ((k % 977) as f64) / 977.0)
+                })
+                .collect(),
+        })
+        .collect();
+    write_all(&store, batches).await?;
+    store.flush().await?;
+    store.compact().await?;
+    let step = Some(Step {
+        ms: 3_600_000,
+        agg: AggFn::Avg,
+    });
+    let mut times = Vec::with_capacity(opts.query_runs);
+    let mut buckets = 0;
+    for _ in 0..opts.query_runs.max(1) {
+        let started = Instant::now();
+        let (_, answer) = store
+            .query("month", "cpu_usage_ratio", &[], (start, end), step, 11_000)
+            .map_err(|e| StoreBenchError::Other(e.to_string()))?;
+        times.push(started.elapsed());
+        buckets = answer.first().map_or(0, |s| s.points.len());
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    writeln!(
+        out,
+        "30-day query of one series ({n} points at 10 s) at a 1 h step, {buckets} buckets: median {:.3} ms, p99 {:.3} ms over {} runs",
+        median.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        times.len()
+    )?;
+    drop(store);
+    writer.join();
+    Ok(())
+}
+
+/// Samples in a store: every raw point in chunks and heads, counted through queries.
+fn count_samples(store: &Store) -> Result<u64, StoreBenchError> {
+    let mut total = 0;
+    for host in store.hosts() {
+        for s in store.series(&host.host)? {
+            let matchers: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            let (_, answer) = store
+                .query(
+                    &host.host,
+                    &s.name,
+                    &matchers,
+                    (i64::MIN / 2, i64::MAX / 2),
+                    None,
+                    u64::MAX,
+                )
+                .map_err(|e| StoreBenchError::Other(e.to_string()))?;
+            // Matchers select series whose labels include these: count only the exact one.
+            if let Some(exact) = answer.iter().find(|a| a.labels == s.labels) {
+                total += exact.points.len() as u64;
+            }
+        }
+    }
+    Ok(total)
+}
