@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use nines_aggregator::config::Config;
 use nines_aggregator::pki::{self, PkiDir};
-use nines_aggregator::{api, bench_storage, demo};
+use nines_aggregator::{api, bench_ingest, bench_storage, demo};
 use nines_common::HostId;
 
 /// Exit code for a bad configuration or bad arguments (EX_USAGE).
@@ -68,6 +68,9 @@ enum BenchCommand {
     /// The store end to end on real redb files: bytes/sample on disk, memory per active
     /// series, restart with an hour of open heads, a 30-day query at a 1 h step.
     Store(StoreBenchArgs),
+    /// Ingest end to end: simulated agents over mTLS against a real aggregator child process;
+    /// acked samples/s, ack latency, its CPU and memory, and bytes/sample.
+    Ingest(bench_ingest::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -350,6 +353,23 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("nines-aggregator: bench store: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench(BenchCommand::Ingest(args)) => {
+            if let Err(e) = args.validate() {
+                eprintln!("nines-aggregator: bench ingest: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.block_on(bench_ingest::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("nines-aggregator: bench ingest: {e}");
                     ExitCode::FAILURE
                 }
             }
