@@ -63,9 +63,9 @@ pub enum StoreError {
         /// redb's message.
         detail: String,
     },
-    /// An earlier write failed; the store refuses writes until it is reopened, rather than
-    /// guess what reached the disk.
-    #[error("store refuses writes after an earlier failure: {0}")]
+    /// A commit failed (disk full, I/O error); the store refuses writes until it has reopened
+    /// the file and proved it writable, which it tries every few seconds.
+    #[error("store refuses writes after a failed commit: {0}")]
     Failed(String),
     /// The store is shutting down.
     #[error("store is shutting down")]
@@ -202,7 +202,8 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    db: Database,
+    /// `None` while the writer reopens the file after a storage error.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
     options: StoreOptions,
     hosts: RwLock<HashMap<String, HostRecord>>,
@@ -225,6 +226,35 @@ impl WriterHandle {
     /// Waits for the writer to finish its last commit (after every [`Store`] clone is dropped).
     pub fn join(self) {
         let _ = self.0.join();
+    }
+}
+
+fn open_db(path: &Path, options: &StoreOptions) -> Result<Database, StoreError> {
+    Database::builder()
+        .set_cache_size(options.cache_bytes)
+        .create(path)
+        .map_err(|e| db_err(path)(e.into()))
+}
+
+impl Inner {
+    fn unavailable(&self) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            detail: "the database is being reopened after a storage error".into(),
+        }
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        use redb::ReadableDatabase;
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = db.as_ref().ok_or_else(|| self.unavailable())?;
+        db.begin_read().map_err(|e| db_err(&self.path)(e.into()))
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = db.as_ref().ok_or_else(|| self.unavailable())?;
+        db.begin_write().map_err(|e| db_err(&self.path)(e.into()))
     }
 }
 
@@ -269,10 +299,7 @@ impl Store {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| err(e.into()))?;
         }
-        let db = Database::builder()
-            .set_cache_size(options.cache_bytes)
-            .create(path)
-            .map_err(|e| err(e.into()))?;
+        let db = open_db(path, &options)?;
         let mut hosts = HashMap::new();
         let mut catalog = Catalog::default();
         let mut max_span = 0;
@@ -343,7 +370,7 @@ impl Store {
         }
         let series_count = catalog.keys.len();
         let inner = Arc::new(Inner {
-            db,
+            db: RwLock::new(Some(db)),
             path: path.to_owned(),
             options,
             hosts: RwLock::new(hosts),

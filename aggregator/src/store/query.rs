@@ -3,7 +3,6 @@
 
 use std::sync::atomic::Ordering;
 
-use redb::ReadableDatabase;
 use serde::Serialize;
 
 use super::rollup::{self, Agg, AggFn, HOUR, MINUTE};
@@ -112,7 +111,7 @@ impl Store {
                         .unwrap_or_default()
                 })
                 .collect();
-            let txn = self.inner.db.begin_read().map_err(|e| err(e.into()))?;
+            let txn = self.inner.begin_read()?;
             (points, txn)
         };
         let max_span = self.inner.max_chunk_span.load(Ordering::Relaxed);

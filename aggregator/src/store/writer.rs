@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use nines_common::model::now_ms;
-use redb::{ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, Table, WriteTransaction};
 use tokio::sync::mpsc;
 
 use super::head::Head;
@@ -17,6 +17,9 @@ use super::{
     WAL, WAL_POINT, db_err, labels_json,
 };
 use crate::chunk;
+
+/// After a storage error, reopening the file is tried this often.
+const RECOVERY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Series looked at by one retention slice (one transaction).
 const RETENTION_SLICE: u32 = 2000;
@@ -52,6 +55,10 @@ pub(super) struct Writer {
     next_compaction: Instant,
     compaction_cursor: Option<u32>,
     compacted_from: Vec<i64>,
+    /// After a failed commit: when to try reopening the file, and whether the outage has
+    /// been logged.
+    next_recovery: Instant,
+    outage_logged: bool,
 }
 
 type Err = StoreError;
@@ -80,6 +87,8 @@ impl Writer {
             next_compaction: Instant::now() + inner.options.maintenance_every,
             compaction_cursor: None,
             compacted_from: Vec::new(),
+            next_recovery: Instant::now(),
+            outage_logged: false,
         }
     }
 
@@ -87,11 +96,50 @@ impl Writer {
         db_err(&self.inner.path)
     }
 
+    /// After a failed commit: reopens the file (redb refuses further use of a handle after an
+    /// I/O error), proves it writable with a small durable commit, and rebuilds the writer's
+    /// state from it exactly as at start. Whatever the failed transaction did is gone; the
+    /// batches in it were never acked.
+    fn recover(&mut self) -> Result<(), Err> {
+        let inner = self.inner.clone();
+        let err = db_err(&inner.path);
+        {
+            let mut db = inner.db.write().unwrap_or_else(|p| p.into_inner());
+            // Drop the old handle first: it holds the file's lock.
+            *db = None;
+            *db = Some(super::open_db(&inner.path, &inner.options)?);
+        }
+        let mut txn = inner.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| err(e.into()))?;
+        let mut closed = vec![0; self.persisted.len()];
+        {
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            meta.insert("recovered_at", now_ms())
+                .map_err(|e| err(e.into()))?;
+            let table = txn.open_table(CLOSED).map_err(|e| err(e.into()))?;
+            for row in table.iter().map_err(|e| err(e.into()))? {
+                let (k, v) = row.map_err(|e| err(e.into()))?;
+                if let Some(slot) = closed.get_mut(k.value() as usize) {
+                    *slot = v.value();
+                }
+            }
+        }
+        txn.commit().map_err(|e| err(e.into()))?;
+        self.closed = closed;
+        self.open_by_wal.clear();
+        self.full.clear();
+        self.retention_cursor = None;
+        self.compaction_cursor = None;
+        self.compacted_from.clear();
+        self.replay()
+    }
+
     /// Rebuilds the heads from the write-ahead table, skipping points already in chunks.
     pub(super) fn replay(&mut self) -> Result<(), Err> {
         let inner = self.inner.clone();
         let err = db_err(&inner.path);
-        let txn = inner.db.begin_read().map_err(|e| err(e.into()))?;
+        let txn = inner.begin_read()?;
         let meta = txn.open_table(META).map_err(|e| err(e.into()))?;
         let mut next = meta
             .get("next_wal")
@@ -99,6 +147,7 @@ impl Writer {
             .map_or(1, |v| v.value().max(1) as u64);
         let wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
         let mut heads = inner.heads.write().unwrap_or_else(|p| p.into_inner());
+        heads.clear();
         let mut floor = None;
         let series = self.persisted.len();
         for row in wal.iter().map_err(|e| err(e.into()))? {
@@ -148,12 +197,24 @@ impl Writer {
     }
 
     fn commit(&mut self, ops: Vec<Op>) {
-        let failed = self
+        let mut failed = self
             .inner
             .failed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        if failed.is_some() && Instant::now() >= self.next_recovery {
+            self.next_recovery = Instant::now() + RECOVERY_EVERY;
+            match self.recover() {
+                Ok(()) => {
+                    tracing::info!("store is writable again; accepting batches");
+                    *self.inner.failed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    self.outage_logged = false;
+                    failed = None;
+                }
+                Err(e) => tracing::debug!("store still not writable: {e}"),
+            }
+        }
         let mut replies = Vec::with_capacity(ops.len());
         let mut extra = Extra::default();
         let mut batches = Vec::with_capacity(ops.len());
@@ -207,7 +268,14 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!("store commit failed; refusing writes until restart: {e}");
+                if !self.outage_logged {
+                    tracing::error!(
+                        "store commit failed; refusing batches and retrying every {} s: {e}",
+                        RECOVERY_EVERY.as_secs()
+                    );
+                    self.outage_logged = true;
+                }
+                self.next_recovery = Instant::now() + RECOVERY_EVERY;
                 *self.inner.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 for (_, _, reply) in batches {
                     let _ = reply.send(Err(e.clone()));
@@ -241,7 +309,7 @@ impl Writer {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut txn = inner.db.begin_write().map_err(|e| err(e.into()))?;
+        let mut txn = inner.begin_write()?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| err(e.into()))?;
         let seq = self.next_wal;
