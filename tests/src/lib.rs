@@ -1,6 +1,11 @@
 //! Helpers for end-to-end tests: find the real binaries, run them as child processes that die
 //! with the test, and poll the HTTP API.
 
+pub mod blackhole;
+pub mod check;
+pub mod cluster;
+pub mod wire;
+
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
