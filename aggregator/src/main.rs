@@ -97,6 +97,9 @@ struct StoreBenchArgs {
     /// Series per metric kind of the mix (six kinds, 7,200 points each at 15 s).
     #[arg(long, default_value_t = 32)]
     series: usize,
+    /// Points per series of the mix.
+    #[arg(long, default_value_t = 7200)]
+    mix_points: usize,
     /// Hosts of the memory and restart part.
     #[arg(long, default_value_t = 1000)]
     hosts: usize,
@@ -327,7 +330,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Bench(BenchCommand::Store(args)) => {
-            if args.series == 0 || args.hosts == 0 || args.series_per_host == 0 || args.ticks == 0 {
+            if args.series == 0
+                || args.mix_points == 0
+                || args.hosts == 0
+                || args.series_per_host == 0
+                || args.ticks == 0
+            {
                 eprintln!(
                     "nines-aggregator: bench store: --series, --hosts, --series-per-host and --ticks must be at least 1"
                 );
@@ -336,6 +344,7 @@ fn main() -> ExitCode {
             let opts = nines_aggregator::bench_store::StoreBenchOptions {
                 dir: args.dir,
                 mix_series_per_kind: args.series,
+                mix_points: args.mix_points,
                 hosts: args.hosts,
                 series_per_host: args.series_per_host,
                 ticks: args.ticks,

@@ -121,6 +121,8 @@ fn bench_store_reports_every_figure_on_real_store_files() {
             "store",
             "--series",
             "1",
+            "--mix-points",
+            "500",
             "--hosts",
             "2",
             "--series-per-host",
@@ -138,9 +140,9 @@ fn bench_store_reports_every_figure_on_real_store_files() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Six kinds × one series × 7,200 points, all accounted for on disk.
+    // Six kinds × one series × 500 points, all accounted for on disk.
     assert!(
-        text.contains("host-metric mix at 15 s, settled: 43200 samples"),
+        text.contains("host-metric mix at 15 s, settled: 3000 samples"),
         "{text}"
     );
     let per_sample = |line: &str| -> f64 {

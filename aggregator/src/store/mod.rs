@@ -41,9 +41,12 @@ const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
 const CLOSED: TableDefinition<u64, u64> = TableDefinition::new("closed");
 /// (series id, first timestamp) → (last timestamp, chunk bytes, see [`crate::chunk`]).
 const CHUNKS: TableDefinition<(u64, i64), (i64, &[u8])> = TableDefinition::new("chunks");
-/// (series id, bucket start) → [`rollup::AggRow`], per resolution.
-const ROLLUP_1M: TableDefinition<(u64, i64), rollup::AggRow> = TableDefinition::new("rollup_1m");
-const ROLLUP_1H: TableDefinition<(u64, i64), rollup::AggRow> = TableDefinition::new("rollup_1h");
+/// (series id, block start) → a block of rollup rows ([`rollup::encode_block`]): the 1 min
+/// rows of an hour, the 1 h rows of a day.
+const ROLLUP_1M: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("rollups_1m");
+const ROLLUP_1H: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("rollups_1h");
+/// Rollups as one row per bucket, as an earlier version stored them; deleted at open.
+const LEGACY_ROLLUPS: [&str; 2] = ["rollup_1m", "rollup_1h"];
 /// Store-wide values: `max_chunk_span` (ms).
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 
@@ -108,7 +111,7 @@ impl Default for StoreOptions {
             head_max_age: Duration::from_secs(3600),
             cache_bytes: 64 << 20,
             maintenance_every: Duration::from_secs(60),
-            compact_points: 4096,
+            compact_points: 16384,
         }
     }
 }
@@ -365,6 +368,11 @@ impl Store {
                 txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
                 txn.open_table(ROLLUP_1M).map_err(|e| err(e.into()))?;
                 txn.open_table(ROLLUP_1H).map_err(|e| err(e.into()))?;
+            }
+            for name in LEGACY_ROLLUPS {
+                let legacy: TableDefinition<(u64, i64), rollup::AggRow> =
+                    TableDefinition::new(name);
+                txn.delete_table(legacy).map_err(|e| err(e.into()))?;
             }
             txn.commit().map_err(|e| err(e.into()))?;
         }

@@ -132,12 +132,30 @@ impl Store {
                         Some((start, a)) if *start == b => a.merge(&agg),
                         _ => buckets.push((b, agg)),
                     };
+                    let width = if resolution == Resolution::Hour {
+                        HOUR
+                    } else {
+                        MINUTE
+                    };
+                    let first_block = rollup::bucket(from, rollup::block_width(width));
                     for row in rows
-                        .range((id, from)..=(id, to))
+                        .range((id, first_block)..=(id, to))
                         .map_err(|e| err(e.into()))?
                     {
                         let (k, v) = row.map_err(|e| err(e.into()))?;
-                        add(rollup::bucket(k.value().1, s.ms), Agg::from_row(v.value()));
+                        let block =
+                            rollup::decode_block(v.value()).map_err(|e| StoreError::Db {
+                                path: self.inner.path.clone(),
+                                detail: format!(
+                                    "rollup block of series {id} at {}: {e}",
+                                    k.value().1
+                                ),
+                            })?;
+                        for (b, agg) in block {
+                            if b >= from && b <= to {
+                                add(rollup::bucket(b, s.ms), agg);
+                            }
+                        }
                     }
                     let mut fresh = head;
                     if resolution == Resolution::Minute {

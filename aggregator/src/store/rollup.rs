@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::chunk;
+
 /// One minute, ms.
 pub const MINUTE: i64 = 60_000;
 /// One hour, ms.
@@ -117,6 +119,85 @@ impl AggFn {
     }
 }
 
+/// One day, ms.
+pub const DAY: i64 = 86_400_000;
+
+/// Rollup rows are stored in blocks: the 1 min rows of an hour, the 1 h rows of a week
+/// (blocks start on multiples of their width since the epoch, a Thursday for weeks).
+pub fn block_width(width: i64) -> i64 {
+    if width >= HOUR { 7 * DAY } else { HOUR }
+}
+
+/// Encodes time-ordered rows as five chunks (see [`crate::chunk`]): min, max, sum and count
+/// against the bucket starts, and last against its own timestamps. A day of 1 h rows costs
+/// about 150 bytes instead of 1.5 KB as table rows.
+pub fn encode_block(rows: &[(i64, Agg)]) -> Vec<u8> {
+    let starts: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let column = |f: fn(&Agg) -> f64| -> Vec<f64> { rows.iter().map(|r| f(&r.1)).collect() };
+    let last_ts: Vec<i64> = rows.iter().map(|r| r.1.last_ts).collect();
+    let parts = [
+        chunk::encode(&starts, &column(|a| a.min)),
+        chunk::encode(&starts, &column(|a| a.max)),
+        chunk::encode(&starts, &column(|a| a.sum)),
+        chunk::encode(&starts, &column(|a| a.count as f64)),
+        chunk::encode(&last_ts, &column(|a| a.last)),
+    ];
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&p);
+    }
+    out
+}
+
+/// Decodes a block made by [`encode_block`].
+pub fn decode_block(bytes: &[u8]) -> Result<Vec<(i64, Agg)>, chunk::ChunkError> {
+    let mut rest = bytes;
+    let mut cols: Vec<(Vec<i64>, Vec<f64>)> = Vec::with_capacity(5);
+    for _ in 0..5 {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or(chunk::ChunkError::Truncated("rollup block"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let part = tail
+            .get(..len)
+            .ok_or(chunk::ChunkError::Truncated("rollup block"))?;
+        cols.push(chunk::decode(part)?);
+        rest = &tail[len..];
+    }
+    let n = cols[0].0.len();
+    if cols.iter().any(|c| c.0.len() != n) {
+        return Err(chunk::ChunkError::Corrupt(
+            "rollup block columns differ in length",
+        ));
+    }
+    Ok((0..n)
+        .map(|i| {
+            (
+                cols[0].0[i],
+                Agg {
+                    min: cols[0].1[i],
+                    max: cols[1].1[i],
+                    sum: cols[2].1[i],
+                    count: cols[3].1[i] as u64,
+                    last: cols[4].1[i],
+                    last_ts: cols[4].0[i],
+                },
+            )
+        })
+        .collect())
+}
+
+/// Merges time-ordered `more` into time-ordered `rows`.
+pub fn merge_rows(rows: &mut Vec<(i64, Agg)>, more: impl IntoIterator<Item = (i64, Agg)>) {
+    for (b, agg) in more {
+        match rows.binary_search_by_key(&b, |x| x.0) {
+            Ok(i) => rows[i].1.merge(&agg),
+            Err(i) => rows.insert(i, (b, agg)),
+        }
+    }
+}
+
 /// Start of the bucket of width `width` that holds `ts`.
 pub fn bucket(ts: i64, width: i64) -> i64 {
     ts.div_euclid(width) * width
@@ -162,6 +243,17 @@ mod tests {
             (0.0, 8.0, 36.0, 8.0)
         );
         assert_eq!(first.get(AggFn::Avg), 4.0);
+    }
+
+    #[test]
+    fn blocks_round_trip_and_refuse_garbage() {
+        let rows = aggregate((0..600).map(|i| (i * 10_000, (i % 7) as f64 * 1.5)), MINUTE);
+        let bytes = encode_block(&rows);
+        assert_eq!(decode_block(&bytes).unwrap(), rows);
+        // 100 one-minute rows cost well under the 64 bytes each a table row would.
+        assert!(bytes.len() < 100 * 10, "{}", bytes.len());
+        assert!(decode_block(&bytes[..bytes.len() - 3]).is_err());
+        assert!(decode_block(&[]).is_err());
     }
 
     #[test]

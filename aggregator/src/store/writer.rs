@@ -27,7 +27,7 @@ const RETENTION_SLICE: u32 = 2000;
 const COMPACT_SLICE: u32 = 500;
 /// A merged chunk spans at most this long, ms, which bounds how far before a query's start a
 /// chunk can begin.
-const MAX_MERGED_SPAN: i64 = 86_400_000;
+const MAX_MERGED_SPAN: i64 = 7 * 86_400_000;
 /// A run of small chunks is merged once it holds half of `compact_points`, or once its last
 /// point is this old (ms): a sparse series is not left in small pieces for ever.
 const SETTLED_AGE: i64 = 86_400_000;
@@ -636,7 +636,7 @@ impl Writer {
                 .map_err(|e| err(e.into()))?;
             max_span = max_span.max(end - key.1);
             let points = || ts.iter().copied().zip(values.iter().copied());
-            merge_rollups(&mut r1h, id, rollup::aggregate(points(), HOUR))?;
+            merge_rollups(&mut r1h, id, rollup::aggregate(points(), HOUR), HOUR)?;
             closed
                 .insert(u64::from(id), seq - 1)
                 .map_err(|e| err(e.into()))?;
@@ -683,10 +683,8 @@ impl Writer {
                 &self.inner.path,
             )?;
             // A bucket goes when all of it is older than the cutoff.
-            r1m.retain_in((id, i64::MIN)..(id, cut_1m - MINUTE + 1), |_, _| false)
-                .map_err(|e| err(e.into()))?;
-            r1h.retain_in((id, i64::MIN)..(id, cut_1h - HOUR + 1), |_, _| false)
-                .map_err(|e| err(e.into()))?;
+            expire_rollups(&mut r1m, id, cut_1m, MINUTE)?;
+            expire_rollups(&mut r1h, id, cut_1h, HOUR)?;
         }
         Ok(())
     }
@@ -850,22 +848,74 @@ fn push_point(
 }
 
 fn merge_rollups(
-    table: &mut Table<(u64, i64), rollup::AggRow>,
+    table: &mut Table<(u64, i64), &[u8]>,
     id: u32,
     aggs: Vec<(i64, Agg)>,
+    width: i64,
 ) -> Result<(), Err> {
-    let err = |e: redb::StorageError| StoreError::Db {
+    let err = |e: String| StoreError::Db {
         path: std::path::PathBuf::new(),
-        detail: e.to_string(),
+        detail: e,
     };
-    for (bucket, mut agg) in aggs {
-        let key = (u64::from(id), bucket);
-        if let Some(old) = table.get(key).map_err(err)? {
-            let mut merged = Agg::from_row(old.value());
-            merged.merge(&agg);
-            agg = merged;
+    let block_width = rollup::block_width(width);
+    let mut i = 0;
+    while i < aggs.len() {
+        let block = rollup::bucket(aggs[i].0, block_width);
+        let mut j = i;
+        while j < aggs.len() && rollup::bucket(aggs[j].0, block_width) == block {
+            j += 1;
         }
-        table.insert(key, agg.to_row()).map_err(err)?;
+        let key = (u64::from(id), block);
+        let mut rows = match table.get(key).map_err(|e| err(e.to_string()))? {
+            Some(old) => rollup::decode_block(old.value())
+                .map_err(|e| err(format!("rollup block of series {id} at {block}: {e}")))?,
+            None => Vec::new(),
+        };
+        rollup::merge_rows(&mut rows, aggs[i..j].iter().copied());
+        let bytes = rollup::encode_block(&rows);
+        table
+            .insert(key, bytes.as_slice())
+            .map_err(|e| err(e.to_string()))?;
+        i = j;
+    }
+    Ok(())
+}
+
+/// Deletes the rollup rows of series `id` whose bucket (of `width`) ends at or before `cut`.
+fn expire_rollups(
+    table: &mut Table<(u64, i64), &[u8]>,
+    id: u64,
+    cut: i64,
+    width: i64,
+) -> Result<(), Err> {
+    let err = |e: String| StoreError::Db {
+        path: std::path::PathBuf::new(),
+        detail: e,
+    };
+    let mut found: Vec<(i64, Vec<u8>)> = Vec::new();
+    for row in table
+        .range((id, i64::MIN)..(id, cut))
+        .map_err(|e| err(e.to_string()))?
+    {
+        let (k, v) = row.map_err(|e| err(e.to_string()))?;
+        found.push((k.value().1, v.value().to_vec()));
+    }
+    for (block, bytes) in found {
+        let rows = rollup::decode_block(&bytes)
+            .map_err(|e| err(format!("rollup block of series {id} at {block}: {e}")))?;
+        let kept: Vec<(i64, Agg)> = rows
+            .iter()
+            .copied()
+            .filter(|(b, _)| b.saturating_add(width) > cut)
+            .collect();
+        if kept.is_empty() {
+            table.remove((id, block)).map_err(|e| err(e.to_string()))?;
+        } else if kept.len() != rows.len() {
+            let bytes = rollup::encode_block(&kept);
+            table
+                .insert((id, block), bytes.as_slice())
+                .map_err(|e| err(e.to_string()))?;
+        }
     }
     Ok(())
 }
@@ -875,7 +925,7 @@ fn merge_rollups(
 /// are kept as 1 min rollups.
 fn expire_chunks(
     chunks: &mut Table<(u64, i64), (i64, &[u8])>,
-    r1m: &mut Table<(u64, i64), rollup::AggRow>,
+    r1m: &mut Table<(u64, i64), &[u8]>,
     id: u64,
     (cut, cut_1m): (i64, i64),
     path: &std::path::Path,
@@ -915,5 +965,5 @@ fn expire_chunks(
     }
     expired.sort_by_key(|p| p.0);
     let id = u32::try_from(id).unwrap_or(u32::MAX);
-    merge_rollups(r1m, id, rollup::aggregate(expired, MINUTE))
+    merge_rollups(r1m, id, rollup::aggregate(expired, MINUTE), MINUTE)
 }
