@@ -177,7 +177,38 @@ pub async fn run(opts: &StoreBenchOptions, mut out: impl Write) -> Result<(), St
     let dir = opts.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
     std::fs::create_dir_all(&dir)?;
 
-    // 1. The mix, through the store, settled: bytes per sample on disk.
+    // 1. Memory per active series at steady state: default options, heads half full (one
+    // chunk closed and half of the next one written). The second half of the series is
+    // measured against the first, so fixed costs (the page cache, buffers) cancel out.
+    let chunk_points = StoreOptions::default().chunk_points;
+    let path = dir.join("memory.redb");
+    let _ = std::fs::remove_file(&path);
+    let (store, writer) = Store::open_with(&path, StoreOptions::default())?;
+    let ticks = chunk_points + chunk_points / 2;
+    let t0 = (nines_common::model::now_ms() / 10_000 - ticks as i64) * 10_000;
+    let half = opts.hosts / 2;
+    let first = register(&store, 0..half, opts.series_per_host).await?;
+    fill(&store, &first, ticks, t0).await?;
+    let (rss_a, _) = rss();
+    let second = register(&store, half..opts.hosts, opts.series_per_host).await?;
+    fill(&store, &second, ticks, t0).await?;
+    let (rss_b, hwm) = rss();
+    let series_b = ((opts.hosts - half) * opts.series_per_host) as u64;
+    let series = (opts.hosts * opts.series_per_host) as u64;
+    writeln!(
+        out,
+        "memory at {series} active series, heads half full ({} points each): RSS {:.1} MiB (peak {:.1} MiB), {:.0} bytes per series all in; the second {series_b} series added {:.0} bytes each",
+        ticks - chunk_points,
+        rss_b as f64 / 1048576.0,
+        hwm as f64 / 1048576.0,
+        rss_b as f64 / series as f64,
+        rss_b.saturating_sub(rss_a) as f64 / series_b as f64
+    )?;
+    drop(store);
+    writer.join();
+    drop((first, second));
+
+    // 2. The mix, through the store, settled: bytes per sample on disk.
     let spec = MixSpec {
         series_per_kind: opts.mix_series_per_kind,
         points_per_series: opts.mix_points,
@@ -230,7 +261,7 @@ pub async fn run(opts: &StoreBenchOptions, mut out: impl Write) -> Result<(), St
     )?;
     report_file(&mut out, "host-metric mix at 15 s, settled", &path, samples)?;
 
-    // 2. An existing store (real agent data), settled on a copy.
+    // 3. An existing store (real agent data), settled on a copy.
     if let Some(existing) = &opts.existing {
         let copy = dir.join("existing.redb");
         std::fs::copy(existing, &copy)?;
@@ -245,75 +276,26 @@ pub async fn run(opts: &StoreBenchOptions, mut out: impl Write) -> Result<(), St
         )?;
     }
 
-    // 3. Memory per active series, and restart with an hour of open heads.
+    // 4. Restart with an hour of open heads: every head holds the whole run.
     let path = dir.join("heads.redb");
     let _ = std::fs::remove_file(&path);
     let options = StoreOptions {
-        // Every head stays open for the whole run: the worst case for memory and replay.
         chunk_points: opts.ticks + 1,
         head_max_age: Duration::from_secs(3 * 3600),
         ..StoreOptions::default()
     };
-    let (rss0, _) = rss();
     let (store, writer) = Store::open_with(&path, options.clone())?;
-    let mut hosts = Vec::with_capacity(opts.hosts);
-    for h in 0..opts.hosts {
-        let host = HostId::new(format!("host-{h:05}"))
-            .map_err(|e| StoreBenchError::Other(e.to_string()))?;
-        store.hello(hello_for(&host, 10_000)).await?;
-        let ids: Vec<u32> = (0..opts.series_per_host)
-            .map(|i| {
-                store.series_id(
-                    &host,
-                    SeriesKey::new("bench_value", &[("i", &i.to_string()), ("kind", "gauge")]),
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        hosts.push((host, ids));
-    }
-    let series = (opts.hosts * opts.series_per_host) as u64;
+    let hosts = register(&store, 0..opts.hosts, opts.series_per_host).await?;
     let t0 = (nines_common::model::now_ms() / 10_000 - opts.ticks as i64) * 10_000;
     let started = Instant::now();
-    let mut rng = fastrand::Rng::with_seed(7);
-    for tick in 0..opts.ticks {
-        let batches = hosts
-            .iter()
-            .map(|(host, ids)| BatchWrite {
-                host: host.clone(),
-                seq: tick as u64 + 1,
-                points: ids
-                    .iter()
-                    .enumerate()
-                    .map(|(i, id)| {
-                        let v = match i % 4 {
-                            0 => 1.0,
-                            1 => (tick * 4096) as f64,
-                            2 => (rng.f64() * 10_000.0).round() / 100.0,
-                            _ => rng.f64(),
-                        };
-                        (*id, t0 + tick as i64 * 10_000, v)
-                    })
-                    .collect(),
-            })
-            .collect();
-        write_all(&store, batches).await?;
-    }
+    fill(&store, &hosts, opts.ticks, t0).await?;
     let secs = started.elapsed().as_secs_f64();
     let points = series * opts.ticks as u64;
-    let (rss1, hwm) = rss();
     writeln!(
         out,
         "{series} active series, {} points each in open heads ({points} points) written in {secs:.1} s ({:.0} samples/s in-process)",
         opts.ticks,
         points as f64 / secs
-    )?;
-    writeln!(
-        out,
-        "memory: RSS {:.1} MiB before, {:.1} MiB after (peak {:.1} MiB): {:.0} bytes per active series",
-        rss0 as f64 / 1048576.0,
-        rss1 as f64 / 1048576.0,
-        hwm as f64 / 1048576.0,
-        rss1.saturating_sub(rss0) as f64 / series as f64
     )?;
     drop(store);
     writer.join();
@@ -344,7 +326,7 @@ pub async fn run(opts: &StoreBenchOptions, mut out: impl Write) -> Result<(), St
     drop(store);
     writer.join();
 
-    // 4. A 30-day range of one series at 10 s, queried at a 1 h step.
+    // 5. A 30-day range of one series at 10 s, queried at a 1 h step.
     let path = dir.join("month.redb");
     let _ = std::fs::remove_file(&path);
     let (store, writer) = Store::open_with(&path, StoreOptions::default())?;
@@ -398,6 +380,65 @@ pub async fn run(opts: &StoreBenchOptions, mut out: impl Write) -> Result<(), St
     )?;
     drop(store);
     writer.join();
+    Ok(())
+}
+
+/// Registers hosts `range` with `per_host` series each.
+async fn register(
+    store: &Store,
+    range: std::ops::Range<usize>,
+    per_host: usize,
+) -> Result<Vec<(HostId, Vec<u32>)>, StoreBenchError> {
+    let mut hosts = Vec::with_capacity(range.len());
+    for h in range {
+        let host = HostId::new(format!("host-{h:05}"))
+            .map_err(|e| StoreBenchError::Other(e.to_string()))?;
+        store.hello(hello_for(&host, 10_000)).await?;
+        let ids: Vec<u32> = (0..per_host)
+            .map(|i| {
+                store.series_id(
+                    &host,
+                    SeriesKey::new("bench_value", &[("i", &i.to_string()), ("kind", "gauge")]),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        hosts.push((host, ids));
+    }
+    Ok(hosts)
+}
+
+/// Writes `ticks` ticks, 10 s apart from `t0`, of every series of `hosts`: a quarter each of
+/// constants, counters, two-decimal gauges and full-precision ratios.
+async fn fill(
+    store: &Store,
+    hosts: &[(HostId, Vec<u32>)],
+    ticks: usize,
+    t0: i64,
+) -> Result<(), StoreBenchError> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    for tick in 0..ticks {
+        let batches = hosts
+            .iter()
+            .map(|(host, ids)| BatchWrite {
+                host: host.clone(),
+                seq: tick as u64 + 1,
+                points: ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| {
+                        let v = match i % 4 {
+                            0 => 1.0,
+                            1 => (tick * 4096) as f64,
+                            2 => (rng.f64() * 10_000.0).round() / 100.0,
+                            _ => rng.f64(),
+                        };
+                        (*id, t0 + tick as i64 * 10_000, v)
+                    })
+                    .collect(),
+            })
+            .collect();
+        write_all(store, batches).await?;
+    }
     Ok(())
 }
 

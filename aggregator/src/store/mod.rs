@@ -9,6 +9,7 @@
 //! the same transaction. At start the heads are rebuilt from the write-ahead table. Readers use
 //! redb's MVCC read transactions and a snapshot of the heads.
 
+mod catalog;
 mod head;
 mod query;
 pub mod rollup;
@@ -176,12 +177,7 @@ enum Op {
     Compact(oneshot::Sender<Result<u64, StoreError>>),
 }
 
-/// The series catalog: every series id, its host and key. Ids are dense from 0.
-#[derive(Debug, Default)]
-struct Catalog {
-    ids: HashMap<(HostId, SeriesKey), u32>,
-    keys: Vec<(HostId, Arc<SeriesKey>)>,
-}
+use catalog::Catalog;
 
 /// Counters for the aggregator's own health.
 #[derive(Debug, Default)]
@@ -333,17 +329,8 @@ impl Store {
                 rows.sort_by_key(|r| r.0);
                 for (id, host, key) in rows {
                     // Ids are dense; a gap (never written) gets a placeholder nobody can name.
-                    while (catalog.keys.len() as u64) < id {
-                        catalog.keys.push((
-                            host.clone(),
-                            Arc::new(SeriesKey::from_parts(String::new(), Vec::new())),
-                        ));
-                    }
-                    let key = Arc::new(key);
-                    catalog
-                        .ids
-                        .insert((host.clone(), SeriesKey::clone(&key)), id as u32);
-                    catalog.keys.push((host, key));
+                    catalog.pad_to(id as usize);
+                    catalog.push(&host, &key);
                 }
                 let h = txn.open_table(HOSTS).map_err(|e| err(e.into()))?;
                 for row in h.iter().map_err(|e| err(e.into()))? {
@@ -353,7 +340,7 @@ impl Store {
                     }
                 }
                 let c = txn.open_table(CLOSED).map_err(|e| err(e.into()))?;
-                closed.resize(catalog.keys.len(), 0);
+                closed.resize(catalog.len(), 0);
                 for row in c.iter().map_err(|e| err(e.into()))? {
                     let (k, v) = row.map_err(|e| err(e.into()))?;
                     if let Some(slot) = closed.get_mut(k.value() as usize) {
@@ -376,7 +363,7 @@ impl Store {
             }
             txn.commit().map_err(|e| err(e.into()))?;
         }
-        let series_count = catalog.keys.len();
+        let series_count = catalog.len();
         let inner = Arc::new(Inner {
             db: RwLock::new(Some(db)),
             path: path.to_owned(),
@@ -438,32 +425,27 @@ impl Store {
     /// The id of `host`'s series `key`, assigning a new one if it is new. A new series is
     /// written to the catalog table by the commit of the first batch that uses it.
     pub fn series_id(&self, host: &HostId, key: SeriesKey) -> Result<u32, StoreError> {
-        let probe = (host.clone(), key);
         if let Some(id) = self
             .inner
             .catalog
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .ids
-            .get(&probe)
+            .get(host, &key)
         {
-            return Ok(*id);
+            return Ok(id);
         }
         let mut catalog = self
             .inner
             .catalog
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(id) = catalog.ids.get(&probe) {
-            return Ok(*id);
+        if let Some(id) = catalog.get(host, &key) {
+            return Ok(id);
         }
-        let id = u32::try_from(catalog.keys.len())
-            .map_err(|_| StoreError::TooManySeries(catalog.keys.len()))?;
-        catalog
-            .keys
-            .push((probe.0.clone(), Arc::new(probe.1.clone())));
-        catalog.ids.insert(probe, id);
-        Ok(id)
+        if catalog.len() >= u32::MAX as usize {
+            return Err(StoreError::TooManySeries(catalog.len()));
+        }
+        Ok(catalog.push(host, &key))
     }
 
     /// Queues a batch for the next group commit. The receiver yields, once the commit has
@@ -555,22 +537,10 @@ impl Store {
         host: &str,
         name: Option<&str>,
         matchers: &[(String, String)],
-    ) -> Vec<(u32, Arc<SeriesKey>)> {
+    ) -> Vec<(u32, SeriesKey)> {
         let catalog = self.inner.catalog.read().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<(u32, Arc<SeriesKey>)> = catalog
-            .keys
-            .iter()
-            .enumerate()
-            .filter(|(_, (h, key))| {
-                h.as_str() == host
-                    && !key.name.is_empty()
-                    && name.is_none_or(|n| key.name == n)
-                    && matchers
-                        .iter()
-                        .all(|(k, v)| key.label(k) == Some(v.as_str()))
-            })
-            .map(|(id, (_, key))| (id as u32, key.clone()))
-            .collect();
+        let mut out = catalog.matching(host, name, matchers);
+        drop(catalog);
         out.sort_by(|a, b| (&a.1.name, &a.1.labels).cmp(&(&b.1.name, &b.1.labels)));
         out
     }
@@ -593,7 +563,6 @@ impl Store {
             .catalog
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .keys
             .len()
     }
 

@@ -59,6 +59,8 @@ pub(super) struct Writer {
     /// been logged.
     next_recovery: Instant,
     outage_logged: bool,
+    /// Series first written by the transaction under way.
+    new_series: Vec<u32>,
 }
 
 type Err = StoreError;
@@ -89,6 +91,7 @@ impl Writer {
             compacted_from: Vec::new(),
             next_recovery: Instant::now(),
             outage_logged: false,
+            new_series: Vec::new(),
         }
     }
 
@@ -268,6 +271,9 @@ impl Writer {
                 }
             }
             Err(e) => {
+                for id in self.new_series.drain(..) {
+                    self.persisted[id as usize] = false;
+                }
                 if !self.outage_logged {
                     tracing::error!(
                         "store commit failed; refusing batches and retrying every {} s: {e}",
@@ -318,10 +324,12 @@ impl Writer {
         wal_buf.extend_from_slice(&now.to_le_bytes());
         let mut points: Vec<(u32, i64, f64)> = Vec::new();
         let mut touched: Vec<String> = Vec::new();
-        let mut new_series: Vec<u32> = Vec::new();
         {
             let mut series_t = txn.open_table(SERIES).map_err(|e| err(e.into()))?;
             let catalog = inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+            self.new_series.clear();
+            self.persisted.resize(catalog.len(), false);
+            self.closed.resize(catalog.len(), 0);
             for op in ops {
                 match op {
                     (_, Some(h)) => {
@@ -360,36 +368,36 @@ impl Writer {
                             replies.push(rec.last_seq);
                             continue;
                         }
+                        let host_number = catalog.host_number(&b.host);
                         for &(id, ts, value) in &b.points {
-                            let Some((host, key)) = catalog.keys.get(id as usize) else {
-                                return Err(StoreError::Db {
-                                    path: path.clone(),
-                                    detail: format!("batch refers to unknown series id {id}"),
-                                });
-                            };
-                            if host != &b.host {
+                            if catalog.host_of(id).is_none_or(|h| Some(h) != host_number) {
                                 return Err(StoreError::Db {
                                     path: path.clone(),
                                     detail: format!(
-                                        "series id {id} belongs to {host}, not {}",
+                                        "batch of {} refers to series id {id}, not one of its own",
                                         b.host
                                     ),
                                 });
                             }
-                            if !self.persisted.get(id as usize).copied().unwrap_or(false)
-                                && !new_series.contains(&id)
-                            {
+                            let slot = &mut self.persisted[id as usize];
+                            if !*slot {
+                                let Some((host, key)) = catalog.series(id) else {
+                                    continue;
+                                };
                                 series_t
                                     .insert(
                                         (
                                             host.as_str(),
                                             key.name.as_str(),
-                                            labels_json(key).as_str(),
+                                            labels_json(&key).as_str(),
                                         ),
                                         u64::from(id),
                                     )
                                     .map_err(|e| err(e.into()))?;
-                                new_series.push(id);
+                                // Marked now so that it is written once; unmarked again if
+                                // the commit fails.
+                                *slot = true;
+                                self.new_series.push(id);
                             }
                             wal_buf.extend_from_slice(&id.to_le_bytes());
                             wal_buf.extend_from_slice(&ts.to_le_bytes());
@@ -478,26 +486,7 @@ impl Writer {
             }
         }
         let n = points.len() as u64;
-        if self.persisted.len()
-            < inner
-                .catalog
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys
-                .len()
-        {
-            let len = inner
-                .catalog
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys
-                .len();
-            self.persisted.resize(len, false);
-            self.closed.resize(len, 0);
-        }
-        for id in new_series {
-            self.persisted[id as usize] = true;
-        }
+        self.new_series.clear();
         for p in points {
             push_point(
                 &mut heads,
