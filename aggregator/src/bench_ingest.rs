@@ -232,6 +232,11 @@ struct Report {
     window_samples_acked: u64,
     window_batches_acked: u64,
     window_seconds: f64,
+    /// Samples sent and not yet acked when the window opened and when it closed. Acks in the
+    /// window for a backlog left by the warm-up count in samples/s; a backlog that grows means
+    /// the aggregator does not keep up with the offered rate.
+    backlog_at_start: u64,
+    backlog_at_end: u64,
     latency_ms: Percentiles,
     send_lag_ms: Percentiles,
     aggregator_cpu_cores: f64,
@@ -307,6 +312,8 @@ impl Report {
             "batches_acked": self.batches_acked,
             "batches_skipped": self.batches_skipped,
             "samples_acked": self.samples_acked_total,
+            "backlog_samples_at_start": self.backlog_at_start,
+            "backlog_samples_at_end": self.backlog_at_end,
             "aggregator_cpu_cores": self.aggregator_cpu_cores,
             "client_cpu_cores": self.client_cpu_cores,
             "aggregator_rss_bytes": self.aggregator_rss_bytes,
@@ -350,6 +357,11 @@ impl Report {
                 self.window_batches_acked as f64 / self.window_seconds
             ),
             format!("  ack latency         {}", self.latency_ms.text()),
+            format!(
+                "  unacked samples     {} when the window opened, {} when it closed",
+                thousands(self.backlog_at_start as f64),
+                thousands(self.backlog_at_end as f64)
+            ),
             format!(
                 "  batches             sent {}, acked {}, skipped with a full window {}",
                 self.batches_sent, self.batches_acked, self.batches_skipped
@@ -440,7 +452,7 @@ async fn run_in(args: &Args, dir: &Path) -> Result<Report, BenchIngestError> {
         interval: args.batch_interval,
         window: args.window,
     };
-    let live = Arc::new(AtomicU64::new(0));
+    let live = Arc::new(Live::default());
     let mut tasks = tokio::task::JoinSet::new();
     let n = conns.len() as u32;
     for (i, conn) in conns.into_iter().enumerate() {
@@ -448,19 +460,21 @@ async fn run_in(args: &Args, dir: &Path) -> Result<Report, BenchIngestError> {
         let plan = SeriesPlan::new(i as u64, args.series_per_agent);
         tasks.spawn(agent(conn, plan, schedule, offset, live.clone()));
     }
-    let progress = tokio::spawn(progress(schedule, live));
+    let progress = tokio::spawn(progress(schedule, live.clone()));
 
     tokio::time::sleep_until(schedule.measure_from).await;
     let cpu_start = (
         aggregator.cpu_seconds(),
         process_cpu_seconds("/proc/self/stat"),
     );
+    let backlog_at_start = live.unacked.load(Ordering::Relaxed);
     tokio::time::sleep_until(schedule.measure_until).await;
     let window_seconds = schedule.measure_until.duration_since(schedule.measure_from);
     let cpu_end = (
         aggregator.cpu_seconds(),
         process_cpu_seconds("/proc/self/stat"),
     );
+    let backlog_at_end = live.unacked.load(Ordering::Relaxed);
     let (aggregator_rss_bytes, aggregator_hwm_bytes) = aggregator.memory();
     let store_path = dir.join("nines.redb");
     let file_size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -497,6 +511,8 @@ async fn run_in(args: &Args, dir: &Path) -> Result<Report, BenchIngestError> {
         window_samples_acked: stats.window_samples_acked,
         window_batches_acked: stats.window_batches_acked,
         window_seconds: window_seconds.as_secs_f64(),
+        backlog_at_start,
+        backlog_at_end,
         latency_ms: Percentiles::of_micros(stats.latencies_us),
         send_lag_ms: Percentiles::of_micros(stats.lags_us),
         aggregator_cpu_cores: cores(cpu_start.0, cpu_end.0),
@@ -938,7 +954,7 @@ async fn agent(
     mut plan: SeriesPlan,
     s: Schedule,
     offset: Duration,
-    live: Arc<AtomicU64>,
+    live: Arc<Live>,
 ) -> AgentStats {
     let mut st = AgentStats::default();
     let first_tick = s.t0 + offset;
@@ -962,7 +978,8 @@ async fn agent(
                             let Some(p) = pending.pop_front() else { break };
                             st.acked += 1;
                             st.samples_acked += p.points;
-                            live.fetch_add(p.points, Ordering::Relaxed);
+                            live.acked.fetch_add(p.points, Ordering::Relaxed);
+                            live.unacked.fetch_sub(p.points, Ordering::Relaxed);
                             if in_window(p.sent) {
                                 st.latencies_us.push(micros(now - p.sent));
                             }
@@ -1012,6 +1029,7 @@ async fn agent(
                     break;
                 }
                 pending.push_back(Pending { seq: conn.next_seq, sent, points });
+                live.unacked.fetch_add(points, Ordering::Relaxed);
                 st.sent += 1;
                 conn.next_seq += 1;
             }
@@ -1030,23 +1048,33 @@ async fn agent(
     st
 }
 
+/// Counters every agent updates, read while the agents run.
+#[derive(Debug, Default)]
+struct Live {
+    /// Samples acked since the start.
+    acked: AtomicU64,
+    /// Samples sent and not yet acked.
+    unacked: AtomicU64,
+}
+
 /// Acked samples per second every 10 s on stderr, so a long run shows it is alive.
-async fn progress(s: Schedule, live: Arc<AtomicU64>) {
+async fn progress(s: Schedule, live: Arc<Live>) {
     let step = Duration::from_secs(10);
     let mut ticker = tokio::time::interval_at(s.t0 + step, step);
     let mut last = 0;
     loop {
         let t = ticker.tick().await;
-        let now = live.load(Ordering::Relaxed);
+        let now = live.acked.load(Ordering::Relaxed);
         let phase = if t < s.measure_from {
             "warm-up"
         } else {
             "measuring"
         };
         eprintln!(
-            "bench ingest: {:>4} s ({phase}): {} samples acked/s",
+            "bench ingest: {:>4} s ({phase}): {} samples acked/s, {} unacked",
             (t - s.t0).as_secs(),
-            thousands((now - last) as f64 / step.as_secs_f64())
+            thousands((now - last) as f64 / step.as_secs_f64()),
+            thousands(live.unacked.load(Ordering::Relaxed) as f64)
         );
         last = now;
     }

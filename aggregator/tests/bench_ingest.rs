@@ -38,6 +38,12 @@ fn a_small_run_acks_every_batch_and_stores_every_series() {
     assert_eq!(sent, num("batches_acked"), "every sent batch acked: {r}");
     assert_eq!(num("samples_acked"), sent * series as f64, "{r}");
     assert_eq!(num("agents_failed"), 0.0, "{r}");
+    // At 60 samples/s nothing can pile up: the window closes with at most one batch per agent
+    // in flight.
+    assert!(
+        num("backlog_samples_at_end") <= (agents * series) as f64,
+        "{r}"
+    );
 
     assert_eq!(num("hosts_stored"), agents as f64, "{r}");
     assert_eq!(num("series_stored"), (agents * series) as f64, "{r}");
