@@ -1,0 +1,119 @@
+//! Down time from samples: a host is down across any gap of more than three sampling
+//! intervals between consecutive **sample timestamps**, so data an agent spooled during a
+//! network cut and delivered late still counts as up; a process is down from a
+//! `process_up = 0` sample until the next sample that says it runs.
+
+use super::interval::{Interval, normalize};
+
+/// Gaps longer than this many intervals are down time.
+pub const DOWN_AFTER_INTERVALS: i64 = 3;
+
+/// Where a host was down within `range`, from its sample timestamps (sorted, any span;
+/// include those up to three intervals before `range` so a gap across its start is seen).
+/// Time before `known_since` (the host's first contact) is not judged. The end of `range` is
+/// judged against `now`: a host whose last sample is older than three intervals at `now` is
+/// down from that sample on.
+pub fn host_down(
+    timestamps: &[i64],
+    interval_ms: i64,
+    range: Interval,
+    known_since: i64,
+    now: i64,
+) -> Vec<Interval> {
+    let limit = DOWN_AFTER_INTERVALS * interval_ms.max(1);
+    let judged = Interval::new(range.start.max(known_since), range.end.min(now));
+    if judged.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut prev = judged.start;
+    for &t in timestamps.iter().filter(|&&t| t <= judged.end) {
+        if t - prev > limit {
+            out.push(Interval::new(prev, t));
+        }
+        prev = prev.max(t);
+    }
+    if now - prev > limit {
+        out.push(Interval::new(prev, judged.end));
+    }
+    normalize(out.into_iter().map(|i| i.intersect(&judged)).collect())
+}
+
+/// Where a process was reported not running within `range`, from `(timestamp, process_up)`
+/// points in time order. Only what the points say counts; a silent host is [`host_down`]'s.
+pub fn process_down(points: &[(i64, f64)], range: Interval) -> Vec<Interval> {
+    let mut out = Vec::new();
+    let mut down_since = None;
+    for &(t, v) in points {
+        match (v < 0.5, down_since) {
+            (true, None) => down_since = Some(t),
+            (false, Some(s)) => {
+                out.push(Interval::new(s, t));
+                down_since = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(s), Some(&(last, _))) = (down_since, points.last()) {
+        // Down until the last report, which is as far as the data says.
+        out.push(Interval::new(s, last.max(s)));
+    }
+    normalize(out.into_iter().map(|i| i.intersect(&range)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1000;
+
+    #[test]
+    fn a_gap_of_more_than_three_intervals_is_down_time() {
+        // Samples every 10 s from 0 to 1000 s, then from 1600 s to 3600 s.
+        let ts: Vec<i64> = (0..=100).chain(160..=360).map(|i| i * 10 * S).collect();
+        let range = Interval::new(0, 3600 * S);
+        assert_eq!(
+            host_down(&ts, 10 * S, range, 0, 3600 * S),
+            vec![Interval::new(1000 * S, 1600 * S)]
+        );
+        // A 30 s gap is exactly three intervals: still up.
+        let ts: Vec<i64> = [0, 10, 40, 50].iter().map(|s| s * S).collect();
+        assert!(host_down(&ts, 10 * S, Interval::new(0, 50 * S), 0, 50 * S).is_empty());
+    }
+
+    #[test]
+    fn late_spooled_data_is_not_down_time() {
+        // The agent was cut off from 1000 s to 1600 s and sent its spool afterwards: the
+        // timestamps have no gap, whenever they arrived.
+        let ts: Vec<i64> = (0..=360).map(|i| i * 10 * S).collect();
+        assert!(host_down(&ts, 10 * S, Interval::new(0, 3600 * S), 0, 3600 * S).is_empty());
+    }
+
+    #[test]
+    fn silence_at_the_end_counts_and_time_before_first_contact_does_not() {
+        let ts: Vec<i64> = (100..=200).map(|i| i * 10 * S).collect();
+        let range = Interval::new(0, 3000 * S);
+        assert_eq!(
+            host_down(&ts, 10 * S, range, 1000 * S, 3000 * S),
+            vec![Interval::new(2000 * S, 3000 * S)]
+        );
+        // Not yet three intervals since the last sample: up.
+        assert!(host_down(&ts, 10 * S, Interval::new(0, 2020 * S), 1000 * S, 2020 * S).is_empty());
+    }
+
+    #[test]
+    fn a_process_is_down_from_a_zero_until_it_runs_again() {
+        let points = [
+            (0, 1.0),
+            (10 * S, 0.0),
+            (20 * S, 0.0),
+            (70 * S, 1.0),
+            (80 * S, 0.0),
+            (90 * S, 0.0),
+        ];
+        assert_eq!(
+            process_down(&points, Interval::new(0, 100 * S)),
+            vec![Interval::new(10 * S, 70 * S), Interval::new(80 * S, 90 * S)]
+        );
+    }
+}
