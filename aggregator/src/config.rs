@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::availability::config::ServiceConfig;
 use crate::store::StoreOptions;
 
 /// Why the configuration is unusable. Every variant names the file.
@@ -51,6 +52,9 @@ pub struct Config {
     /// `[store]`: the database.
     #[serde(default)]
     pub store: StoreConfig,
+    /// `[[services]]`: what availability is reported on.
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
 }
 
 fn default_ingest_listen() -> SocketAddr {
@@ -305,6 +309,7 @@ impl Config {
                     .into(),
             ));
         }
+        crate::availability::config::validate(&config.services).map_err(invalid)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.ingest.ca,
@@ -354,6 +359,24 @@ mod tests {
         }
         let u = Config::parse(&uncommented, Path::new("/etc/nines/aggregator.toml")).unwrap();
         assert_eq!(u.store, c.store);
+        assert!(c.services.is_empty());
+
+        // The commented service example, uncommented (without the k that excludes require),
+        // is a valid service.
+        let services: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("#[[services]]"))
+            .filter(|l| l.starts_with('#') && !l.starts_with("# ") && !l.starts_with("#k ="))
+            .map(|l| format!("{}\n", &l[1..]))
+            .collect();
+        let s = Config::parse(
+            &format!("[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n{services}"),
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        assert_eq!(s.services.len(), 1);
+        assert_eq!(s.services[0].required_up(), 3);
+        assert!(s.services[0].exclude_maintenance);
     }
 
     #[test]

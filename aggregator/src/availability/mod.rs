@@ -6,6 +6,7 @@
 //! processes run, and no incident says otherwise, counted only in scheduled time.
 
 pub mod compute;
+pub mod config;
 pub mod gaps;
 pub mod interval;
 pub mod schedule;
