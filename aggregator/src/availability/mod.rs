@@ -9,7 +9,9 @@ pub mod compute;
 pub mod config;
 pub mod gaps;
 pub mod interval;
+pub mod records;
 pub mod schedule;
+pub mod service;
 
 pub use compute::{Outage, Summary, Total, effective_schedule, summarize, total};
 pub use interval::Interval;

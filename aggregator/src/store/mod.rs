@@ -584,3 +584,17 @@ fn label_map(key: &SeriesKey) -> serde_json::Map<String, serde_json::Value> {
 
 #[cfg(test)]
 mod tests;
+
+impl Store {
+    /// A read transaction on the database, for modules that keep tables of their own
+    /// (availability's incidents and maintenance windows).
+    pub fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.inner.begin_read()
+    }
+
+    /// A write transaction on the database, for modules that keep tables of their own. It
+    /// waits for and then holds up the writer thread's commits: keep it short.
+    pub fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        self.inner.begin_write()
+    }
+}
