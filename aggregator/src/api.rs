@@ -29,6 +29,7 @@ pub struct AppState {
     store: Store,
     tokens: Arc<Vec<(Vec<u8>, Role, String)>>,
     connections: Arc<Connections>,
+    pub(crate) services: Arc<Vec<crate::availability::config::ServiceConfig>>,
 }
 
 impl AppState {
@@ -42,7 +43,21 @@ impl AppState {
             store,
             tokens: Arc::new(tokens),
             connections,
+            services: Arc::default(),
         }
+    }
+
+    /// The services availability is reported on.
+    pub fn with_services(
+        mut self,
+        services: Vec<crate::availability::config::ServiceConfig>,
+    ) -> Self {
+        self.services = Arc::new(services);
+        self
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 }
 
@@ -61,9 +76,18 @@ pub fn token_hash(token: &str) -> String {
         .collect()
 }
 
+/// Who made a request: the role and name of the token it presented.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// What the token may do.
+    pub role: Role,
+    /// The token's configured name.
+    pub name: String,
+}
+
 /// An error answer: a status and `{"error": message}`.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -78,7 +102,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad_request(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
@@ -89,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/hosts/{host}", get(host))
         .route("/api/v1/series", get(series))
         .route("/api/v1/query", get(query))
+        .merge(crate::api_availability::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
@@ -117,13 +142,20 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
     // Compare against every configured hash in constant time, so timing reveals nothing.
     let mut role = None;
-    for (hash, r, _) in state.tokens.iter() {
+    for (hash, r, name) in state.tokens.iter() {
         if constant_time_eq(hash, digest.as_ref()) {
-            role = Some(*r);
+            role = Some(Caller {
+                role: *r,
+                name: name.clone(),
+            });
         }
     }
     match role {
-        Some(_) => next.run(req).await,
+        Some(role) => {
+            let mut req = req;
+            req.extensions_mut().insert(role);
+            next.run(req).await
+        }
         None => ApiError(StatusCode::UNAUTHORIZED, "invalid bearer token".into()).into_response(),
     }
 }
@@ -147,7 +179,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-fn rfc3339(ms: i64) -> Value {
+pub(crate) fn rfc3339(ms: i64) -> Value {
     if ms <= 0 {
         return Value::Null;
     }
@@ -196,13 +228,13 @@ async fn host(
     Ok(Json(host_json(&rec, &state.connections, now_ms())))
 }
 
-fn params(raw: Option<String>) -> Vec<(String, String)> {
+pub(crate) fn params(raw: Option<String>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
 }
 
-fn one<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn one<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -221,7 +253,7 @@ fn known_host(state: &AppState, params: &[(String, String)]) -> Result<String, A
 }
 
 /// Parses a time parameter: integer milliseconds since the epoch, or RFC 3339.
-fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
     }

@@ -1,6 +1,7 @@
 //! nines-aggregator: mTLS ingest, redb store, HTTP API, PKI and the demo.
 
 pub mod api;
+pub mod api_availability;
 pub mod availability;
 pub mod bench_ingest;
 pub mod bench_storage;

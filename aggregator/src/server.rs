@@ -107,7 +107,10 @@ impl Server {
             config.ingest.max_frame_bytes,
             rx.clone(),
         ));
-        let app = api::router(AppState::new(store, &config.api.tokens, connections));
+        let app = api::router(
+            AppState::new(store, &config.api.tokens, connections)
+                .with_services(config.services.clone()),
+        );
         let mut api_rx = rx;
         let api_task = tokio::spawn(async move {
             let served = axum::serve(api_listener, app)
