@@ -231,7 +231,7 @@ async fn series_and_query_return_what_was_stored() {
         if minute(now - 20_000) == minute(now - 10_000) {
             assert_eq!(
                 points,
-                vec![serde_json::json!([minute(now), value])],
+                vec![serde_json::json!([minute(now - 20_000), value])],
                 "{agg}"
             );
         } else {
