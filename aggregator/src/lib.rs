@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod ingest;
 pub mod pki;
+pub mod report;
 pub mod server;
 pub mod store;
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use nines_aggregator::config::Config;
 use nines_aggregator::pki::{self, PkiDir};
-use nines_aggregator::{api, bench_ingest, bench_storage, demo};
+use nines_aggregator::{api, bench_ingest, bench_storage, demo, report};
 use nines_common::HostId;
 
 /// Exit code for a bad configuration or bad arguments (EX_USAGE).
@@ -59,6 +59,42 @@ enum Command {
     /// Measure parts of the aggregator on synthetic data.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Reports from a running aggregator's API, for cron and auditors.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Availability of every service (or one) over a period. Exit status: 0 every target
+    /// met, 1 a target missed, 2 no report (bad arguments, token, network, API).
+    Availability(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Base URL of the aggregator's HTTP API.
+    #[arg(long, default_value = "http://127.0.0.1:7480")]
+    url: String,
+    /// File holding an API token (read role is enough); mode 0600 or stricter.
+    #[arg(long, value_name = "FILE")]
+    token_file: PathBuf,
+    /// PEM CA certificates to trust for an https URL instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// last-month, last-week (ISO, Monday to Sunday), YYYY-MM, or FROM..TO (RFC 3339 or
+    /// YYYY-MM-DD; a date as TO includes that day). In UTC.
+    #[arg(long, default_value = "last-month")]
+    period: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: report::Format,
+    /// Report on this service only.
+    #[arg(long)]
+    service: Option<String>,
+    /// Limit for the whole request.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -380,6 +416,29 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("nines-aggregator: bench ingest: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Report(ReportCommand::Availability(args)) => {
+            let opts = report::Options {
+                url: args.url,
+                token_file: args.token_file,
+                ca: args.ca,
+                period: args.period,
+                format: args.format,
+                service: args.service,
+                timeout: args.timeout,
+            };
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(_) => return ExitCode::from(report::EXIT_ERROR),
+            };
+            let mut out = std::io::stdout().lock();
+            match rt.block_on(report::run(&opts, jiff::Timestamp::now(), &mut out)) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("nines-aggregator: report availability: {e}");
+                    ExitCode::from(report::EXIT_ERROR)
                 }
             }
         }
