@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::render::{one_line, percent, short_time};
+use super::render::{one_line, percent, short_time, weight};
 use super::{Availability, Period};
 
 /// Text escaped for HTML element content and quoted attribute values.
@@ -137,7 +137,7 @@ pub fn page(r: &Availability, p: &Period) -> String {
                 title = esc(&one_line(&i.title)),
                 start = esc(&short_time(&i.start)),
                 end = esc(&i.end.as_deref().map_or("ongoing".into(), short_time)),
-                w = i.share * i.impact,
+                w = weight(i.share * i.impact),
                 cause = match &i.root_cause {
                     _ if missing => "<span class=\"flag-label\">none yet</span>".to_owned(),
                     Some(c) => esc(c),
@@ -208,7 +208,11 @@ mod tests {
             "{}",
             rows[1]
         );
-        assert!(rows[1].contains("disk full"));
+        assert!(
+            rows[1].contains("<td class=\"n\">0.02</td><td>disk full</td>"),
+            "{}",
+            rows[1]
+        );
         assert!(h.contains("1 without a root cause"));
     }
 

@@ -36,6 +36,14 @@ pub(crate) fn percent(v: f64, decimals: usize) -> String {
     format!("{:.*}", decimals, (v * scale + 1e-6).floor() / scale)
 }
 
+/// A weight such as share × impact to at most three decimals: `0.02`, not
+/// `0.020000000000000004`.
+pub(crate) fn weight(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_owned()
+}
+
 /// `2026-11-04 02:00` from the API's RFC 3339; the input as is when it does not parse.
 pub(crate) fn short_time(rfc3339: &str) -> String {
     rfc3339
@@ -194,7 +202,7 @@ pub fn markdown(r: &Availability, p: &Period) -> String {
                 md_cell(&i.title),
                 short_time(&i.start),
                 i.end.as_deref().map_or("ongoing".into(), short_time),
-                i.share * i.impact,
+                weight(i.share * i.impact),
                 match &i.root_cause {
                     _ if i.without_root_cause() => "**none yet**".to_owned(),
                     Some(c) => md_cell(c),
@@ -384,6 +392,9 @@ mod tests {
         assert_eq!(percent(99.9, 4), "99.9000");
         assert_eq!(percent(100.0, 4), "100.0000");
         assert_eq!(percent(0.0, 2), "0.00");
+        assert_eq!(weight(0.1 * 0.2), "0.02");
+        assert_eq!(weight(1.0), "1");
+        assert_eq!(weight(0.0), "0");
     }
 
     #[test]
@@ -443,6 +454,7 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("a \\| b"), "{m}");
+        assert!(m.contains("| 2026-11-05 12:20 | 0.02 | disk full |"), "{m}");
         let m1 = m.lines().find(|l| l.contains("| m1 |")).unwrap();
         assert!(m1.ends_with("**none yet** |"), "{m1}");
         // Every table row of the incident table has the header's number of cells.
