@@ -30,6 +30,9 @@ pub struct StoreBenchOptions {
     pub ticks: usize,
     /// Also report bytes per sample of this existing store file (copied first).
     pub existing: Option<PathBuf>,
+    /// Also write the existing store's values again this many ms apart (the n-th point of
+    /// every series at the n-th tick) into a new store, and report that settled.
+    pub restamp_ms: Option<i64>,
     /// Timed query runs; the median is reported.
     pub query_runs: usize,
 }
@@ -44,6 +47,7 @@ impl Default for StoreBenchOptions {
             series_per_host: 100,
             ticks: 360,
             existing: None,
+            restamp_ms: None,
             query_runs: 200,
         }
     }
@@ -274,6 +278,20 @@ pub async fn run(opts: &StoreBenchOptions, mut out: impl Write) -> Result<(), St
             &copy,
             samples,
         )?;
+        if let Some(interval_ms) = opts.restamp_ms {
+            let (series, samples) =
+                restamp(&copy, &dir.join("restamped.redb"), interval_ms).await?;
+            writeln!(
+                out,
+                "the same values written again {interval_ms} ms apart, one durable commit per tick ({series} series):"
+            )?;
+            report_file(
+                &mut out,
+                &format!("{}, restamped, settled", existing.display()),
+                &dir.join("restamped.redb"),
+                samples,
+            )?;
+        }
     }
 
     // 4. Restart with an hour of open heads: every head holds the whole run.
@@ -381,6 +399,69 @@ pub async fn run(opts: &StoreBenchOptions, mut out: impl Write) -> Result<(), St
     drop(store);
     writer.join();
     Ok(())
+}
+
+/// Copies every series of the store at `from` into a new store at `to`, its n-th point at
+/// tick n, `interval_ms` apart, one commit per tick as an agent at that interval would deliver
+/// them, then settles it. Returns the series and samples written.
+async fn restamp(
+    from: &Path,
+    to: &Path,
+    interval_ms: i64,
+) -> Result<(usize, u64), StoreBenchError> {
+    let (source, source_writer) = Store::open_with(from, StoreOptions::default())?;
+    let _ = std::fs::remove_file(to);
+    let (store, writer) = Store::open_with(to, StoreOptions::default())?;
+    let mut columns: Vec<(u32, Vec<f64>)> = Vec::new();
+    let host = HostId::new("restamped").map_err(|e| StoreBenchError::Other(e.to_string()))?;
+    store.hello(hello_for(&host, interval_ms as u32)).await?;
+    for h in source.hosts() {
+        for s in source.series(&h.host)? {
+            let matchers: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            let (_, answer) = source
+                .query(
+                    &h.host,
+                    &s.name,
+                    &matchers,
+                    (i64::MIN / 2, i64::MAX / 2),
+                    None,
+                    u64::MAX,
+                )
+                .map_err(|e| StoreBenchError::Other(e.to_string()))?;
+            if let Some(exact) = answer.iter().find(|a| a.labels == s.labels) {
+                let mut labels = matchers.clone();
+                labels.push(("source_host".into(), h.host.clone()));
+                let key = SeriesKey::from_parts(s.name.clone(), labels);
+                let id = store.series_id(&host, key)?;
+                columns.push((id, exact.points.iter().map(|p| p.1).collect()));
+            }
+        }
+    }
+    drop(source);
+    source_writer.join();
+    let ticks = columns.iter().map(|c| c.1.len()).max().unwrap_or(0);
+    let t0 = (nines_common::model::now_ms() / interval_ms - ticks as i64) * interval_ms;
+    let mut samples = 0;
+    for t in 0..ticks {
+        let points: Vec<(u32, i64, f64)> = columns
+            .iter()
+            .filter_map(|(id, values)| Some((*id, t0 + t as i64 * interval_ms, *values.get(t)?)))
+            .collect();
+        samples += points.len() as u64;
+        store
+            .write_batch(BatchWrite {
+                host: host.clone(),
+                seq: t as u64 + 1,
+                points,
+            })
+            .await?;
+    }
+    settle(store, writer, to).await?;
+    Ok((columns.len(), samples))
 }
 
 /// Registers hosts `range` with `per_host` series each.

@@ -148,6 +148,10 @@ struct StoreBenchArgs {
     /// Also report bytes/sample of this existing store file, settled on a copy.
     #[arg(long, value_name = "FILE")]
     existing: Option<PathBuf>,
+    /// With --existing: also write its values again at this interval (e.g. 10s), the n-th
+    /// point of every series at the n-th tick, and report that store settled.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "existing")]
+    restamp: Option<std::time::Duration>,
     /// Timed runs of the 30-day query; the median is reported.
     #[arg(long, default_value_t = 200)]
     query_runs: usize,
@@ -385,6 +389,9 @@ fn main() -> ExitCode {
                 series_per_host: args.series_per_host,
                 ticks: args.ticks,
                 existing: args.existing,
+                restamp_ms: args
+                    .restamp
+                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)),
                 query_runs: args.query_runs,
             };
             let rt = match runtime() {
