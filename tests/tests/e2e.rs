@@ -55,7 +55,7 @@ async fn demo_streams_every_metric_family_over_mtls_within_15_seconds() {
     let (url, token) = eventually(Duration::from_secs(10), || async { read_env(dir.path()) })
         .await
         .expect("demo.env with NINES_URL and NINES_TOKEN");
-    let client = reqwest::Client::new();
+    let client = nines_tests::http_client();
     let started = std::time::Instant::now();
 
     // The API refuses requests without the token.

@@ -28,7 +28,7 @@ async fn an_aggregator_away_costs_no_second_of_data() {
     let gap = gap();
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::init(&dir.path().join("pki"));
-    let client = reqwest::Client::new();
+    let client = nines_tests::http_client();
     let mut agg = Aggregator::new(dir.path(), &pki);
     agg.start_ready(&client).await;
     let host = "away-1";

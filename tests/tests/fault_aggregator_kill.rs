@@ -166,7 +166,7 @@ async fn load(
 async fn kill_9_of_the_aggregator_loses_no_acked_batch() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::init(&dir.path().join("pki"));
-    let client = reqwest::Client::new();
+    let client = nines_tests::http_client();
     let mut agg = Aggregator::new(dir.path(), &pki);
     agg.start_ready(&client).await;
 

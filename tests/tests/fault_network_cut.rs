@@ -25,7 +25,7 @@ const NOTICED: &str = "no acknowledgement for 5s";
 async fn a_silent_network_cut_is_noticed_and_costs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::init(&dir.path().join("pki"));
-    let client = reqwest::Client::new();
+    let client = nines_tests::http_client();
     let mut agg = Aggregator::new(dir.path(), &pki);
     agg.start_ready(&client).await;
     let relay = Blackhole::start(agg.ingest).await;
