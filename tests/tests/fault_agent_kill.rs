@@ -51,7 +51,7 @@ fn syncing(files: &[PathBuf]) -> Option<usize> {
 async fn kill_9_of_the_agent_mid_write_loses_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::init(&dir.path().join("pki"));
-    let client = reqwest::Client::new();
+    let client = nines_tests::http_client();
     let mut agg = Aggregator::new(dir.path(), &pki);
     agg.start_ready(&client).await;
     let host = "crash-1";

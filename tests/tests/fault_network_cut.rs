@@ -46,7 +46,6 @@ async fn a_silent_network_cut_is_noticed_and_costs_nothing() {
     })
     .await
     .unwrap_or_else(|| panic!("no data through the relay:\n{}", log_tail(&agent.log, 20)));
-    assert_eq!(relay.accepted(), 1, "one connection so far");
 
     relay.cut();
     let cut_at = Instant::now();
