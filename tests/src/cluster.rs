@@ -161,6 +161,24 @@ impl Aggregator {
         }
     }
 
+    /// Before `start`: puts the store file at `path` instead of beside the configuration, with
+    /// `extra` lines added to `[store]` (e.g. `chunk_points = 65536`).
+    pub fn set_store(&mut self, path: &Path, extra: &str) {
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.config.display()));
+        let at = text
+            .find("[store]\n")
+            .unwrap_or_else(|| panic!("no [store] in {text:?}"));
+        let text = format!(
+            "{}[store]\npath = \"{}\"\n{extra}\n",
+            &text[..at],
+            path.display()
+        );
+        std::fs::write(&self.config, text)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.config.display()));
+        self.store = path.to_owned();
+    }
+
     /// Starts the process (without waiting for it to listen).
     pub fn start(&mut self) {
         assert!(self.proc.is_none(), "aggregator already running");
