@@ -415,31 +415,10 @@ async fn restamp(
     let mut columns: Vec<(u32, Vec<f64>)> = Vec::new();
     let host = HostId::new("restamped").map_err(|e| StoreBenchError::Other(e.to_string()))?;
     store.hello(hello_for(&host, interval_ms as u32)).await?;
-    for h in source.hosts() {
-        for s in source.series(&h.host)? {
-            let matchers: Vec<(String, String)> = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            let (_, answer) = source
-                .query(
-                    &h.host,
-                    &s.name,
-                    &matchers,
-                    (i64::MIN / 2, i64::MAX / 2),
-                    None,
-                    u64::MAX,
-                )
-                .map_err(|e| StoreBenchError::Other(e.to_string()))?;
-            if let Some(exact) = answer.iter().find(|a| a.labels == s.labels) {
-                let mut labels = matchers.clone();
-                labels.push(("source_host".into(), h.host.clone()));
-                let key = SeriesKey::from_parts(s.name.clone(), labels);
-                let id = store.series_id(&host, key)?;
-                columns.push((id, exact.points.iter().map(|p| p.1).collect()));
-            }
-        }
+    for (source_host, name, mut labels, points) in all_series(&source)? {
+        labels.push(("source_host".into(), source_host));
+        let id = store.series_id(&host, SeriesKey::from_parts(name, labels))?;
+        columns.push((id, points.iter().map(|p| p.1).collect()));
     }
     drop(source);
     source_writer.join();
@@ -523,9 +502,12 @@ async fn fill(
     Ok(())
 }
 
-/// Samples in a store: every raw point in chunks and heads, counted through queries.
-fn count_samples(store: &Store) -> Result<u64, StoreBenchError> {
-    let mut total = 0;
+/// Every series of a store: host, name, labels and all its raw points (closed chunks and
+/// heads).
+type SeriesDump = (String, String, Vec<(String, String)>, Vec<(i64, f64)>);
+
+fn all_series(store: &Store) -> Result<Vec<SeriesDump>, StoreBenchError> {
+    let mut out = Vec::new();
     for host in store.hosts() {
         for s in store.series(&host.host)? {
             let matchers: Vec<(String, String)> = s
@@ -543,11 +525,16 @@ fn count_samples(store: &Store) -> Result<u64, StoreBenchError> {
                     u64::MAX,
                 )
                 .map_err(|e| StoreBenchError::Other(e.to_string()))?;
-            // Matchers select series whose labels include these: count only the exact one.
-            if let Some(exact) = answer.iter().find(|a| a.labels == s.labels) {
-                total += exact.points.len() as u64;
+            // Matchers select series whose labels include these: keep only the exact one.
+            if let Some(exact) = answer.into_iter().find(|a| a.labels == s.labels) {
+                out.push((host.host.clone(), s.name, matchers, exact.points));
             }
         }
     }
-    Ok(total)
+    Ok(out)
+}
+
+/// Samples in a store: every raw point in chunks and heads.
+fn count_samples(store: &Store) -> Result<u64, StoreBenchError> {
+    Ok(all_series(store)?.iter().map(|s| s.3.len() as u64).sum())
 }

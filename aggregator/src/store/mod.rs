@@ -566,12 +566,21 @@ impl Store {
             .len()
     }
 
-    /// Compacts the database file (reclaims the space of deleted pages). Needs no other
-    /// handle on the database: call it on a store that has no writer running.
+    /// Compacts the database file (reclaims the space of deleted pages), repeating redb's
+    /// compaction until it finds nothing more to move (at most 16 rounds). Needs no other
+    /// handle on the database: call it on a store that has no writer running. Returns whether
+    /// anything was moved.
     pub fn compact_file(path: &Path) -> Result<bool, StoreError> {
         let err = db_err(path);
         let mut db = Database::open(path).map_err(|e| err(e.into()))?;
-        db.compact().map_err(|e| err(e.into()))
+        let mut moved = false;
+        for _ in 0..16 {
+            if !db.compact().map_err(|e| err(e.into()))? {
+                break;
+            }
+            moved = true;
+        }
+        Ok(moved)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The writer thread: group commits, heads, chunk closing, rollups, write-ahead trimming and
 //! retention. Everything that changes the database happens here, one transaction at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -32,6 +32,44 @@ const MAX_MERGED_SPAN: i64 = 7 * 86_400_000;
 /// point is this old (ms): a sparse series is not left in small pieces for ever.
 const SETTLED_AGE: i64 = 86_400_000;
 
+/// A background pass over every series, one slice of series ids per transaction.
+struct Pass {
+    /// When the next pass starts.
+    next: Instant,
+    /// The first series id of the next slice of the pass under way.
+    cursor: Option<u32>,
+}
+
+impl Pass {
+    fn new(every: std::time::Duration) -> Self {
+        Self {
+            next: Instant::now() + every,
+            cursor: None,
+        }
+    }
+
+    /// The series ids of the next slice: the pass under way goes on, or a new one starts if
+    /// one is due. `None` when there is nothing to do.
+    fn slice(
+        &mut self,
+        series: u32,
+        size: u32,
+        every: std::time::Duration,
+    ) -> Option<std::ops::Range<u32>> {
+        let start = match self.cursor {
+            Some(c) => c,
+            None if Instant::now() >= self.next => {
+                self.next = Instant::now() + every;
+                0
+            }
+            None => return None,
+        };
+        let end = start.saturating_add(size).min(series);
+        self.cursor = (end < series).then_some(end);
+        Some(start..end)
+    }
+}
+
 pub(super) struct Writer {
     inner: Arc<Inner>,
     /// By series id: its catalog row is in the table.
@@ -47,13 +85,9 @@ pub(super) struct Writer {
     open_by_wal: BTreeMap<u64, Vec<u32>>,
     /// Series whose head reached `chunk_points`.
     full: Vec<u32>,
-    /// Retention: when the next pass starts, and the next series id of the pass under way.
-    next_retention: Instant,
-    retention_cursor: Option<u32>,
-    /// Compaction: when the next pass starts, the next series of the pass under way, and by
-    /// series the first chunk start not known to be settled.
-    next_compaction: Instant,
-    compaction_cursor: Option<u32>,
+    retention: Pass,
+    compaction: Pass,
+    /// By series: the first chunk start not known to be settled by compaction.
     compacted_from: Vec<i64>,
     /// After a failed commit: when to try reopening the file, and whether the outage has
     /// been logged.
@@ -84,10 +118,8 @@ impl Writer {
             wal_floor: 0,
             open_by_wal: BTreeMap::new(),
             full: Vec::new(),
-            next_retention: Instant::now() + inner.options.maintenance_every,
-            retention_cursor: None,
-            next_compaction: Instant::now() + inner.options.maintenance_every,
-            compaction_cursor: None,
+            retention: Pass::new(inner.options.maintenance_every),
+            compaction: Pass::new(inner.options.maintenance_every),
             compacted_from: Vec::new(),
             next_recovery: Instant::now(),
             outage_logged: false,
@@ -132,8 +164,8 @@ impl Writer {
         self.closed = closed;
         self.open_by_wal.clear();
         self.full.clear();
-        self.retention_cursor = None;
-        self.compaction_cursor = None;
+        self.retention.cursor = None;
+        self.compaction.cursor = None;
         self.compacted_from.clear();
         self.replay()
     }
@@ -310,11 +342,17 @@ impl Writer {
         let path = self.inner.path.clone();
         let err = db_err(&path);
         let inner = self.inner.clone();
-        let mut hosts = inner
-            .hosts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        // The records of the hosts this commit touches, copied on first use; the shared map is
+        // updated with them once the commit has returned.
+        let mut hosts: HashMap<String, HostRecord> = HashMap::new();
+        let known = |host: &str| {
+            inner
+                .hosts
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(host)
+                .cloned()
+        };
         let mut txn = inner.begin_write()?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| err(e.into()))?;
@@ -323,7 +361,6 @@ impl Writer {
         let mut wal_buf: Vec<u8> = Vec::new();
         wal_buf.extend_from_slice(&now.to_le_bytes());
         let mut points: Vec<(u32, i64, f64)> = Vec::new();
-        let mut touched: Vec<String> = Vec::new();
         {
             let mut series_t = txn.open_table(SERIES).map_err(|e| err(e.into()))?;
             let catalog = inner.catalog.read().unwrap_or_else(|p| p.into_inner());
@@ -333,9 +370,8 @@ impl Writer {
             for op in ops {
                 match op {
                     (_, Some(h)) => {
-                        let rec = hosts
-                            .entry(h.host.to_string())
-                            .or_insert_with(|| HostRecord {
+                        let rec = hosts.entry(h.host.to_string()).or_insert_with(|| {
+                            known(h.host.as_str()).unwrap_or_else(|| HostRecord {
                                 host: h.host.to_string(),
                                 agent_version: String::new(),
                                 os: String::new(),
@@ -346,7 +382,8 @@ impl Writer {
                                 first_seen_ms: h.now_ms,
                                 last_sample_ms: 0,
                                 last_seq: 0,
-                            });
+                            })
+                        });
                         rec.agent_version.clone_from(&h.hello.agent_version);
                         rec.os.clone_from(&h.hello.os);
                         rec.arch.clone_from(&h.hello.arch);
@@ -354,9 +391,13 @@ impl Writer {
                         rec.boot_id.clone_from(&h.hello.boot_id);
                         rec.interval_ms = h.hello.interval_ms;
                         replies.push(rec.last_seq + 1);
-                        touched.push(h.host.to_string());
                     }
                     (Some(b), None) => {
+                        if !hosts.contains_key(b.host.as_str())
+                            && let Some(rec) = known(b.host.as_str())
+                        {
+                            hosts.insert(b.host.to_string(), rec);
+                        }
                         let Some(rec) = hosts.get_mut(b.host.as_str()) else {
                             // Ingest registers every host with a Hello first.
                             return Err(StoreError::Db {
@@ -407,7 +448,6 @@ impl Writer {
                         points.extend_from_slice(&b.points);
                         rec.last_seq = b.seq;
                         replies.push(b.seq);
-                        touched.push(b.host.to_string());
                     }
                     (None, None) => {}
                 }
@@ -442,8 +482,8 @@ impl Writer {
         }
 
         if !extra.retain.is_empty() {
-            self.retention_cursor = Some(0);
-            while self.retention_cursor.is_some() {
+            self.retention.cursor = Some(0);
+            while self.retention.cursor.is_some() {
                 self.retention_slice(&mut txn, now)?;
             }
         } else if extra.tick {
@@ -451,25 +491,21 @@ impl Writer {
         }
         let mut merged = 0;
         if !extra.compact.is_empty() {
-            self.compaction_cursor = Some(0);
-            while self.compaction_cursor.is_some() {
+            self.compaction.cursor = Some(0);
+            while self.compaction.cursor.is_some() {
                 merged += self.compaction_slice(&mut txn, now, true)?;
             }
         } else if extra.tick {
             merged += self.compaction_slice(&mut txn, now, false)?;
         }
 
-        touched.sort();
-        touched.dedup();
         {
             let mut hosts_t = txn.open_table(HOSTS).map_err(|e| err(e.into()))?;
-            for host in &touched {
-                if let Some(rec) = hosts.get(host) {
-                    let json = serde_json::to_string(rec).unwrap_or_default();
-                    hosts_t
-                        .insert(host.as_str(), json.as_str())
-                        .map_err(|e| err(e.into()))?;
-                }
+            for (host, rec) in &hosts {
+                let json = serde_json::to_string(rec).unwrap_or_default();
+                hosts_t
+                    .insert(host.as_str(), json.as_str())
+                    .map_err(|e| err(e.into()))?;
             }
         }
 
@@ -499,7 +535,11 @@ impl Writer {
             );
         }
         drop(heads);
-        *inner.hosts.write().unwrap_or_else(|p| p.into_inner()) = hosts;
+        inner
+            .hosts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(hosts);
         if wrote_wal {
             self.next_wal = seq + 1;
         }
@@ -631,10 +671,7 @@ impl Writer {
                 .map_err(|e| err(e.into()))?;
         }
         if max_span > before {
-            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-            meta.insert("max_chunk_span", max_span)
-                .map_err(|e| err(e.into()))?;
-            self.inner.max_chunk_span.store(max_span, Ordering::Relaxed);
+            self.record_span(txn, max_span)?;
         }
         Ok(())
     }
@@ -642,17 +679,11 @@ impl Writer {
     /// One slice of the retention pass: deletes chunks and rollup rows that expired, and
     /// trims chunks that straddle the raw cutoff, so exactly the expired points go.
     fn retention_slice(&mut self, txn: &mut WriteTransaction, now: i64) -> Result<(), Err> {
-        let start = match self.retention_cursor {
-            Some(c) => c,
-            None if Instant::now() >= self.next_retention => {
-                self.next_retention = Instant::now() + self.inner.options.maintenance_every;
-                0
-            }
-            None => return Ok(()),
-        };
         let series = self.persisted.len() as u32;
-        let end = start.saturating_add(RETENTION_SLICE).min(series);
-        self.retention_cursor = (end < series).then_some(end);
+        let every = self.inner.options.maintenance_every;
+        let Some(slice) = self.retention.slice(series, RETENTION_SLICE, every) else {
+            return Ok(());
+        };
         let opts = &self.inner.options;
         let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let raw_cut = now.saturating_sub(ms(opts.raw_retention));
@@ -662,7 +693,7 @@ impl Writer {
         let mut chunks = txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
         let mut r1m = txn.open_table(ROLLUP_1M).map_err(|e| err(e.into()))?;
         let mut r1h = txn.open_table(ROLLUP_1H).map_err(|e| err(e.into()))?;
-        for id in start..end {
+        for id in slice {
             let id = u64::from(id);
             expire_chunks(
                 &mut chunks,
@@ -680,6 +711,17 @@ impl Writer {
 }
 
 impl Writer {
+    /// Records a longer chunk span: queries start looking for chunks that far before their
+    /// range.
+    fn record_span(&self, txn: &WriteTransaction, max_span: i64) -> Result<(), Err> {
+        let err = self.err();
+        let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+        meta.insert("max_chunk_span", max_span)
+            .map_err(|e| err(e.into()))?;
+        self.inner.max_chunk_span.store(max_span, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// One slice of the compaction pass. Returns the chunks merged away.
     fn compaction_slice(
         &mut self,
@@ -687,17 +729,11 @@ impl Writer {
         now: i64,
         force: bool,
     ) -> Result<u64, Err> {
-        let start = match self.compaction_cursor {
-            Some(c) => c,
-            None if Instant::now() >= self.next_compaction => {
-                self.next_compaction = Instant::now() + self.inner.options.maintenance_every;
-                0
-            }
-            None => return Ok(0),
-        };
         let series = self.persisted.len() as u32;
-        let end = start.saturating_add(COMPACT_SLICE).min(series);
-        self.compaction_cursor = (end < series).then_some(end);
+        let every = self.inner.options.maintenance_every;
+        let Some(slice) = self.compaction.slice(series, COMPACT_SLICE, every) else {
+            return Ok(0);
+        };
         if self.compacted_from.len() < series as usize {
             self.compacted_from.resize(series as usize, i64::MIN);
         }
@@ -708,7 +744,7 @@ impl Writer {
         let mut merged = 0;
         let mut max_span = self.inner.max_chunk_span.load(Ordering::Relaxed);
         let before = max_span;
-        for id in start..end {
+        for id in slice {
             let from = self.compacted_from[id as usize];
             let key = u64::from(id);
             // (start, end, points) of every chunk not known to be settled.
@@ -759,10 +795,7 @@ impl Writer {
             self.compacted_from[id as usize] = settled_to;
         }
         if max_span > before {
-            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-            meta.insert("max_chunk_span", max_span)
-                .map_err(|e| err(e.into()))?;
-            self.inner.max_chunk_span.store(max_span, Ordering::Relaxed);
+            self.record_span(txn, max_span)?;
         }
         Ok(merged)
     }
