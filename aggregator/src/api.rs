@@ -30,6 +30,7 @@ pub struct AppState {
     tokens: Arc<Vec<(Vec<u8>, Role, String)>>,
     connections: Arc<Connections>,
     pub(crate) services: Arc<Vec<crate::availability::config::ServiceConfig>>,
+    pub(crate) alerts: Option<Arc<crate::alerts::Alerting>>,
 }
 
 impl AppState {
@@ -44,7 +45,14 @@ impl AppState {
             tokens: Arc::new(tokens),
             connections,
             services: Arc::default(),
+            alerts: None,
         }
+    }
+
+    /// The alert engine the alert endpoints answer from.
+    pub fn with_alerts(mut self, alerts: Arc<crate::alerts::Alerting>) -> Self {
+        self.alerts = Some(alerts);
+        self
     }
 
     /// The services availability is reported on.
@@ -114,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/series", get(series))
         .route("/api/v1/query", get(query))
         .merge(crate::api_availability::routes())
+        .merge(crate::api_alerts::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))

@@ -40,7 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/maintenance/{id}", delete(delete_maintenance))
 }
 
-fn admin(caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn admin(caller: &Caller) -> Result<(), ApiError> {
     if caller.role == Role::Admin {
         Ok(())
     } else {

@@ -55,6 +55,21 @@ pub struct Config {
     /// `[[services]]`: what availability is reported on.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// `[alerts]`: the alert rules file.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// The rules file (docs/alerts.md); relative to this file's directory. Without it, no
+    /// alerts are evaluated.
+    pub rules: Option<PathBuf>,
+    /// The URL people reach this aggregator's API at, for links in notifications.
+    #[serde(default)]
+    pub external_url: String,
 }
 
 fn default_ingest_listen() -> SocketAddr {
@@ -238,6 +253,14 @@ impl StoreConfig {
 }
 
 impl Config {
+    /// The alert rules the configuration names, read and validated (none if it names no file).
+    pub fn load_rules(&self) -> Result<crate::alerts::Rules, crate::alerts::RulesError> {
+        match &self.alerts.rules {
+            Some(p) => crate::alerts::Rules::load(p),
+            None => Ok(crate::alerts::Rules::empty()),
+        }
+    }
+
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -311,6 +334,11 @@ impl Config {
         }
         crate::availability::config::validate(&config.services).map_err(invalid)?;
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(p) = &mut config.alerts.rules
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
         for p in [
             &mut config.ingest.ca,
             &mut config.ingest.cert,

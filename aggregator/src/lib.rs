@@ -1,6 +1,8 @@
 //! nines-aggregator: mTLS ingest, redb store, HTTP API, PKI and the demo.
 
+pub mod alerts;
 pub mod api;
+pub mod api_alerts;
 pub mod api_availability;
 pub mod availability;
 pub mod bench_ingest;
@@ -9,6 +11,7 @@ pub mod bench_store;
 pub mod chunk;
 pub mod config;
 pub mod demo;
+pub mod forecast;
 pub mod ingest;
 pub mod pki;
 pub mod report;

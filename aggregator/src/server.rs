@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::alerts::Alerting;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::ingest::{self, Connections};
@@ -33,6 +34,12 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The alert rules file is unusable.
+    #[error(transparent)]
+    Rules(#[from] crate::alerts::RulesError),
+    /// The persisted alert state is unreadable.
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::PersistError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -70,6 +77,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     writer: WriterHandle,
+    alerts: Arc<Alerting>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -82,7 +90,15 @@ impl Server {
     /// Opens the store, binds both ports and starts serving.
     pub async fn start(config: &Config) -> Result<Self, ServeError> {
         let acceptor = TlsAcceptor::from(Arc::new(ingest_tls(config)?));
+        let rules = config.load_rules()?;
         let (store, writer) = Store::open_with(&config.store.path, config.store.options())?;
+        let alerts = Alerting::open(
+            store.clone(),
+            config.services.clone(),
+            rules,
+            config.alerts.rules.clone(),
+            config.alerts.external_url.trim_end_matches('/').to_owned(),
+        )?;
         let ingest_listener = bind(config.ingest.listen).await?;
         let api_listener = bind(config.api.listen).await?;
         let ingest_addr = ingest_listener
@@ -109,8 +125,10 @@ impl Server {
         ));
         let app = api::router(
             AppState::new(store, &config.api.tokens, connections)
-                .with_services(config.services.clone()),
+                .with_services(config.services.clone())
+                .with_alerts(alerts.clone()),
         );
+        let alerts_task = alerts.clone().spawn(rx.clone());
         let mut api_rx = rx;
         let api_task = tokio::spawn(async move {
             let served = axum::serve(api_listener, app)
@@ -127,9 +145,15 @@ impl Server {
             ingest_addr,
             api_addr,
             shutdown,
-            tasks: vec![ingest_task, api_task],
+            tasks: vec![ingest_task, api_task, alerts_task],
             writer,
+            alerts,
         })
+    }
+
+    /// Re-reads the alert rules file; a bad file keeps the rules in force (and says why).
+    pub fn reload_rules(&self) -> Result<usize, String> {
+        self.alerts.reload()
     }
 
     /// Stops accepting, closes connections, and waits for the last commit.
@@ -138,8 +162,9 @@ impl Server {
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        // Connection tasks notice the shutdown and drop their store handles; then the writer
-        // thread finishes its queue and exits.
+        // Connection tasks notice the shutdown and drop their store handles, as does the alert
+        // engine here; then the writer thread finishes its queue and exits.
+        drop(self.alerts);
         let writer = self.writer;
         let _ = tokio::time::timeout(
             Duration::from_secs(10),
@@ -150,9 +175,26 @@ impl Server {
     }
 }
 
-/// Runs the aggregator until `shutdown` turns true.
+/// Runs the aggregator until `shutdown` turns true; SIGHUP reloads the alert rules.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
     let server = Server::start(&config).await?;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => loop {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => break,
+                    Some(()) = hup.recv() => { let _ = server.reload_rules(); }
+                }
+            },
+            Err(e) => {
+                tracing::warn!("cannot watch SIGHUP ({e}); alert rules reload only at restart");
+                let _ = shutdown.wait_for(|s| *s).await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
     let _ = shutdown.wait_for(|s| *s).await;
     server.stop().await;
     Ok(())
