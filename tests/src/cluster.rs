@@ -248,6 +248,25 @@ impl Aggregator {
         }
     }
 
+    /// Before `start`: appends `text` (whole sections) to the configuration.
+    pub fn add_config(&mut self, text: &str) {
+        let mut c = std::fs::read_to_string(&self.config)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.config.display()));
+        c.push_str(text);
+        std::fs::write(&self.config, c)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.config.display()));
+    }
+
+    /// Sends SIGHUP (reload) to the running process.
+    pub fn hangup(&self) {
+        let p = self.proc.as_ref().expect("aggregator not running");
+        let ok = Command::new("kill")
+            .args(["-HUP", &p.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -HUP failed");
+    }
+
     /// Whether the process is still running (false after it exited on its own).
     pub fn running(&mut self) -> bool {
         self.proc
