@@ -259,7 +259,9 @@ impl Aggregator {
 
     /// Sends SIGHUP (reload) to the running process.
     pub fn hangup(&self) {
-        let p = self.proc.as_ref().expect("aggregator not running");
+        let Some(p) = self.proc.as_ref() else {
+            panic!("aggregator not running");
+        };
         let ok = Command::new("kill")
             .args(["-HUP", &p.0.id().to_string()])
             .status()
