@@ -155,6 +155,7 @@ fn host_service(host: &str, target: f64) -> ServiceConfig {
         require: None,
         k: None,
         processes: Vec::new(),
+        alert_rules: Vec::new(),
         exclude_maintenance: true,
         share_groups: Vec::new(),
     }

@@ -254,11 +254,31 @@ impl StoreConfig {
 
 impl Config {
     /// The alert rules the configuration names, read and validated (none if it names no file).
+    /// Every rule a service counts as down time (`alert_rules`) must be defined there.
     pub fn load_rules(&self) -> Result<crate::alerts::Rules, crate::alerts::RulesError> {
-        match &self.alerts.rules {
-            Some(p) => crate::alerts::Rules::load(p),
-            None => Ok(crate::alerts::Rules::empty()),
+        let rules = match &self.alerts.rules {
+            Some(p) => crate::alerts::Rules::load(p)?,
+            None => crate::alerts::Rules::empty(),
+        };
+        for s in &self.services {
+            for r in &s.alert_rules {
+                if !rules.rules.iter().any(|x| &x.name == r) {
+                    return Err(crate::alerts::RulesError {
+                        path: self.alerts.rules.clone().unwrap_or_default(),
+                        message: format!(
+                            "[[services]] {:?} counts alert rule {r:?} as down time, but no rule has that name{}",
+                            s.name,
+                            if self.alerts.rules.is_none() {
+                                " ([alerts] rules names no file)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    });
+                }
+            }
         }
+        Ok(rules)
     }
 
     /// Reads, parses and validates a configuration file.
@@ -438,6 +458,31 @@ mod tests {
                 "{text}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn a_service_counting_an_undefined_alert_rule_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("alerts.toml"),
+            include_str!("../../packaging/alerts.toml"),
+        )
+        .unwrap();
+        let text = |rule: &str| {
+            format!(
+                "[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[alerts]\nrules = \"alerts.toml\"\n\
+                 [[services]]\nname = \"shop\"\ntarget_percent = 99.9\nmembers = [\"web-1\"]\nalert_rules = [\"{rule}\"]\n"
+            )
+        };
+        let path = dir.path().join("aggregator.toml");
+        let ok = Config::parse(&text("HighCpu"), &path).unwrap();
+        assert_eq!(ok.load_rules().unwrap().rules.len(), 4);
+        let bad = Config::parse(&text("Typo"), &path).unwrap();
+        let e = bad.load_rules().unwrap_err().to_string();
+        assert!(
+            e.contains("alerts.toml") && e.contains("counts alert rule \"Typo\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -258,3 +258,54 @@ pub fn prune(store: &Store, cutoff_ms: i64) -> Result<usize, PersistError> {
     txn.commit().map_err(db)?;
     Ok(removed)
 }
+
+/// Where alerts of rule `rule` on `host` fired within `range`, from the transition log (an
+/// alert still firing fires until `now`).
+pub fn firing(
+    store: &Store,
+    rule: &str,
+    host: &str,
+    range: crate::availability::Interval,
+    now: i64,
+) -> Result<Vec<crate::availability::Interval>, PersistError> {
+    use super::engine::State;
+    use crate::availability::Interval;
+    let txn = store.begin_read()?;
+    let table = match txn.open_table(HISTORY) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(db(e)),
+    };
+    let mut open: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut out = Vec::new();
+    for row in table.iter().map_err(db)? {
+        let (k, v) = row.map_err(db)?;
+        let t: Transition = serde_json::from_str(v.value())
+            .map_err(|e| PersistError::Corrupt(k.value().to_string(), e.to_string()))?;
+        if t.labels.get("alertname").map(String::as_str) != Some(rule)
+            || t.labels.get("host").map(String::as_str) != Some(host)
+        {
+            continue;
+        }
+        if t.at_ms > range.end {
+            break;
+        }
+        match (t.from, t.to) {
+            (_, State::Firing) => {
+                open.insert(t.fingerprint, t.at_ms);
+            }
+            (State::Firing, _) => {
+                if let Some(start) = open.remove(&t.fingerprint) {
+                    out.push(Interval::new(start, t.at_ms).intersect(&range));
+                }
+            }
+            _ => {}
+        }
+    }
+    for start in open.into_values() {
+        out.push(Interval::new(start, now.min(range.end)).intersect(&range));
+    }
+    Ok(crate::availability::interval::normalize(
+        out.into_iter().filter(|i| !i.is_empty()).collect(),
+    ))
+}

@@ -28,6 +28,9 @@ pub struct ServiceConfig {
     /// `process_up` watch names that must run on a member for it to count as up.
     #[serde(default)]
     pub processes: Vec<String>,
+    /// Alert rules (docs/alerts.md) whose firing on a member counts as that member down.
+    #[serde(default)]
+    pub alert_rules: Vec<String>,
     /// Whether maintenance windows are taken out of scheduled time. Default true.
     #[serde(default = "default_true")]
     pub exclude_maintenance: bool,
@@ -180,6 +183,11 @@ pub fn validate(services: &[ServiceConfig]) -> Result<(), String> {
         if !s.processes.is_empty() && s.members.is_empty() {
             return Err(format!(
                 "{at}: processes need members to run on; add members = [\"host\"]"
+            ));
+        }
+        if !s.alert_rules.is_empty() && s.members.is_empty() {
+            return Err(format!(
+                "{at}: alert_rules need members to fire on; add members = [\"host\"]"
             ));
         }
         let mut sum = 0.0;

@@ -79,6 +79,15 @@ fn member_down(
             .into_iter()
             .map(|i| (i, format!("{host} down")))
             .collect();
+    for rule in &svc.alert_rules {
+        let fired = crate::alerts::persist::firing(store, rule, host, range, now)
+            .map_err(|e| RecordError::Db(e.to_string()))?;
+        out.extend(
+            fired
+                .into_iter()
+                .map(|i| (i, format!("alert {rule} firing on {host}"))),
+        );
+    }
     for p in &svc.processes {
         let matchers = [("process".to_owned(), p.clone())];
         let (_, series) = store
@@ -299,6 +308,113 @@ mod tests {
 
     fn base() -> i64 {
         (nines_common::model::now_ms() / 3_600_000 - 48) * 3_600_000
+    }
+
+    #[tokio::test]
+    async fn a_counted_alert_rule_firing_on_a_member_is_down_time() {
+        use crate::alerts::{Engine, Rules, State, Transition};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _w) = Store::open(&dir.path().join("s.redb")).unwrap();
+        let t0 = base();
+        let day = Interval::new(t0, t0 + 24 * 60 * MIN);
+        hello(&store, "web-1").await;
+        uptime(&store, "web-1", t0 - 26 * 60 * MIN, day.end, 1).await;
+        let labels = |host: &str, rule: &str| -> crate::alerts::Labels {
+            [
+                ("alertname", rule),
+                ("host", host),
+                ("severity", "critical"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+        };
+        let t = |at: i64, host: &str, rule: &str, from: State, to: State| Transition {
+            at_ms: at,
+            fingerprint: format!("{host}{rule}"),
+            labels: labels(host, rule),
+            from,
+            to,
+            value: 1.0,
+        };
+        // HighLatency fires 30 min on web-1; another rule, and the same rule on another
+        // host, do not count; one firing from before the day counts from its start.
+        let log = [
+            t(
+                t0 - 60 * MIN,
+                "web-1",
+                "HighLatency",
+                State::Pending,
+                State::Firing,
+            ),
+            t(
+                t0 + 15 * MIN,
+                "web-1",
+                "HighLatency",
+                State::Firing,
+                State::Resolved,
+            ),
+            t(
+                t0 + 100 * MIN,
+                "web-1",
+                "HighLatency",
+                State::Inactive,
+                State::Pending,
+            ),
+            t(
+                t0 + 110 * MIN,
+                "web-1",
+                "HighLatency",
+                State::Pending,
+                State::Firing,
+            ),
+            t(
+                t0 + 125 * MIN,
+                "web-1",
+                "HighLatency",
+                State::Firing,
+                State::Resolved,
+            ),
+            t(
+                t0 + 200 * MIN,
+                "web-1",
+                "DiskFullSoon",
+                State::Inactive,
+                State::Firing,
+            ),
+            t(
+                t0 + 300 * MIN,
+                "web-2",
+                "HighLatency",
+                State::Inactive,
+                State::Firing,
+            ),
+        ];
+        let engine = Engine::new(Rules::empty(), String::new());
+        crate::alerts::persist::save(&store, &engine, &log, &[]).unwrap();
+        let mut svc = service(&["web-1"], None);
+        svc.alert_rules = vec!["HighLatency".into()];
+        let r = report(&store, &svc, day, day.end).unwrap();
+        assert!(
+            (r.summary.downtime_minutes - 30.0).abs() < 1e-9,
+            "{:?}",
+            r.summary
+        );
+        let titles: Vec<&str> = r
+            .incidents
+            .iter()
+            .map(|i| i.incident.title.as_str())
+            .collect();
+        assert_eq!(
+            titles,
+            [
+                "alert HighLatency firing on web-1",
+                "alert HighLatency firing on web-1"
+            ]
+        );
+        // Without the rule counted, the same day is all up.
+        let r = report(&store, &service(&["web-1"], None), day, day.end).unwrap();
+        assert_eq!(r.summary.downtime_minutes, 0.0);
     }
 
     #[tokio::test]
