@@ -123,12 +123,18 @@ impl Server {
             config.ingest.max_frame_bytes,
             rx.clone(),
         ));
+        let store_for_tracker = store.clone();
         let app = api::router(
             AppState::new(store, &config.api.tokens, connections)
                 .with_services(config.services.clone())
                 .with_alerts(alerts.clone()),
         );
         let alerts_task = alerts.clone().spawn(rx.clone());
+        let tracker_task = tokio::spawn(track_incidents(
+            store_for_tracker,
+            config.services.clone(),
+            rx.clone(),
+        ));
         let mut api_rx = rx;
         let api_task = tokio::spawn(async move {
             let served = axum::serve(api_listener, app)
@@ -145,7 +151,7 @@ impl Server {
             ingest_addr,
             api_addr,
             shutdown,
-            tasks: vec![ingest_task, api_task, alerts_task],
+            tasks: vec![ingest_task, api_task, alerts_task, tracker_task],
             writer,
             alerts,
         })
@@ -172,6 +178,36 @@ impl Server {
         )
         .await;
         tracing::info!("nines-aggregator stopped");
+    }
+}
+
+/// Records automatic incidents as they open and close, once a minute (docs/api.md,
+/// "Incidents").
+async fn track_incidents(
+    store: Store,
+    services: Vec<crate::availability::config::ServiceConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if services.is_empty() {
+        return;
+    }
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let (store, services) = (store.clone(), services.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = crate::ingest::now_ms();
+            for svc in &services {
+                if let Err(e) = crate::availability::service::track(&store, svc, now) {
+                    tracing::warn!(service = %svc.name, "tracking incidents: {e}");
+                }
+            }
+        })
+        .await;
     }
 }
 

@@ -153,6 +153,118 @@ pub fn automatic_incidents(
     Ok(out)
 }
 
+fn overlaps(a: &Incident, b: &Incident, now: i64) -> bool {
+    a.start_ms <= b.end_ms.unwrap_or(now) && b.start_ms <= a.end_ms.unwrap_or(now)
+}
+
+/// What the data shows (`derived`, over `look`) merged with the automatic incidents stored
+/// for `service`: a stored incident that overlaps a derived one keeps its id, start and
+/// annotations and takes the data's end and title; stored incidents older than `look` come as
+/// they were recorded.
+fn merge_automatic(
+    stored: &[Incident],
+    service: &str,
+    derived: Vec<Incident>,
+    look: Interval,
+    now: i64,
+) -> Vec<Incident> {
+    let autos: Vec<&Incident> = stored
+        .iter()
+        .filter(|s| s.automatic && s.service == service)
+        .collect();
+    let mut used = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for d in derived {
+        match autos
+            .iter()
+            .find(|s| !used.contains(&s.id) && overlaps(s, &d, now))
+        {
+            Some(s) => {
+                used.insert(s.id.clone());
+                out.push(Incident {
+                    start_ms: s.start_ms.min(d.start_ms),
+                    end_ms: d.end_ms,
+                    title: d.title,
+                    ..(*s).clone()
+                });
+            }
+            None => out.push(d),
+        }
+    }
+    out.extend(
+        autos
+            .into_iter()
+            .filter(|s| !used.contains(&s.id) && s.end_ms.is_some_and(|e| e < look.start))
+            .cloned(),
+    );
+    out
+}
+
+/// Records `svc`'s automatic incidents as they open and close, so an outage keeps its id and
+/// start however long it lasts: opens an incident for an outage the data shows, closes it
+/// when the data shows recovery, and withdraws an open one the data no longer shows (an agent's
+/// spool arrived late: it was not an outage). Returns how many incidents it changed. The
+/// aggregator runs it every minute for every service.
+pub fn track(store: &Store, svc: &ServiceConfig, now: i64) -> Result<usize, RecordError> {
+    let look = Interval::new(now - LOOKBACK_MS, now);
+    let derived = automatic_incidents(store, svc, look, now)?;
+    let stored: Vec<Incident> = records::incidents(store)?
+        .into_iter()
+        .filter(|s| s.automatic && s.service == svc.name)
+        .collect();
+    let by = |what: String| records::Change {
+        at_ms: now,
+        by: "nines".into(),
+        what,
+    };
+    let mut changed = 0;
+    let mut seen = std::collections::HashSet::new();
+    for d in derived {
+        match stored
+            .iter()
+            .find(|s| !seen.contains(&s.id) && overlaps(s, &d, now))
+        {
+            Some(s) => {
+                seen.insert(s.id.clone());
+                if s.end_ms != d.end_ms || s.title != d.title {
+                    let mut u = s.clone();
+                    if u.end_ms.is_none()
+                        && let Some(e) = d.end_ms
+                    {
+                        u.history.push(by(format!(
+                            "closed: the data shows recovery at {}",
+                            crate::api::rfc3339(e).as_str().unwrap_or_default()
+                        )));
+                    }
+                    u.end_ms = d.end_ms;
+                    u.title = d.title;
+                    records::put_incident(store, &u)?;
+                    changed += 1;
+                }
+            }
+            None => {
+                let mut n = d;
+                n.history
+                    .push(by(format!("opened from the data: {}", n.title)));
+                records::put_incident(store, &n)?;
+                changed += 1;
+            }
+        }
+    }
+    for s in stored {
+        if s.end_ms.is_none() && !seen.contains(&s.id) && s.start_ms >= look.start {
+            let mut u = s;
+            u.end_ms = Some(u.start_ms);
+            u.history.push(by(
+                "withdrawn: data that arrived later shows no outage".into()
+            ));
+            records::put_incident(store, &u)?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
 /// `svc`'s availability over `range` (clipped to `now`).
 pub fn report(
     store: &Store,
@@ -178,21 +290,8 @@ pub fn report(
 
     let stored = records::incidents(store)?;
     let look = Interval::new(range.start - LOOKBACK_MS, range.end);
-    let mut incidents: Vec<Incident> = automatic_incidents(store, svc, look, now)?
-        .into_iter()
-        .map(|auto| {
-            // Annotations (acknowledgement, root cause, not customer-impacting) are stored
-            // under the derived id; the times always come from the data.
-            match stored.iter().find(|s| s.id == auto.id) {
-                Some(s) => Incident {
-                    end_ms: auto.end_ms,
-                    title: auto.title.clone(),
-                    ..s.clone()
-                },
-                None => auto,
-            }
-        })
-        .collect();
+    let derived = automatic_incidents(store, svc, look, now)?;
+    let mut incidents = merge_automatic(&stored, &svc.name, derived, look, now);
     incidents.extend(
         stored
             .into_iter()
@@ -414,6 +513,78 @@ mod tests {
         );
         // Without the rule counted, the same day is all up.
         let r = report(&store, &service(&["web-1"], None), day, day.end).unwrap();
+        assert_eq!(r.summary.downtime_minutes, 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_tracked_outage_keeps_its_id_and_start_past_a_day_and_closes_on_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _w) = Store::open(&dir.path().join("s.redb")).unwrap();
+        let t0 = base() - 24 * 60 * MIN;
+        hello(&store, "web-1").await;
+        uptime(&store, "web-1", t0 - 26 * 60 * MIN, t0, 1).await;
+        let svc = service(&["web-1"], None);
+        let h = 60 * MIN;
+        // Silent from t0 on; the tracker opens the incident at its real start.
+        assert_eq!(track(&store, &svc, t0 + 30 * MIN).unwrap(), 1);
+        let stored = records::incidents(&store).unwrap();
+        assert_eq!(stored.len(), 1);
+        let id = stored[0].id.clone();
+        assert_eq!(stored[0].start_ms, t0 - 10_000);
+        assert_eq!(stored[0].end_ms, None);
+        assert!(
+            stored[0].history[0]
+                .what
+                .starts_with("opened from the data")
+        );
+        // 30 h later, still down: nothing changes, and a report of the last 5 h shows the
+        // incident with its real start and id, not the edge of what the data search sees.
+        assert_eq!(track(&store, &svc, t0 + 30 * h).unwrap(), 0);
+        let r = report(
+            &store,
+            &svc,
+            Interval::new(t0 + 25 * h, t0 + 30 * h),
+            t0 + 30 * h,
+        )
+        .unwrap();
+        assert_eq!(r.incidents.len(), 1);
+        assert_eq!(r.incidents[0].incident.id, id);
+        assert_eq!(r.incidents[0].incident.start_ms, t0 - 10_000);
+        assert!((r.summary.downtime_minutes - 300.0).abs() < 1e-9);
+        // It recovers: closed, with the recovery time.
+        uptime(&store, "web-1", t0 + 30 * h, t0 + 31 * h, 2).await;
+        assert_eq!(track(&store, &svc, t0 + 31 * h).unwrap(), 1);
+        let stored = records::incidents(&store).unwrap();
+        assert_eq!(stored[0].end_ms, Some(t0 + 30 * h));
+        assert!(
+            stored[0].history[1].what.starts_with("closed"),
+            "{:?}",
+            stored[0].history
+        );
+    }
+
+    #[tokio::test]
+    async fn an_open_incident_the_late_spool_disproves_is_withdrawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _w) = Store::open(&dir.path().join("s.redb")).unwrap();
+        let t0 = base();
+        hello(&store, "web-1").await;
+        uptime(&store, "web-1", t0 - 26 * 60 * MIN, t0, 1).await;
+        let svc = service(&["web-1"], None);
+        assert_eq!(track(&store, &svc, t0 + 20 * MIN).unwrap(), 1);
+        // The spooled samples arrive: no gap after all.
+        uptime(&store, "web-1", t0, t0 + 20 * MIN, 2).await;
+        assert_eq!(track(&store, &svc, t0 + 20 * MIN).unwrap(), 1);
+        let stored = records::incidents(&store).unwrap();
+        assert_eq!(stored[0].end_ms, Some(stored[0].start_ms));
+        assert!(stored[0].history[1].what.starts_with("withdrawn"));
+        let r = report(
+            &store,
+            &svc,
+            Interval::new(t0 - 60 * MIN, t0 + 20 * MIN),
+            t0 + 20 * MIN,
+        )
+        .unwrap();
         assert_eq!(r.summary.downtime_minutes, 0.0);
     }
 
