@@ -31,6 +31,8 @@ pub struct AppState {
     connections: Arc<Connections>,
     pub(crate) services: Arc<Vec<crate::availability::config::ServiceConfig>>,
     pub(crate) alerts: Option<Arc<crate::alerts::Alerting>>,
+    pub(crate) status_anonymous: bool,
+    pub(crate) month_cache: crate::status::SharedMonthCache,
 }
 
 impl AppState {
@@ -46,7 +48,31 @@ impl AppState {
             connections,
             services: Arc::default(),
             alerts: None,
+            status_anonymous: false,
+            month_cache: Arc::default(),
         }
+    }
+
+    /// Whether the status page answers without a token (`[status] anonymous`).
+    pub fn with_anonymous_status(mut self, anonymous: bool) -> Self {
+        self.status_anonymous = anonymous;
+        self
+    }
+
+    /// Who holds `token`, if it is a configured one. Compares against every configured hash
+    /// in constant time, so timing reveals nothing.
+    pub(crate) fn caller(&self, token: &str) -> Option<Caller> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut found = None;
+        for (hash, r, name) in self.tokens.iter() {
+            if constant_time_eq(hash, digest.as_ref()) {
+                found = Some(Caller {
+                    role: *r,
+                    name: name.clone(),
+                });
+            }
+        }
+        found
     }
 
     /// The alert engine the alert endpoints answer from.
@@ -127,6 +153,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(protected)
+        .merge(crate::status::routes(state.clone()))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
 }
@@ -148,18 +175,7 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         )
         .into_response();
     };
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    // Compare against every configured hash in constant time, so timing reveals nothing.
-    let mut role = None;
-    for (hash, r, name) in state.tokens.iter() {
-        if constant_time_eq(hash, digest.as_ref()) {
-            role = Some(Caller {
-                role: *r,
-                name: name.clone(),
-            });
-        }
-    }
-    match role {
+    match state.caller(token) {
         Some(role) => {
             let mut req = req;
             req.extensions_mut().insert(role);

@@ -58,6 +58,19 @@ pub struct Config {
     /// `[alerts]`: the alert rules file.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// `[status]`: the status page.
+    #[serde(default)]
+    pub status: StatusConfig,
+}
+
+/// `[status]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    /// Serve the status page read-only to anyone who can reach the API port, without a
+    /// token. Default false: a token is asked for once and kept in a cookie.
+    #[serde(default)]
+    pub anonymous: bool,
 }
 
 /// `[alerts]` section.

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod pki;
 pub mod report;
 pub mod server;
+pub mod status;
 pub mod store;
 
 pub use config::Config;

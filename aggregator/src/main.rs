@@ -107,6 +107,18 @@ enum BenchCommand {
     /// Ingest end to end: simulated agents over mTLS against a real aggregator child process;
     /// acked samples/s, ack latency, its CPU and memory, and bytes/sample.
     Ingest(bench_ingest::Args),
+    /// The status page overview: gathered from a real store of N hosts and rendered.
+    Status(StatusBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusBenchArgs {
+    /// Hosts on the overview.
+    #[arg(long, default_value_t = 1000)]
+    hosts: usize,
+    /// Timed runs; the median and the slowest are reported.
+    #[arg(long, default_value_t = 50)]
+    runs: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -414,6 +426,31 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("nines-aggregator: bench store: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench(BenchCommand::Status(args)) => {
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.block_on(nines_aggregator::status::bench::run(args.hosts, args.runs)) {
+                Ok(f) => {
+                    println!(
+                        "status overview, {} hosts, {} runs:\n  gathered from the store and rendered: median {:.2} ms, slowest {:.2} ms\n  rendered alone (a tenth with warnings): median {:.2} ms, slowest {:.2} ms\n  page: {} bytes",
+                        f.hosts,
+                        args.runs,
+                        f.full_ms.0,
+                        f.full_ms.1,
+                        f.render_ms.0,
+                        f.render_ms.1,
+                        f.bytes
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nines-aggregator: bench status: {e}");
                     ExitCode::FAILURE
                 }
             }

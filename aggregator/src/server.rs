@@ -127,7 +127,8 @@ impl Server {
         let app = api::router(
             AppState::new(store, &config.api.tokens, connections)
                 .with_services(config.services.clone())
-                .with_alerts(alerts.clone()),
+                .with_alerts(alerts.clone())
+                .with_anonymous_status(config.status.anonymous),
         );
         let alerts_task = alerts.clone().spawn(rx.clone());
         let tracker_task = tokio::spawn(track_incidents(
