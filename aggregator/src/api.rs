@@ -149,6 +149,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/query", get(query))
         .merge(crate::api_availability::routes())
         .merge(crate::api_alerts::routes())
+        .merge(crate::api_forecast::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))

@@ -24,6 +24,20 @@ impl Fit {
         self.slope * x + self.intercept
     }
 
+    /// Where the line is at `y`, from `after` on: `after` itself if it is at `y` there, the
+    /// crossing if it is heading there, `None` if it is flat or moving away.
+    pub fn crosses(&self, y: f64, after: f64) -> Option<f64> {
+        let now = self.at(after);
+        if now == y {
+            return Some(after);
+        }
+        if self.slope == 0.0 || !self.slope.is_finite() {
+            return None;
+        }
+        let heading = (self.slope > 0.0 && now < y) || (self.slope < 0.0 && now > y);
+        heading.then(|| (y - self.intercept) / self.slope)
+    }
+
     /// The smallest x ≥ `after` where the line reaches `y`, if it is heading there.
     pub fn reaches(&self, y: f64, after: f64) -> Option<f64> {
         if self.at(after) >= y && self.slope >= 0.0 {
@@ -109,6 +123,26 @@ mod tests {
         assert!((f.slope * h - 0.01).abs() < 1e-9);
         let full = f.reaches(1.0, t0).unwrap();
         assert!(((full - t0) / h - 50.0).abs() < 1e-6, "{}", (full - t0) / h);
+    }
+
+    #[test]
+    fn a_driver_uncorrelated_with_the_kpi_explains_nothing() {
+        // Driver 1..4, KPI up then down: sxy = 0, so slope 0 and r = 0.
+        let f = least_squares(&[(1.0, 1.0), (2.0, 2.0), (3.0, 2.0), (4.0, 1.0)]).unwrap();
+        assert_eq!((f.slope, f.r, f.r2), (0.0, 0.0, 0.0));
+        assert!((f.intercept - 1.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn crossings_either_way() {
+        // Free space falling 10 per unit from 100: reaches 20 at x = 8.
+        let falling = least_squares(&[(0.0, 100.0), (1.0, 90.0), (2.0, 80.0)]).unwrap();
+        assert!((falling.crosses(20.0, 2.0).unwrap() - 8.0).abs() < 1e-9);
+        assert_eq!(falling.crosses(200.0, 2.0), None, "moving away");
+        let rising = least_squares(&[(0.0, 0.5), (1.0, 0.6)]).unwrap();
+        assert!((rising.crosses(0.9, 1.0).unwrap() - 4.0).abs() < 1e-9);
+        let flat = least_squares(&[(0.0, 0.5), (1.0, 0.5)]).unwrap();
+        assert_eq!(flat.crosses(0.9, 1.0), None);
     }
 
     #[test]

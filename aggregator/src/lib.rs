@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod api;
 pub mod api_alerts;
 pub mod api_availability;
+pub mod api_forecast;
 pub mod availability;
 pub mod bench_ingest;
 pub mod bench_storage;
