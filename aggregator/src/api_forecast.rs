@@ -166,7 +166,11 @@ async fn forecast(
                 let to_x = (to - from) as f64 / 1000.0;
                 let at_horizon = fit.at(to_x + horizon_ms as f64 / 1000.0);
                 let reached = threshold.and_then(|y| fit.crosses(y, to_x));
-                let reached_ms = reached.map(|x| from + (x * 1000.0) as i64);
+                // A nearly flat line "reaches" it in a million years: that is never.
+                let reached_ms = reached
+                    .map(|x| x * 1000.0)
+                    .filter(|ms| ms.is_finite() && ms.abs() < 1e14)
+                    .map(|ms| from.saturating_add(ms as i64));
                 out.push(json!({
                     "host": host,
                     "labels": s.labels,

@@ -155,6 +155,22 @@ pub fn request_url(f: &Fetch) -> Result<Url, FetchError> {
 }
 
 fn client(f: &Fetch) -> Result<reqwest::Client, FetchError> {
+    http_client(&f.url, f.ca.as_deref(), f.timeout)
+}
+
+/// The HTTP client reports use: `timeout` for the whole request, and only the CA
+/// certificates in `ca` trusted when given.
+pub(crate) fn http_client(
+    url: &str,
+    ca: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, FetchError> {
+    struct F<'a> {
+        url: &'a str,
+        ca: Option<&'a Path>,
+        timeout: Duration,
+    }
+    let f = F { url, ca, timeout };
     // reqwest is built without a crypto provider; rustls then needs a process default. An
     // error means one is already installed, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -166,9 +182,9 @@ fn client(f: &Fetch) -> Result<reqwest::Client, FetchError> {
             env!("CARGO_PKG_VERSION"),
             " report"
         ));
-    if let Some(path) = &f.ca {
+    if let Some(path) = f.ca {
         let ca = |why: String| FetchError::Ca {
-            path: path.clone(),
+            path: path.to_owned(),
             why,
         };
         let pem = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
@@ -179,9 +195,68 @@ fn client(f: &Fetch) -> Result<reqwest::Client, FetchError> {
         b = b.tls_certs_only(certs);
     }
     b.build().map_err(|e| FetchError::Unreachable {
-        url: f.url.clone(),
+        url: f.url.to_owned(),
         why: chain(&e),
     })
+}
+
+/// The base URL `base` with `path` appended and `query` set, checked as `request_url` checks.
+pub(crate) fn api_url(base: &str, path: &str, query: &[(&str, String)]) -> Result<Url, FetchError> {
+    let bad = |why: String| FetchError::Url {
+        url: base.to_owned(),
+        why,
+    };
+    let mut url = Url::parse(base).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!(
+            "scheme {:?} is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("give the base URL without ?query or #fragment".into()));
+    }
+    let full = format!("{}{path}", url.path().trim_end_matches('/'));
+    url.set_path(&full);
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in query {
+        q.append_pair(k, v);
+    }
+    url.set_query(Some(&q.finish()));
+    Ok(url)
+}
+
+/// GETs `url` with the bearer token; the body of a 2xx, else the API's reason.
+pub(crate) async fn get_body(
+    client: &reqwest::Client,
+    url: Url,
+    token: &str,
+) -> Result<String, FetchError> {
+    let unreachable = |e: reqwest::Error| FetchError::Unreachable {
+        url: url.to_string(),
+        why: chain(&e),
+    };
+    let resp = client
+        .get(url.clone())
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = resp.status();
+    let body = resp.text().await.map_err(unreachable)?;
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(FetchError::Refused {
+            status,
+            message: api_message(&body),
+        });
+    }
+    if !status.is_success() {
+        return Err(FetchError::Api {
+            status,
+            message: api_message(&body),
+        });
+    }
+    Ok(body)
 }
 
 /// An error and its sources on one line: reqwest's own message alone rarely says why.

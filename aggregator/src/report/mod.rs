@@ -5,6 +5,7 @@
 //! one is missed, [`EXIT_ERROR`] when there is no report (bad arguments, unreadable token
 //! file, aggregator unreachable, token refused).
 
+pub mod capacity;
 pub mod client;
 pub mod html;
 pub mod period;
