@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::config::{Role, TokenConfig};
@@ -31,6 +32,7 @@ pub struct AppState {
     connections: Arc<Connections>,
     pub(crate) services: Arc<Vec<crate::availability::config::ServiceConfig>>,
     pub(crate) alerts: Option<Arc<crate::alerts::Alerting>>,
+    pub(crate) remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
             connections,
             services: Arc::default(),
             alerts: None,
+            remote_write: None,
         }
     }
 
@@ -64,8 +67,18 @@ impl AppState {
         self
     }
 
+    /// The remote-write forwarder, whose counters `/metrics` shows.
+    pub fn with_remote_write(mut self, rw: Arc<crate::remote_write::RemoteWrite>) -> Self {
+        self.remote_write = Some(rw);
+        self
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub(crate) fn connections(&self) -> &Connections {
+        &self.connections
     }
 }
 
@@ -123,6 +136,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/query", get(query))
         .merge(crate::api_availability::routes())
         .merge(crate::api_alerts::routes())
+        .route("/metrics", get(crate::prom::metrics::metrics))
+        .route("/federate", get(crate::prom::metrics::federate))
+        .merge(crate::prom::api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
@@ -139,8 +155,10 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+                .map(|t| t.trim().to_owned())
+                .or_else(|| basic_password(v))
+        });
+    let presented = presented.as_deref();
     let Some(token) = presented else {
         return ApiError(
             StatusCode::UNAUTHORIZED,
@@ -167,6 +185,18 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         }
         None => ApiError(StatusCode::UNAUTHORIZED, "invalid bearer token".into()).into_response(),
     }
+}
+
+/// The password of `Basic base64(user:password)`: clients that cannot send a bearer token
+/// (promtool, some Grafana setups) send the token as the password, with any user name.
+fn basic_password(header: &str) -> Option<String> {
+    let b64 = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?
+        .trim();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, p)| p.to_owned())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -14,6 +14,8 @@ pub mod demo;
 pub mod forecast;
 pub mod ingest;
 pub mod pki;
+pub mod prom;
+pub mod remote_write;
 pub mod report;
 pub mod server;
 pub mod store;
