@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Role, TokenConfig};
 use crate::ingest::{Connections, now_ms};
+use crate::openapi::ErrorBody;
 use crate::store::{AggFn, HostRecord, QueryError, Step, Store};
 
 /// Longest range one query may cover.
@@ -142,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(protected)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
@@ -203,7 +205,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, description = "The store accepts writes", body = Object), (status = 503, description = "The store refuses writes", body = Object)))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     match state.store.failure() {
         None => Json(json!({
             "status": "ok",
@@ -245,7 +248,8 @@ fn host_json(h: &HostRecord, connections: &Connections, now: i64) -> Value {
     })
 }
 
-async fn hosts(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts", responses((status = 200, description = "Every host, sorted by id", body = Object)))]
+pub(crate) async fn hosts(State(state): State<AppState>) -> Json<Value> {
     let now = now_ms();
     let hosts: Vec<Value> = state
         .store
@@ -256,7 +260,8 @@ async fn hosts(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "hosts": hosts }))
 }
 
-async fn host(
+#[utoipa::path(get, path = "/api/v1/hosts/{host}", tag = "hosts", params(("host" = String, Path, description = "Host id")), responses((status = 200, description = "One host", body = Object), (status = 404, description = "Unknown host", body = ErrorBody)))]
+pub(crate) async fn host(
     State(state): State<AppState>,
     Path(host): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -319,7 +324,8 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
-async fn series(
+#[utoipa::path(get, path = "/api/v1/series", tag = "series", params(("host" = String, Query, description = "Host id")), responses((status = 200, description = "The host's series", body = Object), (status = 400, description = "Missing host", body = ErrorBody), (status = 404, description = "Unknown host", body = ErrorBody)))]
+pub(crate) async fn series(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -330,7 +336,8 @@ async fn series(
     Ok(Json(json!({ "series": series })))
 }
 
-async fn query(
+#[utoipa::path(get, path = "/api/v1/query", tag = "series", params(("host" = String, Query, description = "Host id"), ("name" = String, Query, description = "Metric name"), ("label" = Option<String>, Query, description = "k=v; repeatable"), ("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339"), ("step" = Option<String>, Query, description = "Bucket width, e.g. 5m"), ("agg" = Option<String>, Query, description = "avg, min, max, sum, last or count (with step)"), ("max_points" = Option<u64>, Query, description = "Bound on points returned")), responses((status = 200, description = "Points per series", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown host", body = ErrorBody)))]
+pub(crate) async fn query(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod forecast;
 pub mod ingest;
+pub mod openapi;
 pub mod pki;
 pub mod prom;
 pub mod remote_write;
