@@ -10,10 +10,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::config::{Role, TokenConfig};
 use crate::ingest::{Connections, now_ms};
+use crate::openapi::ErrorBody;
 use crate::store::{AggFn, HostRecord, QueryError, Step, Store};
 
 /// Longest range one query may cover.
@@ -33,6 +35,7 @@ pub struct AppState {
     pub(crate) alerts: Option<Arc<crate::alerts::Alerting>>,
     pub(crate) status_anonymous: bool,
     pub(crate) month_cache: crate::status::SharedMonthCache,
+    pub(crate) remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
             alerts: None,
             status_anonymous: false,
             month_cache: Arc::default(),
+            remote_write: None,
         }
     }
 
@@ -90,8 +94,18 @@ impl AppState {
         self
     }
 
+    /// The remote-write forwarder, whose counters `/metrics` shows.
+    pub fn with_remote_write(mut self, rw: Arc<crate::remote_write::RemoteWrite>) -> Self {
+        self.remote_write = Some(rw);
+        self
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub(crate) fn connections(&self) -> &Connections {
+        &self.connections
     }
 }
 
@@ -150,9 +164,13 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api_availability::routes())
         .merge(crate::api_alerts::routes())
         .merge(crate::api_forecast::routes())
+        .route("/metrics", get(crate::prom::metrics::metrics))
+        .route("/federate", get(crate::prom::metrics::federate))
+        .merge(crate::prom::api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(protected)
         .merge(crate::status::routes(state.clone()))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
@@ -167,8 +185,10 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+                .map(|t| t.trim().to_owned())
+                .or_else(|| basic_password(v))
+        });
+    let presented = presented.as_deref();
     let Some(token) = presented else {
         return ApiError(
             StatusCode::UNAUTHORIZED,
@@ -186,11 +206,24 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     }
 }
 
+/// The password of `Basic base64(user:password)`: clients that cannot send a bearer token
+/// (promtool, some Grafana setups) send the token as the password, with any user name.
+fn basic_password(header: &str) -> Option<String> {
+    let b64 = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?
+        .trim();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, p)| p.to_owned())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, description = "The store accepts writes", body = Object), (status = 503, description = "The store refuses writes", body = Object)))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     match state.store.failure() {
         None => Json(json!({
             "status": "ok",
@@ -232,7 +265,8 @@ fn host_json(h: &HostRecord, connections: &Connections, now: i64) -> Value {
     })
 }
 
-async fn hosts(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts", responses((status = 200, description = "Every host, sorted by id", body = Object)))]
+pub(crate) async fn hosts(State(state): State<AppState>) -> Json<Value> {
     let now = now_ms();
     let hosts: Vec<Value> = state
         .store
@@ -243,7 +277,8 @@ async fn hosts(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "hosts": hosts }))
 }
 
-async fn host(
+#[utoipa::path(get, path = "/api/v1/hosts/{host}", tag = "hosts", params(("host" = String, Path, description = "Host id")), responses((status = 200, description = "One host", body = Object), (status = 404, description = "Unknown host", body = ErrorBody)))]
+pub(crate) async fn host(
     State(state): State<AppState>,
     Path(host): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -306,7 +341,8 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
-async fn series(
+#[utoipa::path(get, path = "/api/v1/series", tag = "series", params(("host" = String, Query, description = "Host id")), responses((status = 200, description = "The host's series", body = Object), (status = 400, description = "Missing host", body = ErrorBody), (status = 404, description = "Unknown host", body = ErrorBody)))]
+pub(crate) async fn series(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -317,7 +353,8 @@ async fn series(
     Ok(Json(json!({ "series": series })))
 }
 
-async fn query(
+#[utoipa::path(get, path = "/api/v1/query", tag = "series", params(("host" = String, Query, description = "Host id"), ("name" = String, Query, description = "Metric name"), ("label" = Option<String>, Query, description = "k=v; repeatable"), ("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339"), ("step" = Option<String>, Query, description = "Bucket width, e.g. 5m"), ("agg" = Option<String>, Query, description = "avg, min, max, sum, last or count (with step)"), ("max_points" = Option<u64>, Query, description = "Bound on points returned")), responses((status = 200, description = "Points per series", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown host", body = ErrorBody)))]
+pub(crate) async fn query(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {

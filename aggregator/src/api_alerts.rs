@@ -16,6 +16,7 @@ use crate::alerts::{Alerting, Muted, Silence, persist};
 use crate::api::{ApiError, AppState, Caller, bad_request, one, params, parse_time, rfc3339};
 use crate::api_availability::admin;
 use crate::ingest::now_ms;
+use crate::openapi::ErrorBody;
 
 /// The routes, to be merged behind the token check.
 pub fn routes() -> Router<AppState> {
@@ -60,7 +61,8 @@ fn muted_json(m: &Option<Muted>) -> Value {
     }
 }
 
-async fn alerts(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", responses((status = 200, description = "Active alerts", body = Object), (status = 503, description = "Alerting not running", body = ErrorBody)))]
+pub(crate) async fn alerts(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let a = engine(&state)?;
     let now = now_ms();
     let list: Vec<Value> = a.read(|e| {
@@ -86,7 +88,8 @@ async fn alerts(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     Ok(Json(json!({ "alerts": list })))
 }
 
-async fn rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/alerts/rules", tag = "alerts", responses((status = 200, description = "Rules in force", body = Object), (status = 503, description = "Alerting not running", body = ErrorBody)))]
+pub(crate) async fn rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let a = engine(&state)?;
     let error = a.reload_error();
     Ok(Json(a.read(|e| {
@@ -114,7 +117,8 @@ async fn rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-async fn history(
+#[utoipa::path(get, path = "/api/v1/alerts/history", tag = "alerts", params(("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339"), ("limit" = Option<usize>, Query, description = "1 to 10000")), responses((status = 200, description = "State changes, newest first", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody)))]
+pub(crate) async fn history(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -150,7 +154,8 @@ async fn history(
     Ok(Json(json!({ "transitions": list })))
 }
 
-async fn notifications(
+#[utoipa::path(get, path = "/api/v1/alerts/notifications", tag = "alerts", params(("limit" = Option<usize>, Query, description = "1 to 10000")), responses((status = 200, description = "Delivery attempts, newest first", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody)))]
+pub(crate) async fn notifications(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -199,7 +204,8 @@ fn silence_json(s: &Silence, now: i64) -> Value {
     })
 }
 
-async fn silences(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/silences", tag = "alerts", responses((status = 200, description = "Silences", body = Object)))]
+pub(crate) async fn silences(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let a = engine(&state)?;
     let now = now_ms();
     let list: Vec<Value> = a.read(|e| e.silences().iter().map(|s| silence_json(s, now)).collect());
@@ -209,7 +215,7 @@ async fn silences(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 /// `POST /api/v1/silences`, in Alertmanager's shape.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NewSilence {
+pub(crate) struct NewSilence {
     matchers: Vec<MatcherJson>,
     starts_at: Option<String>,
     ends_at: String,
@@ -217,7 +223,8 @@ struct NewSilence {
     comment: String,
 }
 
-async fn create_silence(
+#[utoipa::path(post, path = "/api/v1/silences", tag = "alerts", request_body(content = Object, description = "Alertmanager-shaped silence: matchers, startsAt, endsAt, comment, createdBy", content_type = "application/json"), responses((status = 201, description = "The silence", body = Object), (status = 400, description = "Bad silence", body = ErrorBody), (status = 403, description = "Needs the admin role", body = ErrorBody)))]
+pub(crate) async fn create_silence(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
@@ -252,7 +259,8 @@ async fn create_silence(
     Ok((StatusCode::CREATED, Json(silence_json(&created, now))))
 }
 
-async fn expire_silence(
+#[utoipa::path(delete, path = "/api/v1/silences/{id}", tag = "alerts", params(("id" = String, Path, description = "Silence id")), responses((status = 200, description = "The expired silence", body = Object), (status = 403, description = "Needs the admin role", body = ErrorBody), (status = 404, description = "No such silence", body = ErrorBody)))]
+pub(crate) async fn expire_silence(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,

@@ -18,6 +18,7 @@ use crate::availability::service::{self, ServiceReport};
 use crate::availability::{Interval, total};
 use crate::config::Role;
 use crate::ingest::now_ms;
+use crate::openapi::ErrorBody;
 
 /// Default report period when `from` is not given: the last 30 days.
 const DEFAULT_PERIOD_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -161,7 +162,8 @@ fn host_service(host: &str, target: f64) -> ServiceConfig {
     }
 }
 
-async fn availability(
+#[utoipa::path(get, path = "/api/v1/availability", tag = "availability", params(("service" = Option<String>, Query, description = "Service name"), ("host" = Option<String>, Query, description = "Host id"), ("target" = Option<f64>, Query, description = "Target percent for a host"), ("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339")), responses((status = 200, description = "Availability report", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown service or host", body = ErrorBody)))]
+pub(crate) async fn availability(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -219,7 +221,8 @@ async fn availability(
     })))
 }
 
-async fn list_incidents(
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "availability", params(("service" = Option<String>, Query, description = "Service name"), ("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339")), responses((status = 200, description = "Incidents", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown service", body = ErrorBody)))]
+pub(crate) async fn list_incidents(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -284,7 +287,8 @@ fn body<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, ApiError> {
     serde_json::from_str(text).map_err(|e| bad_request(format!("body: {e}")))
 }
 
-async fn create_incident(
+#[utoipa::path(post, path = "/api/v1/incidents", tag = "availability", request_body(content = Object, description = "A manual incident: service, title, start, end, share or share_group, impact", content_type = "application/json"), responses((status = 201, description = "The incident", body = Object), (status = 400, description = "Bad incident", body = ErrorBody), (status = 403, description = "Needs the admin role", body = ErrorBody)))]
+pub(crate) async fn create_incident(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     text: String,
@@ -345,7 +349,8 @@ struct IncidentPatch {
     end: Option<Value>,
 }
 
-async fn update_incident(
+#[utoipa::path(patch, path = "/api/v1/incidents/{id}", tag = "availability", params(("id" = String, Path, description = "Incident id")), request_body(content = Object, description = "Fields to change: acknowledged, root_cause, follow_up, ...", content_type = "application/json"), responses((status = 200, description = "The incident", body = Object), (status = 400, description = "Bad change", body = ErrorBody), (status = 403, description = "Needs the admin role", body = ErrorBody), (status = 404, description = "No such incident", body = ErrorBody)))]
+pub(crate) async fn update_incident(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -473,7 +478,10 @@ fn maintenance_json(m: &Maintenance) -> Value {
     v
 }
 
-async fn list_maintenance(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/maintenance", tag = "availability", responses((status = 200, description = "Maintenance windows", body = Object)))]
+pub(crate) async fn list_maintenance(
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
     let store = state.store().clone();
     let list = blocking(move || records::maintenance(&store)).await?;
     Ok(Json(
@@ -498,7 +506,8 @@ struct NewMaintenance {
     days: Vec<String>,
 }
 
-async fn create_maintenance(
+#[utoipa::path(post, path = "/api/v1/maintenance", tag = "availability", request_body(content = Object, description = "services, title, kind (once or weekly), start, end, ...", content_type = "application/json"), responses((status = 201, description = "The window", body = Object), (status = 400, description = "Bad window", body = ErrorBody), (status = 403, description = "Needs the admin role", body = ErrorBody)))]
+pub(crate) async fn create_maintenance(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     text: String,
@@ -548,7 +557,8 @@ async fn create_maintenance(
     Ok((StatusCode::CREATED, Json(maintenance_json(&m))))
 }
 
-async fn delete_maintenance(
+#[utoipa::path(delete, path = "/api/v1/maintenance/{id}", tag = "availability", params(("id" = String, Path, description = "Window id")), responses((status = 200, description = "The deleted window", body = Object), (status = 403, description = "Needs the admin role", body = ErrorBody), (status = 404, description = "No such window", body = ErrorBody)))]
+pub(crate) async fn delete_maintenance(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,

@@ -112,7 +112,8 @@ fn query(
         })
 }
 
-async fn forecast(
+#[utoipa::path(get, path = "/api/v1/forecast", tag = "forecast", params(("name" = String, Query, description = "Metric name"), ("host" = Option<String>, Query, description = "One host (all if absent)"), ("label" = Option<String>, Query, description = "k=v, repeatable"), ("labels" = Option<String>, Query, description = "k=v,k=v"), ("window" = Option<String>, Query, description = "Fitted span, default 24h"), ("horizon" = Option<String>, Query, description = "How far ahead, default 7d"), ("threshold" = Option<f64>, Query, description = "Level whose crossing time is wanted"), ("to" = Option<String>, Query, description = "End of the window: ms or RFC 3339")), responses((status = 200, description = "One fitted line per series", body = Object), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 404, description = "Unknown host", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn forecast(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -240,7 +241,8 @@ fn selector(given: &str) -> Result<Selector, ApiError> {
     Ok((name.to_owned(), host, m))
 }
 
-async fn capacity(
+#[utoipa::path(get, path = "/api/v1/capacity", tag = "forecast", params(("kpi" = String, Query, description = "name{host=\"h\",k=\"v\"}, one series"), ("driver" = String, Query, description = "name{host=\"h\",k=\"v\"}, one series"), ("from" = Option<String>, Query, description = "ms or RFC 3339, default to - 7d"), ("to" = Option<String>, Query, description = "ms or RFC 3339, default now"), ("step" = Option<String>, Query, description = "Bucket, whole minutes, default 5m"), ("growth" = Option<f64>, Query, description = "Percent, default 50")), responses((status = 200, description = "KPI regressed on the driver", body = Object), (status = 400, description = "Bad parameter or ambiguous selector", body = crate::openapi::ErrorBody), (status = 404, description = "No such series", body = crate::openapi::ErrorBody), (status = 422, description = "Too few paired buckets or a constant driver", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn capacity(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {

@@ -58,6 +58,9 @@ pub struct Config {
     /// `[alerts]`: the alert rules file.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// `[remote_write]`: forward every committed sample to a Prometheus remote-write
+    /// receiver. Off without the section.
+    pub remote_write: Option<crate::remote_write::RemoteWriteConfig>,
     /// `[status]`: the status page.
     #[serde(default)]
     pub status: StatusConfig,
@@ -382,6 +385,9 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        if let Some(rw) = &mut config.remote_write {
+            rw.validate(base, &config.store.path).map_err(invalid)?;
+        }
         Ok(config)
     }
 }
@@ -438,6 +444,63 @@ mod tests {
         assert_eq!(s.services.len(), 1);
         assert_eq!(s.services[0].required_up(), 3);
         assert!(s.services[0].exclude_maintenance);
+    }
+
+    #[test]
+    fn the_commented_remote_write_example_parses_with_its_documented_defaults() {
+        let text = include_str!("../../packaging/aggregator.toml");
+        assert!(
+            Config::parse(text, Path::new("/etc/nines/aggregator.toml"))
+                .unwrap()
+                .remote_write
+                .is_none()
+        );
+        let section: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("#[remote_write]"))
+            .filter(|l| l.starts_with('#') && !l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[1..]))
+            .collect();
+        let c = Config::parse(
+            &format!("[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n{section}"),
+            Path::new("/etc/nines/aggregator.toml"),
+        )
+        .unwrap();
+        let rw = c.remote_write.unwrap();
+        assert_eq!(rw.url, "http://127.0.0.1:9090/api/v1/write");
+        assert_eq!(rw.headers["X-Scope-OrgID"], "ops");
+        assert_eq!(rw.queue_max_mib, 1024);
+        assert_eq!(rw.max_samples_per_send, 2000);
+        assert_eq!(rw.timeout, Duration::from_secs(30));
+        assert_eq!(rw.max_backoff, Duration::from_secs(30));
+        // The default queue directory is beside the default store file.
+        assert_eq!(
+            rw.queue_dir.unwrap(),
+            default_store_path().parent().unwrap().join("remote_write")
+        );
+        assert!(rw.tls.ca.is_some() && rw.tls.cert.is_some());
+
+        let head = "[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[remote_write]\n";
+        for (text, want) in [
+            ("url = \"ftp://x\"\n", "http:// or https://"),
+            (
+                "url = \"http://x\"\nheaders = { \"Content-Type\" = \"x\" }\n",
+                "set by nines",
+            ),
+            (
+                "url = \"http://x\"\n[remote_write.tls]\ncert = \"c.pem\"\n",
+                "cert and key go together",
+            ),
+            (
+                "url = \"http://x\"\nmax_samples_per_send = 0\n",
+                "max_samples_per_send",
+            ),
+        ] {
+            let e = Config::parse(&format!("{head}{text}"), Path::new("a.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

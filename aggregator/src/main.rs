@@ -29,6 +29,10 @@ enum Command {
         /// Configuration file.
         #[arg(long, short, default_value = "/etc/nines/aggregator.toml")]
         config: PathBuf,
+        /// Log lines as `text` (for people and journald) or `json` (one object a line, for
+        /// log shippers).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
     },
     /// Check a configuration file and the certificates it names; exit 64 if unusable.
     CheckConfig {
@@ -246,13 +250,28 @@ enum TokenCommand {
 }
 
 fn init_logging() {
+    init_logging_as(false);
+}
+
+/// Logs to stderr, filtered by `NINES_LOG` (default `info`). Text by default; under journald
+/// (`JOURNAL_STREAM` set) without a timestamp, which journald adds itself. `json`: one object
+/// a line with `timestamp`, `level`, `fields` (`message` and the event's fields), `target` and
+/// the spans, for log shippers.
+fn init_logging_as(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NINES_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.with_ansi(false).without_time().init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -313,7 +332,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Serve { config } => {
+        Command::Serve { config, log_format } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -321,7 +340,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            init_logging();
+            init_logging_as(log_format == "json");
             let rt = match runtime() {
                 Ok(rt) => rt,
                 Err(code) => return code,

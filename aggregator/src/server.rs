@@ -15,6 +15,7 @@ use crate::alerts::Alerting;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::ingest::{self, Connections};
+use crate::remote_write::{RemoteWrite, RemoteWriteError};
 use crate::store::{Store, StoreError, WriterHandle};
 
 /// Why the aggregator could not start.
@@ -40,6 +41,9 @@ pub enum ServeError {
     /// The persisted alert state is unreadable.
     #[error(transparent)]
     Alerts(#[from] crate::alerts::PersistError),
+    /// Remote write could not start.
+    #[error(transparent)]
+    RemoteWrite(#[from] RemoteWriteError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -78,6 +82,7 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
     writer: WriterHandle,
     alerts: Arc<Alerting>,
+    remote_write: Option<Arc<RemoteWrite>>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -115,6 +120,13 @@ impl Server {
             })?;
         let (shutdown, rx) = watch::channel(false);
         let connections = Arc::new(Connections::default());
+        let mut remote_write = None;
+        let mut tasks = Vec::new();
+        if let Some(c) = &config.remote_write {
+            let (rw, task) = RemoteWrite::start(c, &store, rx.clone())?;
+            remote_write = Some(rw);
+            tasks.push(task);
+        }
         let ingest_task = tokio::spawn(ingest::serve(
             ingest_listener,
             acceptor,
@@ -124,12 +136,14 @@ impl Server {
             rx.clone(),
         ));
         let store_for_tracker = store.clone();
-        let app = api::router(
-            AppState::new(store, &config.api.tokens, connections)
-                .with_services(config.services.clone())
-                .with_alerts(alerts.clone())
-                .with_anonymous_status(config.status.anonymous),
-        );
+        let mut state = AppState::new(store, &config.api.tokens, connections)
+            .with_services(config.services.clone())
+            .with_alerts(alerts.clone())
+            .with_anonymous_status(config.status.anonymous);
+        if let Some(rw) = &remote_write {
+            state = state.with_remote_write(rw.clone());
+        }
+        let app = api::router(state);
         let alerts_task = alerts.clone().spawn(rx.clone());
         let tracker_task = tokio::spawn(track_incidents(
             store_for_tracker,
@@ -152,9 +166,13 @@ impl Server {
             ingest_addr,
             api_addr,
             shutdown,
-            tasks: vec![ingest_task, api_task, alerts_task, tracker_task],
+            tasks: {
+                tasks.extend([ingest_task, api_task, alerts_task, tracker_task]);
+                tasks
+            },
             writer,
             alerts,
+            remote_write,
         })
     }
 
@@ -173,9 +191,16 @@ impl Server {
         // engine here; then the writer thread finishes its queue and exits.
         drop(self.alerts);
         let writer = self.writer;
+        let remote_write = self.remote_write;
         let _ = tokio::time::timeout(
             Duration::from_secs(10),
-            tokio::task::spawn_blocking(move || writer.join()),
+            tokio::task::spawn_blocking(move || {
+                writer.join();
+                // The store and its commit hook are gone: the appender drains and exits.
+                if let Some(rw) = remote_write {
+                    rw.finish();
+                }
+            }),
         )
         .await;
         tracing::info!("nines-aggregator stopped");

@@ -114,6 +114,8 @@ pub struct Aggregator {
     proc: Option<Proc>,
     /// How many times it was started.
     pub starts: u32,
+    /// Extra arguments to `serve` (e.g. `--log-format json`).
+    pub serve_args: Vec<String>,
 }
 
 impl Aggregator {
@@ -158,6 +160,7 @@ impl Aggregator {
             store,
             proc: None,
             starts: 0,
+            serve_args: Vec::new(),
         }
     }
 
@@ -187,6 +190,7 @@ impl Aggregator {
             Command::new(bin("nines-aggregator"))
                 .args(["serve", "--config"])
                 .arg(&self.config)
+                .args(&self.serve_args)
                 .env("NINES_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(out)

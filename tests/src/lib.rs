@@ -4,6 +4,7 @@
 pub mod blackhole;
 pub mod check;
 pub mod cluster;
+pub mod prometheus;
 pub mod wire;
 
 use std::path::PathBuf;

@@ -126,6 +126,16 @@ pub struct Alerting {
     services: Vec<ServiceConfig>,
     rules_path: Option<PathBuf>,
     reload_error: Mutex<Option<String>>,
+    counts: Mutex<std::collections::BTreeMap<String, NotificationCounts>>,
+}
+
+/// Delivery attempts of one notifier since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotificationCounts {
+    /// Notifications delivered.
+    pub sent: u64,
+    /// Attempts that failed (retried later or given up).
+    pub failed: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -158,6 +168,7 @@ impl Alerting {
             services,
             rules_path,
             reload_error: Mutex::new(None),
+            counts: Mutex::default(),
         }))
     }
 
@@ -226,6 +237,14 @@ impl Alerting {
             .collect())
     }
 
+    /// Delivered and failed attempts by notifier, since start.
+    pub fn notification_counts(&self) -> Vec<(String, NotificationCounts)> {
+        lock(&self.counts)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
     /// Makes one delivery attempt of notification `id` and records it: delivered or given up,
     /// it leaves the outbox; otherwise it is retried after [`notify::backoff`].
     pub async fn attempt(&self, id: u64) -> Result<(), PersistError> {
@@ -244,6 +263,15 @@ impl Alerting {
                 retry: false,
             }),
         };
+        {
+            let mut counts = lock(&self.counts);
+            let c = counts.entry(n.notifier.clone()).or_default();
+            if result.is_ok() {
+                c.sent += 1;
+            } else {
+                c.failed += 1;
+            }
+        }
         let now = now_ms();
         let attempt_no = n.attempts + 1;
         let max = notifier.as_ref().map_or(1, |c| c.max_attempts);

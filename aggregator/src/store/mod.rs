@@ -11,6 +11,7 @@
 
 mod catalog;
 mod head;
+mod hook;
 mod query;
 pub mod rollup;
 mod writer;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 pub use head::Head;
+pub use hook::{CommitHook, SeriesLookup};
 pub use query::{QueryError, Resolution, SeriesPoints, Step};
 pub use rollup::{Agg, AggFn};
 
@@ -190,6 +192,8 @@ pub struct StoreStats {
     pub chunks_closed: AtomicU64,
     /// Duration of the last commit, µs.
     pub last_commit_us: AtomicU64,
+    /// Duration of every commit since start, summed, µs.
+    pub commit_us_total: AtomicU64,
 }
 
 /// Shared read side and a handle to the writer thread.
@@ -215,6 +219,7 @@ struct Inner {
     max_chunk_span: AtomicI64,
     failed: Mutex<Option<String>>,
     stats: StoreStats,
+    on_commit: hook::OnCommit,
 }
 
 /// Join handle of the writer thread; joining waits for the last commit.
@@ -374,6 +379,7 @@ impl Store {
             max_chunk_span: AtomicI64::new(max_span),
             failed: Mutex::new(None),
             stats: StoreStats::default(),
+            on_commit: hook::OnCommit::default(),
         });
         let mut writer = writer::Writer::new(inner.clone(), series_count, closed);
         writer.replay()?;
@@ -411,6 +417,12 @@ impl Store {
     /// Counters for the aggregator's own health.
     pub fn stats(&self) -> &StoreStats {
         &self.inner.stats
+    }
+
+    /// Installs the hook that sees every committed point (once per store; a second call
+    /// returns false and changes nothing).
+    pub fn on_commit(&self, hook: CommitHook) -> bool {
+        self.inner.on_commit.0.set(hook).is_ok()
     }
 
     /// Why the store refuses writes, if it does.

@@ -288,10 +288,9 @@ impl Writer {
                 stats.points.fetch_add(points, Ordering::Relaxed);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.chunks_closed.fetch_add(chunks, Ordering::Relaxed);
-                stats.last_commit_us.store(
-                    started.elapsed().as_micros().try_into().unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
+                let us = started.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
+                stats.last_commit_us.store(us, Ordering::Relaxed);
+                stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
                 for ((_, _, reply), value) in batches.into_iter().zip(replies) {
                     let _ = reply.send(Ok(value));
                 }
@@ -523,7 +522,7 @@ impl Writer {
         }
         let n = points.len() as u64;
         self.new_series.clear();
-        for p in points {
+        for &p in &points {
             push_point(
                 &mut heads,
                 &mut self.open_by_wal,
@@ -535,6 +534,14 @@ impl Writer {
             );
         }
         drop(heads);
+        if let Some(hook) = inner.on_commit.0.get()
+            && !points.is_empty()
+        {
+            let catalog = inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+            hook(&points, &|id| {
+                catalog.series(id).map(|(h, k)| (h.clone(), k))
+            });
+        }
         inner
             .hosts
             .write()

@@ -1,0 +1,368 @@
+//! The Prometheus HTTP API subset under `/prom` (docs/api.md, "Prometheus-compatible API"):
+//! `query`, `query_range`, `series`, `labels`, `label/{name}/values`, `status/buildinfo` and
+//! `/prom/-/healthy`, answered in Prometheus' own JSON shapes, GET or form POST, so Grafana and
+//! promtool use nines as a Prometheus data source.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::UNIX_EPOCH;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::promql::{self, Expr, LOOKBACK_MS, Labels, SeriesData};
+use super::{LoadError, MAX_SAMPLES, load, select_series};
+use crate::api::AppState;
+use crate::ingest::now_ms;
+use crate::store::Store;
+
+/// Most evaluation steps of one range query, as Prometheus.
+const MAX_STEPS: i64 = 11_000;
+
+/// The routes, to be merged behind the token check.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/prom/api/v1/query", get(query).post(query))
+        .route(
+            "/prom/api/v1/query_range",
+            get(query_range).post(query_range),
+        )
+        .route("/prom/api/v1/series", get(series).post(series))
+        .route("/prom/api/v1/labels", get(labels).post(labels))
+        .route("/prom/api/v1/label/{name}/values", get(label_values))
+        .route("/prom/api/v1/status/buildinfo", get(buildinfo))
+        .route("/prom/-/healthy", get(healthy))
+}
+
+/// An error in Prometheus' shape: `{"status":"error","errorType":...,"error":...}`.
+#[derive(Debug)]
+pub struct PromError(StatusCode, &'static str, String);
+
+impl IntoResponse for PromError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            axum::Json(json!({"status": "error", "errorType": self.1, "error": self.2})),
+        )
+            .into_response()
+    }
+}
+
+fn bad_data(msg: impl Into<String>) -> PromError {
+    PromError(StatusCode::BAD_REQUEST, "bad_data", msg.into())
+}
+
+fn execution(msg: impl Into<String>) -> PromError {
+    PromError(StatusCode::UNPROCESSABLE_ENTITY, "execution", msg.into())
+}
+
+fn internal(msg: impl std::fmt::Display) -> PromError {
+    tracing::error!("prometheus API: {msg}");
+    PromError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "storage error".into(),
+    )
+}
+
+fn success(data: Value) -> Response {
+    axum::Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// Query string and form body parameters together.
+fn form(raw: Option<String>, body: &Bytes) -> Vec<(String, String)> {
+    let mut p = crate::api::params(raw);
+    p.extend(form_urlencoded::parse(body).into_owned());
+    p
+}
+
+fn one<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    crate::api::one(p, k)
+}
+
+/// A time: float Unix seconds or RFC 3339, to ms.
+fn parse_time(name: &str, v: &str) -> Result<i64, PromError> {
+    if let Ok(f) = v.parse::<f64>()
+        && f.is_finite()
+        && f.abs() < 1e14
+    {
+        return Ok((f * 1000.0).round() as i64);
+    }
+    humantime::parse_rfc3339_weak(v)
+        .ok()
+        .and_then(|t| {
+            let d = t.duration_since(UNIX_EPOCH).ok()?;
+            i64::try_from(d.as_millis()).ok()
+        })
+        .ok_or_else(|| {
+            bad_data(format!(
+                "invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp"
+            ))
+        })
+}
+
+/// A duration: float seconds or a Prometheus duration (`15s`, `1m30s`), to ms.
+fn parse_step(name: &str, v: &str) -> Result<i64, PromError> {
+    if let Ok(f) = v.parse::<f64>()
+        && f.is_finite()
+    {
+        return Ok((f * 1000.0).round() as i64);
+    }
+    promql::parse_duration(v).ok_or_else(|| {
+        bad_data(format!(
+            "invalid parameter \"{name}\": cannot parse {v:?} to a valid duration"
+        ))
+    })
+}
+
+/// A timestamp as Prometheus writes it: float seconds.
+fn secs(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+/// A sample value as Prometheus writes it: a string.
+fn value_str(v: f64) -> Value {
+    Value::String(super::text::float(v))
+}
+
+fn metric(labels: &Labels) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+fn parse_query(p: &[(String, String)]) -> Result<Expr, PromError> {
+    let q = one(p, "query").ok_or_else(|| bad_data("invalid parameter \"query\": missing"))?;
+    promql::parse(q).map_err(|e| bad_data(format!("invalid parameter \"query\": {e}")))
+}
+
+/// Loads every selector's series for evaluations from `from` to `to`.
+fn load_all(
+    store: &Store,
+    expr: &Expr,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Vec<SeriesData>>, PromError> {
+    let mut sels = Vec::new();
+    expr.selectors(&mut sels);
+    let mut data = vec![Vec::new(); sels.len()];
+    let mut budget = MAX_SAMPLES;
+    for (sel, range) in sels {
+        let back = if range > 0 { range } else { LOOKBACK_MS };
+        let loaded =
+            load(store, &sel.matchers, (from - back, to), &mut budget).map_err(|e| match e {
+                LoadError::TooManySamples => execution(e.to_string()),
+                LoadError::Store(e) => internal(e),
+            })?;
+        if let Some(slot) = data.get_mut(sel.id) {
+            *slot = loaded;
+        }
+    }
+    Ok(data)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PromError> + Send + 'static,
+) -> Result<T, PromError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| internal("query task aborted"))?
+}
+
+async fn query(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, PromError> {
+    let p = form(raw, &body);
+    let expr = parse_query(&p)?;
+    let t = match one(&p, "time") {
+        Some(v) => parse_time("time", v)?,
+        None => now_ms(),
+    };
+    let store = state.store().clone();
+    let data = blocking(move || {
+        let data = load_all(&store, &expr, t, t)?;
+        let v = promql::eval(&expr, t, &data).map_err(execution)?;
+        Ok(match v {
+            promql::Value::Scalar(s) => json!({"resultType": "scalar", "result": [secs(t), value_str(s)]}),
+            promql::Value::Vector(mut v) => {
+                v.sort_by(|a, b| a.labels.cmp(&b.labels));
+                let result: Vec<Value> = v
+                    .iter()
+                    .map(|s| json!({"metric": metric(&s.labels), "value": [secs(t), value_str(s.value)]}))
+                    .collect();
+                json!({"resultType": "vector", "result": result})
+            }
+        })
+    })
+    .await?;
+    Ok(success(data))
+}
+
+async fn query_range(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, PromError> {
+    let p = form(raw, &body);
+    let expr = parse_query(&p)?;
+    let need =
+        |k: &str| one(&p, k).ok_or_else(|| bad_data(format!("invalid parameter \"{k}\": missing")));
+    let start = parse_time("start", need("start")?)?;
+    let end = parse_time("end", need("end")?)?;
+    let step = parse_step("step", need("step")?)?;
+    if end < start {
+        return Err(bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    if step <= 0 {
+        return Err(bad_data(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_STEPS {
+        return Err(bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let store = state.store().clone();
+    let data = blocking(move || {
+        let data = load_all(&store, &expr, start, end)?;
+        let mut out: BTreeMap<Labels, Vec<Value>> = BTreeMap::new();
+        let mut t = start;
+        while t <= end {
+            match promql::eval(&expr, t, &data).map_err(execution)? {
+                promql::Value::Scalar(s) => out
+                    .entry(Vec::new())
+                    .or_default()
+                    .push(json!([secs(t), value_str(s)])),
+                promql::Value::Vector(v) => {
+                    for s in v {
+                        out.entry(s.labels)
+                            .or_default()
+                            .push(json!([secs(t), value_str(s.value)]));
+                    }
+                }
+            }
+            t += step;
+        }
+        let result: Vec<Value> = out
+            .iter()
+            .map(|(l, values)| json!({"metric": metric(l), "values": values}))
+            .collect();
+        Ok(json!({"resultType": "matrix", "result": result}))
+    })
+    .await?;
+    Ok(success(data))
+}
+
+fn selectors(
+    p: &[(String, String)],
+    required: bool,
+) -> Result<Vec<Vec<promql::Matcher>>, PromError> {
+    let mut out = Vec::new();
+    for (k, v) in p {
+        if k != "match[]" {
+            continue;
+        }
+        match promql::parse(v) {
+            Ok(Expr::Vector(s)) => out.push(s.matchers),
+            Ok(_) => {
+                return Err(bad_data(format!(
+                    "invalid parameter \"match[]\": {v:?} is not a series selector"
+                )));
+            }
+            Err(e) => return Err(bad_data(format!("invalid parameter \"match[]\": {e}"))),
+        }
+    }
+    if out.is_empty() {
+        if required {
+            return Err(bad_data("no match[] parameter provided"));
+        }
+        out.push(vec![
+            promql::Matcher::new("__name__", promql::MatchOp::Re, ".+").map_err(bad_data)?,
+        ]);
+    }
+    Ok(out)
+}
+
+fn matching(store: &Store, sels: &[Vec<promql::Matcher>]) -> Result<BTreeSet<Labels>, PromError> {
+    let mut all = BTreeSet::new();
+    for m in sels {
+        all.extend(select_series(store, m).map_err(internal)?);
+    }
+    Ok(all)
+}
+
+async fn series(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, PromError> {
+    let p = form(raw, &body);
+    let sels = selectors(&p, true)?;
+    for k in ["start", "end"] {
+        if let Some(v) = one(&p, k) {
+            parse_time(k, v)?;
+        }
+    }
+    let store = state.store().clone();
+    let all = blocking(move || matching(&store, &sels)).await?;
+    Ok(success(Value::Array(all.iter().map(metric).collect())))
+}
+
+async fn labels(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, PromError> {
+    let p = form(raw, &body);
+    let sels = selectors(&p, false)?;
+    let store = state.store().clone();
+    let all = blocking(move || matching(&store, &sels)).await?;
+    let names: BTreeSet<&str> = all
+        .iter()
+        .flat_map(|l| l.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    Ok(success(json!(names)))
+}
+
+async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, PromError> {
+    let p = form(raw, &Bytes::new());
+    let sels = selectors(&p, false)?;
+    let store = state.store().clone();
+    let all = blocking(move || matching(&store, &sels)).await?;
+    let values: BTreeSet<&str> = all
+        .iter()
+        .filter_map(|l| l.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()))
+        .collect();
+    Ok(success(json!(values)))
+}
+
+async fn buildinfo() -> Response {
+    success(json!({
+        "version": "2.42.0",
+        "revision": format!("nines-{}", env!("CARGO_PKG_VERSION")),
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+async fn healthy() -> &'static str {
+    "Prometheus API of nines is Healthy.\n"
+}

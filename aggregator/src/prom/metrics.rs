@@ -1,0 +1,269 @@
+//! `GET /metrics` (the aggregator's own health) and `GET /federate` (the newest value of every
+//! host series), in the Prometheus text format. Metric names are listed in docs/metrics.md.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::promql::{self, LOOKBACK_MS, Matcher};
+use super::text::{CONTENT_TYPE, Exposition};
+use crate::api::{ApiError, AppState, bad_request, params};
+use crate::ingest::now_ms;
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!("metrics: {e}");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())
+}
+
+/// The newest value in the lookback window of `host`'s series `name` (summed over its
+/// labels, of which agent series of this kind have none).
+fn latest(state: &AppState, host: &str, name: &str, now: i64) -> Option<f64> {
+    let (_, series) = state
+        .store()
+        .query(host, name, &[], (now - LOOKBACK_MS, now), None, 100_000)
+        .ok()?;
+    let mut any = false;
+    let mut sum = 0.0;
+    for s in series {
+        if let Some(&(_, v)) = s.points.last() {
+            any = true;
+            sum += v;
+        }
+    }
+    any.then_some(sum)
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let st = state.clone();
+    let body = tokio::task::spawn_blocking(move || render(&st))
+        .await
+        .map_err(internal)?;
+    Ok(text(body))
+}
+
+fn render(state: &AppState) -> String {
+    let store = state.store();
+    let stats = store.stats();
+    let mut e = Exposition::default();
+    e.family(
+        "nines_build_info",
+        "gauge",
+        "The aggregator's version; always 1.",
+    );
+    e.sample(
+        "nines_build_info",
+        [("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+        None,
+    );
+    let counters = [
+        (
+            "nines_ingest_samples_total",
+            "Samples committed to the store since start (rate() of it is ingest samples/s).",
+            stats.points.load(Ordering::Relaxed),
+        ),
+        (
+            "nines_store_commits_total",
+            "Group commits since start.",
+            stats.commits.load(Ordering::Relaxed),
+        ),
+        (
+            "nines_store_chunks_closed_total",
+            "Chunks closed (compressed and written) since start.",
+            stats.chunks_closed.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, v) in counters {
+        e.family(name, "counter", help);
+        e.sample(name, [], v as f64, None);
+    }
+    e.family(
+        "nines_store_commit_duration_seconds",
+        "summary",
+        "Time group commits took, durable sync included.",
+    );
+    e.sample(
+        "nines_store_commit_duration_seconds_sum",
+        [],
+        stats.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
+        None,
+    );
+    e.sample(
+        "nines_store_commit_duration_seconds_count",
+        [],
+        stats.commits.load(Ordering::Relaxed) as f64,
+        None,
+    );
+    e.family(
+        "nines_store_last_commit_duration_seconds",
+        "gauge",
+        "Time the last group commit took.",
+    );
+    e.sample(
+        "nines_store_last_commit_duration_seconds",
+        [],
+        stats.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
+        None,
+    );
+    e.family(
+        "nines_store_failing",
+        "gauge",
+        "1 while the store refuses writes after a failed commit.",
+    );
+    e.sample(
+        "nines_store_failing",
+        [],
+        f64::from(u8::from(store.failure().is_some())),
+        None,
+    );
+    e.family("nines_store_series", "gauge", "Series in the catalog.");
+    e.sample("nines_store_series", [], store.series_count() as f64, None);
+    let hosts = store.hosts();
+    e.family("nines_hosts", "gauge", "Hosts the aggregator knows.");
+    e.sample("nines_hosts", [], hosts.len() as f64, None);
+    e.family(
+        "nines_agents_connected",
+        "gauge",
+        "Hosts with an agent connection open now.",
+    );
+    e.sample(
+        "nines_agents_connected",
+        [],
+        state.connections().count() as f64,
+        None,
+    );
+    let now = now_ms();
+    let per_host = [
+        (
+            "nines_agent_spool_dropped_batches_total",
+            "agent_spool_dropped_batches_total",
+            "counter",
+            "Batches each agent dropped from its spool (full or too old), since the agent started, as it last reported.",
+        ),
+        (
+            "nines_agent_spool_pending_batches",
+            "agent_spool_pending_batches",
+            "gauge",
+            "Batches waiting in each agent's spool, as it last reported.",
+        ),
+    ];
+    for (name, source, kind, help) in per_host {
+        e.family(name, kind, help);
+        for h in &hosts {
+            if let Some(v) = latest(state, &h.host, source, now) {
+                e.sample(name, [("host", h.host.as_str())], v, None);
+            }
+        }
+    }
+    if let Some(alerts) = &state.alerts {
+        let counts = alerts.notification_counts();
+        e.family(
+            "nines_notifications_sent_total",
+            "counter",
+            "Notifications delivered since start, by notifier.",
+        );
+        for (n, c) in &counts {
+            e.sample(
+                "nines_notifications_sent_total",
+                [("notifier", n.as_str())],
+                c.sent as f64,
+                None,
+            );
+        }
+        e.family(
+            "nines_notifications_failed_total",
+            "counter",
+            "Failed notification attempts since start (retried or given up), by notifier.",
+        );
+        for (n, c) in &counts {
+            e.sample(
+                "nines_notifications_failed_total",
+                [("notifier", n.as_str())],
+                c.failed as f64,
+                None,
+            );
+        }
+    }
+    if let Some(rw) = &state.remote_write {
+        rw.expose(&mut e);
+    }
+    e.finish()
+}
+
+/// `GET /federate[?match[]=selector ...]`: the newest sample (within 5 min) of every series
+/// the selectors pick (all series without one), with its timestamp.
+pub async fn federate(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut selectors = Vec::new();
+    for (k, v) in params(raw) {
+        match k.as_str() {
+            "match[]" => match promql::parse(&v) {
+                Ok(promql::Expr::Vector(s)) => selectors.push(s.matchers),
+                Ok(_) => return Err(bad_request(format!("match[]={v:?}: use a series selector"))),
+                Err(e) => return Err(bad_request(format!("match[]={v:?}: {e}"))),
+            },
+            "federate" => {}
+            other => return Err(bad_request(format!("unknown parameter {other:?}"))),
+        }
+    }
+    if selectors.is_empty() {
+        // Every series: `{__name__=~".+"}`.
+        selectors.push(vec![
+            Matcher::new("__name__", promql::MatchOp::Re, ".+").map_err(bad_request)?,
+        ]);
+    }
+    let store = state.store().clone();
+    let now = now_ms();
+    let body = tokio::task::spawn_blocking(move || -> Result<String, super::LoadError> {
+        let mut budget = super::MAX_SAMPLES;
+        let mut all = std::collections::BTreeMap::new();
+        for m in &selectors {
+            for s in super::load(&store, m, (now - LOOKBACK_MS, now), &mut budget)? {
+                if let Some(&last) = s.points.last() {
+                    all.insert(s.labels, last);
+                }
+            }
+        }
+        let mut e = Exposition::default();
+        let mut family = String::new();
+        // Sorted by labels, and `__name__` sorts first: one family after another.
+        for (labels, (ts, v)) in &all {
+            let name = labels
+                .iter()
+                .find(|(k, _)| k == "__name__")
+                .map_or("", |(_, v)| v.as_str());
+            if name != family {
+                e.family(name, "untyped", "");
+                family = name.to_owned();
+            }
+            e.sample(
+                name,
+                labels
+                    .iter()
+                    .filter(|(k, _)| k != "__name__")
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+                *v,
+                Some(*ts),
+            );
+        }
+        Ok(e.finish())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| match e {
+        super::LoadError::TooManySamples => {
+            ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        super::LoadError::Store(e) => internal(e),
+    })?;
+    Ok(text(body))
+}
