@@ -34,6 +34,13 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
     },
+    /// Compact the store's database file while the aggregator is stopped: rewrite its tables
+    /// in key order and give the free pages back to the file system.
+    CompactStore {
+        /// Configuration file (names the store).
+        #[arg(long, short, default_value = "/etc/nines/aggregator.toml")]
+        config: PathBuf,
+    },
     /// Check a configuration file and the certificates it names; exit 64 if unusable.
     CheckConfig {
         /// Configuration file.
@@ -332,6 +339,26 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::CompactStore { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("nines-aggregator: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let path = &config.store.path;
+            match nines_aggregator::store::Store::compact_file(path) {
+                Ok((before, after)) => {
+                    println!("{}: {before} bytes, now {after} bytes", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nines-aggregator: compact-store: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config, log_format } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,

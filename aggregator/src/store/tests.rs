@@ -417,3 +417,125 @@ async fn small_chunks_merge_into_long_ones_and_read_back_the_same() {
     writer.join();
     assert_eq!(chunk_rows(&path), 3);
 }
+
+/// Everything a user can read back from a store: every series' raw points and hourly sums,
+/// and the host record.
+type Contents = Vec<(Vec<(i64, f64)>, (Resolution, Vec<(i64, f64)>))>;
+
+fn contents(store: &Store, names: &[String], (from, to): (i64, i64)) -> Contents {
+    assert_eq!(store.series("h").unwrap().len(), names.len());
+    names
+        .iter()
+        .map(|name| {
+            let hourly = stepped(
+                store,
+                name,
+                (from, to),
+                Step {
+                    ms: HOUR_MS,
+                    agg: AggFn::Sum,
+                },
+            );
+            (raw(store, "h", name, i64::MIN, i64::MAX), hourly)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn compacting_the_file_gives_back_its_free_pages_and_keeps_every_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let host = HostId::new("h").unwrap();
+    let t0 = base() - 2 * 86_400_000;
+    let names: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+    // Percentages with two decimals: about a byte per point, so closed chunks get merged.
+    let value = |s: usize, i: i64| ((i as f64 * 0.37 + s as f64).sin() * 5e3).round().abs() / 100.0;
+    let (store, writer) = Store::open_with(&path, options(240)).unwrap();
+    hello(&store, &host).await;
+    let ids: Vec<u32> = names
+        .iter()
+        .map(|n| {
+            store
+                .series_id(&host, SeriesKey::new(n, &[("k", "v")]))
+                .unwrap()
+        })
+        .collect();
+    let mut seq = 0;
+    // One batch per 10 s tick, every series in it; heads close at 240 points.
+    for i in 0..2000i64 {
+        seq += 1;
+        let points = ids
+            .iter()
+            .enumerate()
+            .map(|(s, &id)| (id, t0 + i * 10_000, value(s, i)))
+            .collect();
+        store
+            .write_batch(BatchWrite {
+                host: host.clone(),
+                seq,
+                points,
+            })
+            .await
+            .unwrap();
+    }
+    // Merge the closed chunks (the pages they held are freed), and leave open heads behind.
+    assert!(store.compact().await.unwrap() > 0);
+    let before = contents(&store, &names, (t0 - HOUR_MS, t0 + 2 * 86_400_000));
+    assert_eq!(before[7].0.len(), 2000);
+    drop(store);
+    writer.join();
+    // A table of another module (availability keeps its own) is carried over untouched.
+    const OTHER: TableDefinition<&str, u64> = TableDefinition::new("other");
+    {
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(OTHER).unwrap().insert("kept", 7).unwrap();
+        txn.commit().unwrap();
+    }
+
+    let (size_before, size_after) = Store::compact_file(&path).unwrap();
+    assert_eq!(size_after, std::fs::metadata(&path).unwrap().len());
+    // The file holds its pages and little else: redb's header and allocator state.
+    let db = Database::open(&path).unwrap();
+    let txn = db.begin_write().unwrap();
+    let stats = txn.stats().unwrap();
+    let used = stats.allocated_pages() * stats.page_size() as u64;
+    assert_eq!(
+        txn.open_table(OTHER)
+            .unwrap()
+            .get("kept")
+            .unwrap()
+            .unwrap()
+            .value(),
+        7
+    );
+    drop(txn);
+    drop(db);
+    assert!(
+        size_after <= used + 16 * 4096,
+        "{size_after} bytes for {used} bytes of pages (was {size_before})"
+    );
+    // How far the file grew before depends on how the background ticks fell between the
+    // commits; it always held the merged-away chunks' pages.
+    assert!(size_after < size_before, "{size_before} -> {size_after}");
+
+    // Every point, rollup and open head is still there, and the store writes on.
+    let (store, writer) = Store::open_with(&path, options(240)).unwrap();
+    assert_eq!(
+        contents(&store, &names, (t0 - HOUR_MS, t0 + 2 * 86_400_000)),
+        before
+    );
+    assert_eq!(store.host("h").unwrap().last_seq, seq);
+    write(
+        &store,
+        &host,
+        "m3",
+        &[(t0 + 2000 * 10_000, 1.0)],
+        1,
+        &mut seq,
+    )
+    .await;
+    assert_eq!(raw(&store, "h", "m3", i64::MIN, i64::MAX).len(), 2001);
+    drop(store);
+    writer.join();
+}
