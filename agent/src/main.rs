@@ -42,6 +42,9 @@ enum Command {
         format: Format,
     },
     /// Check a configuration file and the certificates it names; exit 64 if unusable.
+    ///
+    /// Certificate files that do not exist yet are not an error (`run` waits for them): the
+    /// output says how to issue them.
     CheckConfig {
         /// Configuration file.
         file: PathBuf,
@@ -88,6 +91,17 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            // A freshly installed host has no certificates yet, and `run` waits for them:
+            // the configuration itself is fine, so this is not an error either.
+            let missing = nines_agent::run::missing_tls_files(&config);
+            if !missing.is_empty() {
+                println!(
+                    "{}: ok, but {}",
+                    file.display(),
+                    nines_agent::run::enroll_hint(&config, &missing)
+                );
+                return ExitCode::SUCCESS;
+            }
             match nines_agent::run::load_tls(&config) {
                 Ok((_, host)) => {
                     println!("{}: ok (host {host})", file.display());
