@@ -3,7 +3,7 @@
 #   amd64 / x86_64 always:  nines-agent and nines-aggregator, deb and rpm;
 #   arm64 / aarch64:        the same, when the Debian cross toolchain is installed;
 #   armhf:                  the nines-agent deb, likewise.
-# (packaging/cross.sh --install installs the cross toolchain; docs/packaging.md says more.)
+# (packaging/cross.sh install installs the cross toolchain; docs/packaging.md says more.)
 #
 #   packaging/build.sh [--native-only] [--out DIR]
 #
@@ -54,7 +54,7 @@ cargo generate-rpm -p aggregator --profile dist -o "$out"
 if ! $native_only; then
     for t in aarch64 armv7; do
         if ! cross_available "$t"; then
-            echo "== $t skipped: $(cross_missing "$t") (packaging/cross.sh --install)"
+            echo "== $t skipped: $(cross_missing "$t") (packaging/cross.sh install)"
             continue
         fi
         triple=$(cross_triple "$t")
@@ -73,6 +73,8 @@ if ! $native_only; then
         if [ "$t" = aarch64 ]; then
             CARGO_TARGET_DIR=target-cross cargo deb --locked -p nines-aggregator --no-build \
                 --no-strip --target "$triple" -o "$out"
+            # --auto-req no: rpm's dependency scan runs ldd, which cannot read a foreign
+            # binary; these need only glibc, which every rpm system has.
             for pkg in agent aggregator; do
                 case $pkg in agent) profile=dist-agent ;; *) profile=dist ;; esac
                 cargo generate-rpm -p "$pkg" --profile "$profile" --target "$triple" \

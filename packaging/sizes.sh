@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures the stripped size of nines-agent under the profile choices that matter for size
 # (LTO, codegen units, panic, strip, opt-level), for x86-64 and, when the Debian cross
-# toolchain is installed (packaging/cross.sh --install), aarch64 and armv7.
+# toolchain is installed (packaging/cross.sh install), aarch64 and armv7.
 #
 #   packaging/sizes.sh [TARGET...]     TARGET: native aarch64 armv7 (default: those available)
 #
