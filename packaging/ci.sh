@@ -48,7 +48,7 @@ fi
 
 echo "== build"
 packaging/build.sh --native-only
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
 deb_agent=target/packages/nines-agent_${version}-1_amd64.deb
 deb_agg=target/packages/nines-aggregator_${version}-1_amd64.deb
 rpm_agent=target/packages/nines-agent-${version}-1.x86_64.rpm
@@ -74,8 +74,10 @@ agg_files=(/usr/bin/nines-aggregator /etc/nines/aggregator.toml
     /usr/share/bash-completion/completions/nines-aggregator
     /usr/share/fish/vendor_completions.d/nines-aggregator.fish)
 deb_list() { dpkg-deb --contents "$1" | awk '{print $6}' | sed 's|^\./|/|; s|/$||'; }
-dpkg-deb --info "$deb_agent"
-dpkg-deb --info "$deb_agent" | grep -q '^ Depends:.*adduser' || fail "agent deb: no Depends on adduser"
+# Captured first: with pipefail, `grep -q` closing the pipe early would fail the writer.
+info=$(dpkg-deb --info "$deb_agent")
+echo "$info"
+grep -q '^ Depends:.*adduser' <<<"$info" || fail "agent deb: no Depends on adduser"
 expect "$(deb_list "$deb_agent")" "${agent_files[@]}" /usr/share/zsh/vendor-completions/_nines-agent
 expect "$(deb_list "$deb_agent")" /usr/lib/systemd/system/nines-agent.service
 expect "$(dpkg-deb --info "$deb_agent" conffiles)" /etc/nines/agent.toml
@@ -90,9 +92,11 @@ expect "$(rpm -qpl "$rpm_agg")" "${agg_files[@]}" /usr/share/zsh/site-functions/
     /usr/lib/systemd/system/nines-aggregator.service
 expect "$(rpm -qp --configfiles "$rpm_agent")" /etc/nines/agent.toml
 expect "$(rpm -qp --configfiles "$rpm_agg")" /etc/nines/aggregator.toml
-rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm_agent" | grep -qx 'cn /etc/nines/agent.toml' \
+flags=$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm_agent")
+grep -qx 'cn /etc/nines/agent.toml' <<<"$flags" \
     || fail "agent rpm: /etc/nines/agent.toml is not %config(noreplace)"
-rpm -qp --scripts "$rpm_agent" | grep -q 'useradd -r' || fail "agent rpm: no user creation"
+scripts=$(rpm -qp --scripts "$rpm_agent")
+grep -q 'useradd -r' <<<"$scripts" || fail "agent rpm: no user creation"
 
 echo "== lintian"
 # Errors fail; warnings are shown. Overrides, each with its reason: packaging/lintian/.

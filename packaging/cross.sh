@@ -56,8 +56,10 @@ install() {
         echo "cross.sh: armv7 skipped: libstd-rust-web-dev:armhf is ${have:-not available}, rustc-web is $want" >&2
         # An armhf architecture with nothing installed from it would only slow down (or, with
         # a broken index, fail) every later apt-get update.
-        if dpkg --print-foreign-architectures | grep -qx armhf \
-            && ! dpkg-query -W -f='${db:Status-Abbrev}${binary:Package}\n' '*:armhf' 2>/dev/null | grep -q '^ii'; then
+        local foreign installed
+        foreign=$(dpkg --print-foreign-architectures)
+        installed=$(dpkg-query -W -f='${db:Status-Abbrev}${binary:Package}\n' '*:armhf' 2>/dev/null || true)
+        if grep -qx armhf <<<"$foreign" && ! grep -q '^ii' <<<"$installed"; then
             dpkg --remove-architecture armhf
         fi
     fi
