@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use nines_agent::collect::{self, CollectConfig, Runner, Tick};
 use nines_agent::config::Config;
 use nines_agent::run::{next_boundary, now_ms};
@@ -41,7 +41,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write the man pages and shell completions into DIR (for packages).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory: DIR/man/*.1 and DIR/completions/ (bash, zsh, fish).
+        dir: PathBuf,
+    },
     /// Check a configuration file and the certificates it names; exit 64 if unusable.
+    ///
+    /// Certificate files that do not exist yet are not an error (`run` waits for them): the
+    /// output says how to issue them.
     CheckConfig {
         /// Configuration file.
         file: PathBuf,
@@ -83,11 +92,29 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::GenerateDocs { dir } => match generate_docs(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("nines-agent: generate-docs {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { file } => {
             let config = match load(&file) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            // A freshly installed host has no certificates yet, and `run` waits for them:
+            // the configuration itself is fine, so this is not an error either.
+            let missing = nines_agent::run::missing_tls_files(&config);
+            if !missing.is_empty() {
+                println!(
+                    "{}: ok, but {}",
+                    file.display(),
+                    nines_agent::run::enroll_hint(&config, &missing)
+                );
+                return ExitCode::SUCCESS;
+            }
             match nines_agent::run::load_tls(&config) {
                 Ok((_, host)) => {
                     println!("{}: ok (host {host})", file.display());
@@ -142,6 +169,24 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Man pages (one per visible subcommand too) and bash, zsh and fish completions.
+fn generate_docs(dir: &Path) -> std::io::Result<()> {
+    let man = dir.join("man");
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    let mut cmd = Cli::command();
+    clap_mangen::generate_to(cmd.clone(), &man)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd, "nines-agent", &completions)?;
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {

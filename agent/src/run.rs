@@ -70,6 +70,81 @@ pub fn load_tls(config: &Config) -> Result<(rustls::ClientConfig, HostId), Agent
     Ok((tls_config, host))
 }
 
+/// How often an agent without its certificate files looks for them again: three `open`s
+/// that fail, nothing more.
+pub const ENROLL_POLL: Duration = Duration::from_secs(5);
+
+/// The CA, certificate and key files named by the configuration that do not exist (yet).
+pub fn missing_tls_files(config: &Config) -> Vec<&Path> {
+    let a = &config.aggregator;
+    [&a.ca, &a.cert, &a.key]
+        .into_iter()
+        .map(|p| p.as_path())
+        .filter(|p| matches!(p.try_exists(), Ok(false)))
+        .collect()
+}
+
+/// What to do about missing certificate files, in one line: the `ca issue` command to run on
+/// the aggregator and where to put its output.
+pub fn enroll_hint(config: &Config, missing: &[&Path]) -> String {
+    let host = config
+        .host
+        .as_ref()
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| {
+            let name = first_line(&config.collect.procfs.join("sys/kernel/hostname"));
+            if name.is_empty() {
+                "HOST".to_owned()
+            } else {
+                name
+            }
+        });
+    let missing: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
+    let a = &config.aggregator;
+    format!(
+        "no certificates yet ({} missing): on the aggregator run `nines-aggregator ca issue \
+         --dir /etc/nines/pki --host {host}`, then copy ca.pem, agents/{host}.pem and \
+         agents/{host}.key from there to {}, {} and {} here (the key readable by this agent's \
+         user only)",
+        missing.join(", "),
+        a.ca.display(),
+        a.cert.display(),
+        a.key.display(),
+    )
+}
+
+/// Loads the TLS material, waiting while certificate files are missing, as on a freshly
+/// installed host: one line says how to enroll, then the files are looked for every
+/// [`ENROLL_POLL`]. `None` if `shutdown` turned true meanwhile. Files that exist but are
+/// unusable are an error at once.
+async fn wait_for_tls(
+    config: &Config,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<(rustls::ClientConfig, HostId)>, AgentError> {
+    let mut waited = false;
+    loop {
+        let missing = missing_tls_files(config);
+        if missing.is_empty() {
+            if waited {
+                tracing::info!("certificates found");
+            }
+            return load_tls(config).map(Some);
+        }
+        if !waited {
+            tracing::warn!(
+                "{}; waiting for them (looking again every {} s)",
+                enroll_hint(config, &missing),
+                ENROLL_POLL.as_secs()
+            );
+            waited = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ENROLL_POLL) => {}
+            _ = shutdown.wait_for(|s| *s) => return Ok(None),
+        }
+    }
+}
+
 fn first_line(path: &Path) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.lines().next().unwrap_or("").trim().to_owned())
@@ -183,7 +258,10 @@ pub fn next_boundary(now_ms: i64, interval: Duration) -> i64 {
 
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
-    let (tls_config, host) = load_tls(&config)?;
+    let Some((tls_config, host)) = wait_for_tls(&config, &mut shutdown.clone()).await? else {
+        tracing::info!("nines-agent stopped");
+        return Ok(());
+    };
     let spool_dir = config.state_dir.join("spool");
     let limits = Limits {
         max_bytes: config.spool.max_bytes,

@@ -28,7 +28,7 @@ fn a_bad_config_exits_64_naming_file_line_and_key() {
 }
 
 #[test]
-fn missing_certificates_are_a_config_error_with_the_path() {
+fn missing_certificates_are_advice_and_bad_ones_an_error_with_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.toml");
     std::fs::write(
@@ -36,13 +36,30 @@ fn missing_certificates_are_a_config_error_with_the_path() {
         "[aggregator]\naddresses = [\"a:1\"]\nca = \"nope/ca.pem\"\ncert = \"c\"\nkey = \"k\"\n",
     )
     .unwrap();
+    // Not there yet, as on a host just installed: `run` waits for them, so the configuration
+    // passes (it is the systemd unit's ExecStartPre), with the way to issue them.
+    let out = Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("no certificates yet"), "{text}");
+    assert!(text.contains("nope/ca.pem"), "{text}");
+    assert!(text.contains("nines-aggregator ca issue"), "{text}");
+
+    // There, but not certificates: unusable, exit 64 naming the file.
+    std::fs::create_dir(dir.path().join("nope")).unwrap();
+    for f in ["nope/ca.pem", "c", "k"] {
+        std::fs::write(dir.path().join(f), "not PEM\n").unwrap();
+    }
     let out = Command::new(BIN)
         .args(["check-config", path.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nope/ca.pem"), "{err}");
+    assert!(err.contains(path.to_str().unwrap()), "{err}");
 }
 
 #[test]

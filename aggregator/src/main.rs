@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use nines_aggregator::config::Config;
 use nines_aggregator::pki::{self, PkiDir};
 use nines_aggregator::{api, bench_ingest, bench_storage, demo, report};
@@ -73,6 +73,29 @@ enum Command {
     /// Reports from a running aggregator's API, for cron and auditors.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Write the man pages and shell completions into DIR (for packages).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory: DIR/man/*.1 and DIR/completions/ (bash, zsh, fish).
+        dir: PathBuf,
+    },
+}
+
+/// Man pages (one per visible subcommand too) and bash, zsh and fish completions.
+fn generate_docs(dir: &std::path::Path) -> std::io::Result<()> {
+    let (man, completions) = (dir.join("man"), dir.join("completions"));
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    let mut cmd = Cli::command();
+    clap_mangen::generate_to(cmd.clone(), &man)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd, "nines-aggregator", &completions)?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,6 +337,13 @@ fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::GenerateDocs { dir } => match generate_docs(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("nines-aggregator: generate-docs {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => match nines_aggregator::server::ingest_tls(&config) {
                 Ok(_) => match config.load_rules() {

@@ -99,6 +99,8 @@ pub struct Mount<'a> {
     pub mount_point: Cow<'a, str>,
     /// Filesystem type, e.g. `ext4`.
     pub fstype: &'a str,
+    /// Mounted read-only, from the mount options (`ro`); `None` when the table has none.
+    pub readonly: Option<bool>,
 }
 
 /// Parses a mount table (`/proc/mounts` format: device, mount point, type, options, dump,
@@ -107,7 +109,9 @@ pub fn parse(text: &str) -> Result<Vec<Mount<'_>>, String> {
     let mut mounts = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let mut f = line.split_ascii_whitespace();
-        let (Some(device), Some(mount_point), Some(fstype)) = (f.next(), f.next(), f.next()) else {
+        let (Some(device), Some(mount_point), Some(fstype), options) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
             if line.trim().is_empty() {
                 continue;
             }
@@ -117,6 +121,7 @@ pub fn parse(text: &str) -> Result<Vec<Mount<'_>>, String> {
             device: unescape(device),
             mount_point: unescape(mount_point),
             fstype,
+            readonly: options.map(|o| o.split(',').any(|o| o == "ro")),
         });
     }
     Ok(mounts)
@@ -243,6 +248,7 @@ struct Selected {
     mount: String,
     device: String,
     fstype: String,
+    readonly: Option<bool>,
     /// `f_fsid` at the first `statvfs` after the table was read: another filesystem there
     /// means the table changed.
     fsid: Option<u64>,
@@ -268,11 +274,22 @@ pub struct Filesystem {
 }
 
 impl Filesystem {
-    /// A filesystem collector reading the mount table at `{procfs}/mounts` (the reader's own
-    /// mount namespace) and calling `statvfs` on each mount point as written there.
+    /// A filesystem collector reading the mount table of process 1 (`{procfs}/1/mounts`),
+    /// else its own (`{procfs}/mounts`), and calling `statvfs` on each mount point as written
+    /// there.
+    ///
+    /// Process 1's table is the host's even when the agent runs in a systemd sandbox, whose
+    /// mount namespace adds private mounts (`PrivateTmp=`, the state directory) and marks every
+    /// mount read-only (`ProtectSystem=strict`); read-only is therefore taken from the table's
+    /// options, not from `statvfs`, which sees the sandbox's flags.
     pub fn new(config: &CollectConfig) -> Self {
+        let init = config.procfs.join("1/mounts");
         Self {
-            mounts: config.procfs.join("mounts"),
+            mounts: if std::fs::File::open(&init).is_ok() {
+                init
+            } else {
+                config.procfs.join("mounts")
+            },
             config: config.filesystem.clone(),
             table: Vec::new(),
             read_at: None,
@@ -302,6 +319,7 @@ impl Filesystem {
                         mount: m.mount_point.clone().into_owned(),
                         device: m.device.clone().into_owned(),
                         fstype: m.fstype.to_owned(),
+                        readonly: m.readonly,
                         fsid: None,
                     })
                     .collect();
@@ -382,7 +400,11 @@ impl Collector for Filesystem {
             out.push(
                 "filesystem_readonly",
                 &labels,
-                if u.readonly { 1.0 } else { 0.0 },
+                if m.readonly.unwrap_or(u.readonly) {
+                    1.0
+                } else {
+                    0.0
+                },
             );
         }
         Ok(())
@@ -417,6 +439,19 @@ mod tests {
         // Not an escape: left as written.
         assert_eq!(unescape("/x\\9y\\"), "/x\\9y\\");
         assert_eq!(unescape("/x\\400"), "/x\\400");
+    }
+
+    #[test]
+    fn takes_read_only_from_the_mount_options() {
+        let mounts = parse(
+            "/dev/sda1 / ext4 rw,relatime 0 0\n\
+             /dev/sdb1 /srv xfs ro,noatime 0 0\n\
+             /dev/sdc1 /mnt/x ext4 rw,errors=remount-ro 0 0\n\
+             /dev/sdd1 /old ext4\n",
+        )
+        .unwrap();
+        let ro: Vec<_> = mounts.iter().map(|m| m.readonly).collect();
+        assert_eq!(ro, [Some(false), Some(true), Some(false), None]);
     }
 
     #[test]
@@ -612,6 +647,11 @@ mod tests {
             .unwrap();
         assert_eq!(s.key.label("device"), Some("/dev/sdb1"));
         assert_eq!(s.key.label("fstype"), Some("xfs"));
+        // Read-only as the table says (the host's view), although statvfs of the directory,
+        // on a writable filesystem, says otherwise: in a `ProtectSystem=strict` sandbox
+        // statvfs says read-only for every mount.
+        assert_eq!(get(&second, "filesystem_readonly", data), Some(1.0));
+        assert_eq!(get(&second, "filesystem_readonly", "/"), Some(0.0));
 
         // The same table again: the same mounts, from the selection kept.
         let with_data = format!(

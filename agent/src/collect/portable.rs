@@ -238,6 +238,7 @@ impl Collector for Filesystem {
                 device: d.name().to_string_lossy(),
                 mount_point: Cow::Borrowed(mount_point),
                 fstype,
+                readonly: None,
             })
             .collect();
         let chosen = select(&mounts, &self.config);
