@@ -112,6 +112,53 @@ pub struct IngestConfig {
     /// Largest accepted frame, bytes. Default 4 MiB.
     #[serde(default = "default_max_frame")]
     pub max_frame_bytes: u32,
+    /// Open connections in all, TLS handshakes included; more are closed at once.
+    /// Default 16384.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections from one source address. Default 256.
+    #[serde(default = "default_max_per_address")]
+    pub max_connections_per_address: usize,
+    /// Time for the TLS handshake, and again for the agent's Hello. Default 10s.
+    #[serde(default = "default_handshake", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed. Default 10m.
+    #[serde(default = "default_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Series one host may have; points of further new series are dropped and counted
+    /// (`nines_ingest_series_points_refused_total`). Default 20000.
+    #[serde(default = "default_max_series")]
+    pub max_series_per_host: usize,
+}
+
+fn default_max_connections() -> usize {
+    crate::ingest::Limits::default().max_connections
+}
+fn default_max_per_address() -> usize {
+    crate::ingest::Limits::default().max_connections_per_address
+}
+fn default_handshake() -> Duration {
+    crate::ingest::Limits::default().handshake_timeout
+}
+fn default_idle() -> Duration {
+    crate::ingest::Limits::default().idle_timeout
+}
+fn default_max_series() -> usize {
+    crate::ingest::Limits::default().max_series_per_host
+}
+
+impl IngestConfig {
+    /// The ingest port's limits.
+    pub fn limits(&self) -> crate::ingest::Limits {
+        crate::ingest::Limits {
+            max_frame: self.max_frame_bytes,
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            max_series_per_host: self.max_series_per_host,
+        }
+    }
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -322,6 +369,23 @@ impl Config {
                 "[ingest] max_frame_bytes must be at least 65536".into(),
             ));
         }
+        let i = &config.ingest;
+        if i.max_connections == 0
+            || i.max_connections_per_address == 0
+            || i.max_series_per_host == 0
+        {
+            return Err(invalid(
+                "[ingest] max_connections, max_connections_per_address and max_series_per_host must be at least 1"
+                    .into(),
+            ));
+        }
+        if i.handshake_timeout < Duration::from_secs(1) || i.idle_timeout < Duration::from_secs(10)
+        {
+            return Err(invalid(
+                "[ingest] handshake_timeout must be at least 1s and idle_timeout at least 10s"
+                    .into(),
+            ));
+        }
         for t in &config.api.tokens {
             let ok = t.sha256.len() == 64
                 && t.sha256
@@ -414,6 +478,11 @@ mod tests {
         for line in text.lines() {
             let store_key = [
                 "#chunk_points",
+                "#max_frame_bytes",
+                "#max_connections",
+                "#handshake_timeout",
+                "#idle_timeout",
+                "#max_series_per_host",
                 "#head_max_age",
                 "#cache_mib",
                 "#raw",
@@ -426,6 +495,8 @@ mod tests {
         }
         let u = Config::parse(&uncommented, Path::new("/etc/nines/aggregator.toml")).unwrap();
         assert_eq!(u.store, c.store);
+        assert_eq!(u.ingest, c.ingest);
+        assert_eq!(c.ingest.limits(), crate::ingest::Limits::default());
         assert!(c.services.is_empty());
 
         // The commented service example, uncommented (without the k that excludes require),

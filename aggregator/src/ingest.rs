@@ -3,6 +3,8 @@
 //! its commit returned.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +20,39 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::store::{BatchWrite, HelloWrite, Store, StoreError};
 
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A series id standing for "dropped": the host was at its series limit when it was defined.
+const DROPPED: u32 = u32::MAX;
+
+/// Bounds on what one connection, one source address, one host and everyone together may
+/// hold (`[ingest]` in the configuration).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest frame, bytes.
+    pub max_frame: u32,
+    /// Open connections in all, TLS handshakes included.
+    pub max_connections: usize,
+    /// Open connections from one source address.
+    pub max_connections_per_address: usize,
+    /// For the TLS handshake, and again for the `Hello` after it.
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Series one host may have; points of further new series are dropped and counted.
+    pub max_series_per_host: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: nines_common::proto::DEFAULT_MAX_FRAME_BYTES,
+            max_connections: 16_384,
+            max_connections_per_address: 256,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            max_series_per_host: 20_000,
+        }
+    }
+}
 /// Batches of one connection waiting for their commit, at most; beyond, reading pauses.
 const MAX_PENDING_ACKS: usize = 256;
 
@@ -47,18 +81,78 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
-/// Hosts with an open connection, and how many.
+/// What the ingest port refused or closed, for `/metrics`.
 #[derive(Debug, Default)]
-pub struct Connections(Mutex<HashMap<String, usize>>);
+pub struct Refusals {
+    /// Connections closed at once: `max_connections` were open.
+    pub over_total: AtomicU64,
+    /// Connections closed at once: their address had `max_connections_per_address` open.
+    pub over_address: AtomicU64,
+    /// TLS handshakes that failed or timed out (no, wrong, expired certificate; garbage).
+    pub handshake: AtomicU64,
+    /// Connections closed after `idle_timeout` without a frame.
+    pub idle: AtomicU64,
+    /// Points of series refused by `max_series_per_host`.
+    pub series_points: AtomicU64,
+}
+
+/// Hosts with an open connection, how many connections are open from where, and what was
+/// refused.
+#[derive(Debug, Default)]
+pub struct Connections {
+    hosts: Mutex<HashMap<String, usize>>,
+    open: AtomicUsize,
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// Refusal counters.
+    pub refused: Refusals,
+}
+
+/// Releases a connection's place in the limits when it ends.
+struct Admitted(Arc<Connections>, IpAddr);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        let mut m = self.0.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
 
 impl Connections {
+    /// Takes a place for a new connection from `ip`, or says why there is none.
+    fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Result<Admitted, &'static str> {
+        let mut m = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        if self.open.load(Ordering::Relaxed) >= limits.max_connections {
+            self.refused.over_total.fetch_add(1, Ordering::Relaxed);
+            return Err("max_connections");
+        }
+        let n = m.entry(ip).or_default();
+        if *n >= limits.max_connections_per_address {
+            self.refused.over_address.fetch_add(1, Ordering::Relaxed);
+            return Err("max_connections_per_address");
+        }
+        *n += 1;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(Admitted(self.clone(), ip))
+    }
+
+    /// Connections open now, TLS handshakes included.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
     fn add(&self, host: &HostId) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry(host.to_string()).or_default() += 1;
     }
 
     fn remove(&self, host: &HostId) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(host.as_str()) {
             *n -= 1;
             if *n == 0 {
@@ -69,13 +163,13 @@ impl Connections {
 
     /// Whether `host` has a connection open now.
     pub fn is_connected(&self, host: &str) -> bool {
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let m = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         m.contains_key(host)
     }
 
     /// Number of hosts connected.
     pub fn count(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -87,9 +181,11 @@ pub async fn serve(
     acceptor: TlsAcceptor,
     store: Store,
     connections: Arc<Connections>,
-    max_frame: u32,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let limits = Arc::new(limits);
+    let mut last_refusal_log = std::time::Instant::now() - Duration::from_secs(60);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => Some(r),
@@ -105,15 +201,29 @@ pub async fn serve(
                 continue;
             }
         };
+        let admitted = match connections.admit(peer.ip(), &limits) {
+            Ok(a) => a,
+            Err(limit) => {
+                // Closed at once, before any TLS work; said at most once a minute.
+                drop(tcp);
+                if last_refusal_log.elapsed() >= Duration::from_secs(60) {
+                    last_refusal_log = std::time::Instant::now();
+                    tracing::warn!(%peer, "connection refused: [ingest] {limit} reached");
+                }
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, store, connections, shutdown) = (
+        let (acceptor, store, connections, shutdown, limits) = (
             acceptor.clone(),
             store.clone(),
             connections.clone(),
             shutdown.clone(),
+            limits.clone(),
         );
         tokio::spawn(async move {
-            match accept(tcp, acceptor, store, connections, max_frame, shutdown).await {
+            let _admitted = admitted;
+            match accept(tcp, acceptor, store, connections, &limits, shutdown).await {
                 Ok(()) => {}
                 Err(IngestError::Proto(ProtoError::Io(e)))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof
@@ -132,18 +242,28 @@ async fn accept(
     acceptor: TlsAcceptor,
     store: Store,
     connections: Arc<Connections>,
-    max_frame: u32,
+    limits: &Limits,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    let stream = tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(tcp))
+    let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
         .await
         .map_err(|_| {
             IngestError::Handshake(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "handshake timed out",
             ))
-        })?
-        .map_err(IngestError::Handshake)?;
+        })
+        .and_then(|r| r.map_err(IngestError::Handshake));
+    let stream = match handshake {
+        Ok(s) => s,
+        Err(e) => {
+            connections
+                .refused
+                .handshake
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+    };
     let (_, conn) = stream.get_ref();
     // The verifier already required a certificate chaining to our CA; its CN is the host.
     let host = conn
@@ -151,7 +271,7 @@ async fn accept(
         .and_then(|c| c.first())
         .ok_or_else(|| IngestError::Identity("no client certificate".into()))
         .and_then(|c| tls::cert_host_id(c).map_err(|e| IngestError::Identity(e.to_string())))?;
-    handle(stream, host, store, connections, max_frame, shutdown).await
+    handle_with(stream, host, store, connections, limits, shutdown).await
 }
 
 async fn refuse<W: AsyncWrite + Unpin>(
@@ -177,18 +297,37 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     store: Store,
     connections: Arc<Connections>,
     max_frame: u32,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let limits = Limits {
+        max_frame,
+        ..Limits::default()
+    };
+    handle_with(stream, host, store, connections, &limits, shutdown).await
+}
+
+/// [`handle`] with every limit given.
+pub async fn handle_with<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    host: HostId,
+    store: Store,
+    connections: Arc<Connections>,
+    limits: &Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
     let (r, w) = tokio::io::split(stream);
-    let mut reader = FrameReader::new(r, max_frame);
-    let mut writer = FrameWriter::new(w, max_frame);
+    let mut reader = FrameReader::new(r, limits.max_frame);
+    let mut writer = FrameWriter::new(w, limits.max_frame);
 
-    let first = match tokio::time::timeout(HELLO_TIMEOUT, reader.read_payload()).await {
+    let first = match tokio::time::timeout(limits.handshake_timeout, reader.read_payload()).await {
         Err(_) => {
             return Err(refuse(
                 &mut writer,
                 ErrorCode::UnexpectedMessage,
-                "no Hello within 10 s".into(),
+                format!(
+                    "no Hello within {}",
+                    humantime::format_duration(limits.handshake_timeout)
+                ),
             )
             .await);
         }
@@ -240,7 +379,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .await?;
     tracing::info!(%host, agent = %hello.agent_version, resume_from_seq, "agent connected");
     connections.add(&host);
-    let _guard = ConnGuard(connections, host.clone());
+    let _guard = ConnGuard(connections.clone(), host.clone());
 
     // Acks go out in batch order, each after its commit: a task awaits the commits in order.
     let (ack_tx, mut ack_rx) = mpsc::channel::<Reply>(MAX_PENDING_ACKS);
@@ -270,10 +409,26 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     });
 
     let mut dict: HashMap<u32, u32> = HashMap::new();
+    let mut warned_series_limit = false;
     let result = loop {
         let msg = tokio::select! {
-            m = reader.read() => Some(m),
+            m = tokio::time::timeout(limits.idle_timeout, reader.read()) => Some(m),
             _ = shutdown.wait_for(|s| *s) => None,
+        };
+        let msg = match msg {
+            Some(Ok(m)) => Some(m),
+            Some(Err(_)) => {
+                connections.refused.idle.fetch_add(1, Ordering::Relaxed);
+                let e = ErrorMsg {
+                    code: ErrorCode::UnexpectedMessage,
+                    message: format!(
+                        "nothing received for {}: closing ([ingest] idle_timeout)",
+                        humantime::format_duration(limits.idle_timeout)
+                    ),
+                };
+                break Err(send_error(&ack_tx, e).await);
+            }
+            None => None,
         };
         let Some(msg) = msg else {
             let _ = ack_tx
@@ -302,8 +457,33 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 break Err(send_error(&ack_tx, err).await);
             }
         };
-        let points = match resolve(&store, &host, &mut dict, batch.series_defs, batch.points) {
-            Ok(p) => p,
+        let resolved = resolve(
+            &store,
+            &host,
+            &mut dict,
+            batch.series_defs,
+            batch.points,
+            limits.max_series_per_host,
+        );
+        let points = match resolved {
+            Ok((p, dropped)) => {
+                if dropped > 0 {
+                    connections
+                        .refused
+                        .series_points
+                        .fetch_add(dropped, Ordering::Relaxed);
+                    if !warned_series_limit {
+                        warned_series_limit = true;
+                        tracing::warn!(
+                            %host,
+                            limit = limits.max_series_per_host,
+                            "host is at its series limit: points of new series are dropped \
+                             ([ingest] max_series_per_host; a runaway label?)"
+                        );
+                    }
+                }
+                p
+            }
             Err(message) => {
                 let e = ErrorMsg {
                     code: ErrorCode::BadSeries,
@@ -373,6 +553,9 @@ fn kind(m: &Message) -> &'static str {
     }
 }
 
+/// A batch's points as store writes, and how many were dropped by the series limit.
+type Resolved = (Vec<(u32, i64, f64)>, u64);
+
 /// Applies a batch's series definitions to the connection dictionary (connection id → store
 /// series id) and resolves its points. Non-finite values are dropped (JSON cannot carry them
 /// and they poison aggregates).
@@ -382,27 +565,33 @@ fn resolve(
     dict: &mut HashMap<u32, u32>,
     defs: Vec<nines_common::proto::SeriesDef>,
     points: Vec<nines_common::proto::Point>,
-) -> Result<Vec<(u32, i64, f64)>, String> {
+    max_series_per_host: usize,
+) -> Result<Resolved, String> {
     for def in defs {
         let key = SeriesKey::from_parts(def.name, def.labels);
         key.validate().map_err(|e| e.to_string())?;
         if dict.len() >= 1_000_000 {
             return Err("more than 1000000 series on one connection".into());
         }
-        let id = store.series_id(host, key).map_err(|e| e.to_string())?;
+        let id = store
+            .series_id_within(host, key, max_series_per_host)
+            .map_err(|e| e.to_string())?
+            .unwrap_or(DROPPED);
         dict.insert(def.id, id);
     }
     let mut out = Vec::with_capacity(points.len());
+    let mut dropped = 0;
     for p in points {
         if !p.value.is_finite() {
             continue;
         }
         match dict.get(&p.series) {
+            Some(&DROPPED) => dropped += 1,
             Some(id) => out.push((*id, p.ts_ms, p.value)),
             None => return Err(format!("point refers to undefined series id {}", p.series)),
         }
     }
-    Ok(out)
+    Ok((out, dropped))
 }
 
 struct ConnGuard(Arc<Connections>, HostId);

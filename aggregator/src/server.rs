@@ -132,7 +132,7 @@ impl Server {
             acceptor,
             store.clone(),
             connections.clone(),
-            config.ingest.max_frame_bytes,
+            config.ingest.limits(),
             rx.clone(),
         ));
         let store_for_tracker = store.clone();

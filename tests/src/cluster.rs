@@ -252,6 +252,15 @@ impl Aggregator {
         }
     }
 
+    /// Before `start`: adds `lines` to the `[ingest]` section (e.g. `max_series_per_host = 50`).
+    pub fn set_ingest(&mut self, lines: &str) {
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.config.display()));
+        let text = text.replacen("[ingest]\n", &format!("[ingest]\n{lines}\n"), 1);
+        std::fs::write(&self.config, text)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.config.display()));
+    }
+
     /// Before `start`: appends `text` (whole sections) to the configuration.
     pub fn add_config(&mut self, text: &str) {
         let mut c = std::fs::read_to_string(&self.config)

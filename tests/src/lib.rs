@@ -105,3 +105,12 @@ pub async fn get_json(
     }
     resp.json().await.ok()
 }
+
+/// GET `url` with a bearer token; the body text on 200, else `None`.
+pub async fn get_text(client: &reqwest::Client, url: &str, token: &str) -> Option<String> {
+    let resp = client.get(url).bearer_auth(token).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.text().await.ok()
+}

@@ -139,6 +139,58 @@ fn render(state: &AppState) -> String {
         state.connections().count() as f64,
         None,
     );
+    let conns = state.connections();
+    e.family(
+        "nines_ingest_connections_open",
+        "gauge",
+        "Connections open on the ingest port, TLS handshakes included.",
+    );
+    e.sample(
+        "nines_ingest_connections_open",
+        [],
+        conns.open() as f64,
+        None,
+    );
+    e.family(
+        "nines_ingest_connections_refused_total",
+        "counter",
+        "Ingest connections refused: over max_connections or max_connections_per_address (closed before TLS), or a failed TLS handshake.",
+    );
+    let r = &conns.refused;
+    for (reason, v) in [
+        ("max_connections", &r.over_total),
+        ("max_connections_per_address", &r.over_address),
+        ("handshake", &r.handshake),
+    ] {
+        e.sample(
+            "nines_ingest_connections_refused_total",
+            [("reason", reason)],
+            v.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            None,
+        );
+    }
+    e.family(
+        "nines_ingest_idle_closed_total",
+        "counter",
+        "Agent connections closed after idle_timeout without a frame.",
+    );
+    e.sample(
+        "nines_ingest_idle_closed_total",
+        [],
+        r.idle.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        None,
+    );
+    e.family(
+        "nines_ingest_series_points_refused_total",
+        "counter",
+        "Points dropped because their host was at max_series_per_host when the series was new.",
+    );
+    e.sample(
+        "nines_ingest_series_points_refused_total",
+        [],
+        r.series_points.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        None,
+    );
     let now = now_ms();
     let per_host = [
         (

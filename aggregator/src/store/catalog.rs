@@ -23,6 +23,8 @@ pub(super) struct Catalog {
     entries: Vec<Entry>,
     table: HashTable<u32>,
     hasher: RandomState,
+    /// Series per host number.
+    per_host: Vec<u32>,
 }
 
 /// Packs a key (names are at most 200 bytes and label values 1024, see
@@ -85,6 +87,13 @@ impl Catalog {
         self.entries.len()
     }
 
+    /// Series of `host`.
+    pub(super) fn count_for(&self, host: &HostId) -> usize {
+        self.host_number(host)
+            .and_then(|h| self.per_host.get(h as usize))
+            .map_or(0, |n| *n as usize)
+    }
+
     /// The number of a known host.
     pub(super) fn host_number(&self, host: &HostId) -> Option<u32> {
         self.host_index.get(host).copied()
@@ -116,6 +125,10 @@ impl Catalog {
     /// Adds a series under the next id and returns it. The caller checked that it is new.
     pub(super) fn push(&mut self, host: &HostId, key: &SeriesKey) -> u32 {
         let h = self.number_host(host);
+        if self.per_host.len() <= h as usize {
+            self.per_host.resize(h as usize + 1, 0);
+        }
+        self.per_host[h as usize] += 1;
         let id = self.entries.len() as u32;
         let packed = pack(key).into_boxed_slice();
         let hash = self.hash(h, &packed);

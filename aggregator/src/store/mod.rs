@@ -460,6 +460,40 @@ impl Store {
         Ok(catalog.push(host, &key))
     }
 
+    /// Like [`Store::series_id`], but a series new to `host` is not created (`None`) once the
+    /// host has `max_per_host` series: a runaway label cannot grow the catalog without bound.
+    pub fn series_id_within(
+        &self,
+        host: &HostId,
+        key: SeriesKey,
+        max_per_host: usize,
+    ) -> Result<Option<u32>, StoreError> {
+        {
+            let catalog = self.inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(id) = catalog.get(host, &key) {
+                return Ok(Some(id));
+            }
+            if catalog.count_for(host) >= max_per_host {
+                return Ok(None);
+            }
+        }
+        let mut catalog = self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = catalog.get(host, &key) {
+            return Ok(Some(id));
+        }
+        if catalog.count_for(host) >= max_per_host {
+            return Ok(None);
+        }
+        if catalog.len() >= u32::MAX as usize {
+            return Err(StoreError::TooManySeries(catalog.len()));
+        }
+        Ok(Some(catalog.push(host, &key)))
+    }
+
     /// Queues a batch for the next group commit. The receiver yields, once the commit has
     /// returned, the highest sequence number stored for the host; a batch at or below the
     /// stored one is a duplicate and is skipped. Batches are committed in submission order.
