@@ -6,6 +6,7 @@ use std::time::Duration;
 use nines_common::HostId;
 use serde::Deserialize;
 
+use crate::checks::CheckConfig;
 use crate::collect::CollectConfig;
 
 /// Why the configuration is unusable. Every variant names the file.
@@ -67,6 +68,9 @@ pub struct Config {
     /// `[collect]`: what to sample.
     #[serde(default)]
     pub collect: CollectConfig,
+    /// `[[checks]]`: service checks (Nagios plugins, TCP, HTTP).
+    #[serde(default)]
+    pub checks: Vec<CheckConfig>,
 }
 
 fn default_ack_timeout() -> Duration {
@@ -178,6 +182,7 @@ impl Config {
         if config.spool.max_bytes < 1024 * 1024 {
             return Err(invalid("[spool] max_bytes must be at least 1 MiB".into()));
         }
+        crate::checks::validate(&config.checks).map_err(invalid)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.state_dir,

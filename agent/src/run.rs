@@ -208,7 +208,10 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     };
     let ship_task = tokio::spawn(shipper.run(shutdown.clone()));
 
-    let mut runner = Runner::new(collect::registry(&config.collect));
+    let mut collectors = collect::registry(&config.collect);
+    // Beside the system collectors: checks, which run in their own tasks.
+    collectors.push(Box::new(crate::checks::Checks::start(&config.checks)));
+    let mut runner = Runner::new(collectors);
     let mut shutdown_tick = shutdown.clone();
     let mut ticker = Ticker::new();
     let result = loop {
