@@ -183,6 +183,17 @@ impl Config {
             return Err(invalid("[spool] max_bytes must be at least 1 MiB".into()));
         }
         crate::checks::validate(&config.checks).map_err(invalid)?;
+        if !(1..=1_000_000).contains(&config.collect.textfile.max_series) {
+            return Err(invalid(
+                "[collect.textfile] max_series must be 1 to 1000000".into(),
+            ));
+        }
+        #[cfg(unix)]
+        if !(1..=1_000_000).contains(&config.collect.push.max_series) {
+            return Err(invalid(
+                "[collect.push] max_series must be 1 to 1000000".into(),
+            ));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.state_dir,
