@@ -244,6 +244,57 @@ key = "pki/agent.key"
         assert_eq!(c.collect.procfs, PathBuf::from("/proc"));
     }
 
+    /// The shipped example's business metrics and checks, uncommented, parse to what they say.
+    #[test]
+    fn the_shipped_examples_of_checks_and_business_metrics_parse() {
+        let text = include_str!("../../packaging/agent.toml");
+        let c = Config::parse(text, Path::new("/etc/nines/agent.toml")).unwrap();
+        assert!(c.checks.is_empty());
+        assert_eq!(c.collect.textfile.directory, None);
+        assert_eq!(c.collect.textfile.max_series, 1000);
+        assert!(!c.collect.push.enabled);
+        let (head, tail) = text.split_at(text.find("[collect.textfile]").unwrap());
+        let tail: String = tail
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if !rest.starts_with([' ', '#']) => format!("{rest}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let c =
+            Config::parse(&format!("{head}{tail}"), Path::new("/etc/nines/agent.toml")).unwrap();
+        let names: Vec<&str> = c.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ssh", "postgres-port", "shop"]);
+        assert_eq!(c.checks[1].interval, Duration::from_secs(60));
+        assert_eq!(c.checks[1].timeout, Duration::from_secs(10));
+        assert_eq!(c.checks[2].interval, Duration::from_secs(30));
+        assert_eq!(c.collect.push.stale_after, Duration::from_secs(300));
+        assert_eq!(c.collect.push.max_series, 1000);
+        assert_eq!(
+            c.collect.push.socket,
+            Some(PathBuf::from("/var/lib/nines-agent/push.sock"))
+        );
+    }
+
+    #[test]
+    fn a_bad_check_is_refused_naming_the_file_and_entry() {
+        let text = format!("{MINIMAL}\n[[checks]]\nname = \"web\"\ntcp = \"localhost\"\n");
+        let e = Config::parse(&text, Path::new("/etc/nines/agent.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/nines/agent.toml"), "{e}");
+        assert!(e.contains("[[checks]] entry 1 (name = \"web\")"), "{e}");
+        assert!(
+            e.contains("tcp = \"localhost\" is not \"host:port\""),
+            "{e}"
+        );
+        let text = format!("{MINIMAL}\n[[checks]]\nname = \"web\"\ncommnd = [\"x\"]\n");
+        let e = Config::parse(&text, Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("commnd"), "{e}");
+    }
+
     #[test]
     fn defaults_apply_and_relative_paths_follow_the_file() {
         let c = Config::parse(MINIMAL, Path::new("/etc/nines/agent.toml")).unwrap();
