@@ -6,6 +6,7 @@ use std::time::Duration;
 use nines_common::HostId;
 use serde::Deserialize;
 
+use crate::checks::CheckConfig;
 use crate::collect::CollectConfig;
 
 /// Why the configuration is unusable. Every variant names the file.
@@ -67,6 +68,9 @@ pub struct Config {
     /// `[collect]`: what to sample.
     #[serde(default)]
     pub collect: CollectConfig,
+    /// `[[checks]]`: service checks (Nagios plugins, TCP, HTTP).
+    #[serde(default)]
+    pub checks: Vec<CheckConfig>,
 }
 
 fn default_ack_timeout() -> Duration {
@@ -178,6 +182,18 @@ impl Config {
         if config.spool.max_bytes < 1024 * 1024 {
             return Err(invalid("[spool] max_bytes must be at least 1 MiB".into()));
         }
+        crate::checks::validate(&config.checks).map_err(invalid)?;
+        if !(1..=1_000_000).contains(&config.collect.textfile.max_series) {
+            return Err(invalid(
+                "[collect.textfile] max_series must be 1 to 1000000".into(),
+            ));
+        }
+        #[cfg(unix)]
+        if !(1..=1_000_000).contains(&config.collect.push.max_series) {
+            return Err(invalid(
+                "[collect.push] max_series must be 1 to 1000000".into(),
+            ));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.state_dir,
@@ -226,6 +242,57 @@ key = "pki/agent.key"
         assert_eq!(c.spool, SpoolConfig::default());
         assert_eq!(c.aggregator.window, 64);
         assert_eq!(c.collect.procfs, PathBuf::from("/proc"));
+    }
+
+    /// The shipped example's business metrics and checks, uncommented, parse to what they say.
+    #[test]
+    fn the_shipped_examples_of_checks_and_business_metrics_parse() {
+        let text = include_str!("../../packaging/agent.toml");
+        let c = Config::parse(text, Path::new("/etc/nines/agent.toml")).unwrap();
+        assert!(c.checks.is_empty());
+        assert_eq!(c.collect.textfile.directory, None);
+        assert_eq!(c.collect.textfile.max_series, 1000);
+        assert!(!c.collect.push.enabled);
+        let (head, tail) = text.split_at(text.find("[collect.textfile]").unwrap());
+        let tail: String = tail
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if !rest.starts_with([' ', '#']) => format!("{rest}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let c =
+            Config::parse(&format!("{head}{tail}"), Path::new("/etc/nines/agent.toml")).unwrap();
+        let names: Vec<&str> = c.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ssh", "postgres-port", "shop"]);
+        assert_eq!(c.checks[1].interval, Duration::from_secs(60));
+        assert_eq!(c.checks[1].timeout, Duration::from_secs(10));
+        assert_eq!(c.checks[2].interval, Duration::from_secs(30));
+        assert_eq!(c.collect.push.stale_after, Duration::from_secs(300));
+        assert_eq!(c.collect.push.max_series, 1000);
+        assert_eq!(
+            c.collect.push.socket,
+            Some(PathBuf::from("/var/lib/nines-agent/push.sock"))
+        );
+    }
+
+    #[test]
+    fn a_bad_check_is_refused_naming_the_file_and_entry() {
+        let text = format!("{MINIMAL}\n[[checks]]\nname = \"web\"\ntcp = \"localhost\"\n");
+        let e = Config::parse(&text, Path::new("/etc/nines/agent.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/nines/agent.toml"), "{e}");
+        assert!(e.contains("[[checks]] entry 1 (name = \"web\")"), "{e}");
+        assert!(
+            e.contains("tcp = \"localhost\" is not \"host:port\""),
+            "{e}"
+        );
+        let text = format!("{MINIMAL}\n[[checks]]\nname = \"web\"\ncommnd = [\"x\"]\n");
+        let e = Config::parse(&text, Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("commnd"), "{e}");
     }
 
     #[test]

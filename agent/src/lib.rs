@@ -1,5 +1,6 @@
 //! nines-agent: collectors, durable spool and mTLS shipper.
 
+pub mod checks;
 pub mod collect;
 pub mod config;
 pub mod run;

@@ -40,6 +40,12 @@ pub enum AgentError {
     /// The spool failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The push socket (`[collect.push]`) could not be opened.
+    #[error("push socket: {source}")]
+    PushSocket {
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 pub use nines_common::model::now_ms;
@@ -286,7 +292,20 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     };
     let ship_task = tokio::spawn(shipper.run(shutdown.clone()));
 
-    let mut runner = Runner::new(collect::registry(&config.collect));
+    let mut collectors = collect::registry(&config.collect);
+    // Beside the system collectors: checks, which run in their own tasks, and business
+    // metrics from the textfile directory and the push socket.
+    collectors.push(Box::new(crate::checks::Checks::start(&config.checks)));
+    if let Some(textfile) = collect::textfile::Textfile::new(&config.collect.textfile) {
+        collectors.push(Box::new(textfile));
+    }
+    #[cfg(unix)]
+    if config.collect.push.enabled {
+        let push = collect::push::Push::bind(&config.collect.push, &config.state_dir)
+            .map_err(|source| AgentError::PushSocket { source })?;
+        collectors.push(Box::new(push));
+    }
+    let mut runner = Runner::new(collectors);
     let mut shutdown_tick = shutdown.clone();
     let mut ticker = Ticker::new();
     let result = loop {

@@ -129,3 +129,34 @@ fn collect_once_speaks_prometheus_text_format() {
         "{line}"
     );
 }
+
+#[test]
+fn check_config_says_which_check_is_wrong_and_how() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    let base = "[aggregator]\naddresses = [\"a:1\"]\nca = \"c\"\ncert = \"c\"\nkey = \"k\"\n";
+    for (checks, needle) in [
+        (
+            "[[checks]]\nname = \"ok\"\ntcp = \"127.0.0.1:22\"\n[[checks]]\nname = \"web\"\n",
+            "[[checks]] entry 2 (name = \"web\"): says nothing to run",
+        ),
+        (
+            "[[checks]]\nname = \"web\"\nhttp = \"https://example.net/\"\n",
+            "for HTTPS use command = [\"/usr/lib/nagios/plugins/check_http\"",
+        ),
+        (
+            "[[checks]]\nname = \"load\"\ncommand = [\"/usr/lib/nagios/plugins/check_load\"]\ninterval = \"30s\"\ntimeout = \"1m\"\n",
+            "must be more than 0 and at most the interval (30s)",
+        ),
+    ] {
+        std::fs::write(&path, format!("{base}{checks}")).unwrap();
+        let out = Command::new(BIN)
+            .args(["check-config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{checks}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}

@@ -12,6 +12,7 @@ mod auxv;
 #[cfg(target_os = "linux")]
 pub mod cpu;
 pub mod disk;
+mod exposition;
 #[cfg(target_os = "linux")]
 mod files;
 pub mod filesystem;
@@ -24,9 +25,12 @@ pub mod network;
 pub mod portable;
 #[cfg(target_os = "linux")]
 pub mod process;
+#[cfg(unix)]
+pub mod push;
 mod runner;
 #[cfg(target_os = "linux")]
 pub mod swap;
+pub mod textfile;
 
 /// Without procfs, only the watches' configuration and matching rules: the portable backend
 /// finds the processes.
@@ -386,6 +390,13 @@ pub struct CollectConfig {
     /// `[collect.process]`.
     #[serde(default)]
     pub process: process::ProcessConfig,
+    /// `[collect.textfile]`: business metrics from `*.prom` files.
+    #[serde(default)]
+    pub textfile: textfile::TextfileConfig,
+    /// `[collect.push]`: business metrics pushed to a Unix socket.
+    #[cfg(unix)]
+    #[serde(default)]
+    pub push: push::PushConfig,
 }
 
 impl Default for CollectConfig {
@@ -398,6 +409,9 @@ impl Default for CollectConfig {
             filesystem: Default::default(),
             network: Default::default(),
             process: Default::default(),
+            textfile: Default::default(),
+            #[cfg(unix)]
+            push: Default::default(),
         }
     }
 }
