@@ -129,6 +129,10 @@ pub struct IngestConfig {
     /// (`nines_ingest_series_points_refused_total`). Default 20000.
     #[serde(default = "default_max_series")]
     pub max_series_per_host: usize,
+    /// The revocation list `nines-aggregator ca revoke` writes. Default `revoked.txt` beside
+    /// `ca`. Re-read whenever it changes.
+    #[serde(default)]
+    pub revoked: Option<PathBuf>,
 }
 
 fn default_max_connections() -> usize {
@@ -148,6 +152,16 @@ fn default_max_series() -> usize {
 }
 
 impl IngestConfig {
+    /// The revocation list: `revoked`, or `revoked.txt` beside the CA file.
+    pub fn revoked_path(&self) -> PathBuf {
+        self.revoked.clone().unwrap_or_else(|| {
+            self.ca
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("revoked.txt")
+        })
+    }
+
     /// The ingest port's limits.
     pub fn limits(&self) -> crate::ingest::Limits {
         crate::ingest::Limits {
@@ -435,6 +449,11 @@ impl Config {
         crate::availability::config::validate(&config.services).map_err(invalid)?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(p) = &mut config.alerts.rules
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
+        if let Some(p) = &mut config.ingest.revoked
             && p.is_relative()
         {
             *p = base.join(&*p);

@@ -94,17 +94,35 @@ pub struct Refusals {
     pub idle: AtomicU64,
     /// Points of series refused by `max_series_per_host`.
     pub series_points: AtomicU64,
+    /// Connections refused or closed because their certificate is revoked.
+    pub revoked: AtomicU64,
 }
 
-/// Hosts with an open connection, how many connections are open from where, and what was
-/// refused.
-#[derive(Debug, Default)]
+/// Hosts with an open connection, how many connections are open from where, what was
+/// refused, and the revocation list connections are checked against.
+#[derive(Debug)]
 pub struct Connections {
     hosts: Mutex<HashMap<String, usize>>,
     open: AtomicUsize,
     per_address: Mutex<HashMap<IpAddr, usize>>,
     /// Refusal counters.
     pub refused: Refusals,
+    revocations: std::sync::RwLock<Option<Arc<crate::revoke::Revocations>>>,
+    /// Bumped when the revocation list changes: every connection checks itself again.
+    generation: watch::Sender<u64>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self {
+            hosts: Mutex::default(),
+            open: AtomicUsize::new(0),
+            per_address: Mutex::default(),
+            refused: Refusals::default(),
+            revocations: std::sync::RwLock::new(None),
+            generation: watch::channel(0).0,
+        }
+    }
 }
 
 /// Releases a connection's place in the limits when it ends.
@@ -139,6 +157,25 @@ impl Connections {
         *n += 1;
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(Admitted(self.clone(), ip))
+    }
+
+    /// Checks new and open connections against `r` from now on.
+    pub fn set_revocations(&self, r: Arc<crate::revoke::Revocations>) {
+        *self.revocations.write().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+
+    /// The revocation list changed: every open connection checks itself again.
+    pub fn revocations_changed(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Whether `host`'s certificate with `serial` is revoked.
+    pub fn is_revoked(&self, host: &str, serial: &str) -> bool {
+        self.revocations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|r| r.revoked(host, serial))
     }
 
     /// Connections open now, TLS handshakes included.
@@ -266,12 +303,24 @@ async fn accept(
     };
     let (_, conn) = stream.get_ref();
     // The verifier already required a certificate chaining to our CA; its CN is the host.
-    let host = conn
+    let cert = conn
         .peer_certificates()
         .and_then(|c| c.first())
-        .ok_or_else(|| IngestError::Identity("no client certificate".into()))
-        .and_then(|c| tls::cert_host_id(c).map_err(|e| IngestError::Identity(e.to_string())))?;
-    handle_with(stream, host, store, connections, limits, shutdown).await
+        .ok_or_else(|| IngestError::Identity("no client certificate".into()))?;
+    let host = tls::cert_host_id(cert).map_err(|e| IngestError::Identity(e.to_string()))?;
+    let serial = crate::revoke::serial_of(cert).unwrap_or_default();
+    if connections.is_revoked(host.as_str(), &serial) {
+        connections.refused.revoked.fetch_add(1, Ordering::Relaxed);
+        let (_, w) = tokio::io::split(stream);
+        let mut writer = FrameWriter::new(w, limits.max_frame);
+        return Err(refuse(
+            &mut writer,
+            ErrorCode::HostMismatch,
+            format!("the certificate of {host} (serial {serial}) is revoked"),
+        )
+        .await);
+    }
+    serve_connection(stream, host, serial, store, connections, limits, shutdown).await
 }
 
 async fn refuse<W: AsyncWrite + Unpin>(
@@ -313,8 +362,30 @@ pub async fn handle_with<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     store: Store,
     connections: Arc<Connections>,
     limits: &Limits,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    serve_connection(
+        stream,
+        host,
+        String::new(),
+        store,
+        connections,
+        limits,
+        shutdown,
+    )
+    .await
+}
+
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    host: HostId,
+    serial: String,
+    store: Store,
+    connections: Arc<Connections>,
+    limits: &Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
+    let mut generation = connections.generation.subscribe();
     let (r, w) = tokio::io::split(stream);
     let mut reader = FrameReader::new(r, limits.max_frame);
     let mut writer = FrameWriter::new(w, limits.max_frame);
@@ -412,8 +483,25 @@ pub async fn handle_with<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut warned_series_limit = false;
     let result = loop {
         let msg = tokio::select! {
-            m = tokio::time::timeout(limits.idle_timeout, reader.read()) => Some(m),
+            m = tokio::time::timeout(limits.idle_timeout, reader.read()) => Some(Some(m)),
             _ = shutdown.wait_for(|s| *s) => None,
+            Ok(()) = generation.changed() => Some(None),
+        };
+        let msg = match msg {
+            Some(Some(m)) => Some(m),
+            Some(None) => {
+                if connections.is_revoked(host.as_str(), &serial) {
+                    connections.refused.revoked.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%host, serial, "certificate revoked: disconnecting");
+                    let e = ErrorMsg {
+                        code: ErrorCode::HostMismatch,
+                        message: format!("the certificate of {host} (serial {serial}) is revoked"),
+                    };
+                    break Err(send_error(&ack_tx, e).await);
+                }
+                continue;
+            }
+            None => None,
         };
         let msg = match msg {
             Some(Ok(m)) => Some(m),

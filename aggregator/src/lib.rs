@@ -19,6 +19,7 @@ pub mod pki;
 pub mod prom;
 pub mod remote_write;
 pub mod report;
+pub mod revoke;
 pub mod server;
 pub mod status;
 pub mod store;

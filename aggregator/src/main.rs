@@ -264,6 +264,19 @@ enum CaCommand {
         #[arg(long, default_value_t = 365)]
         days: i64,
     },
+    /// Revoke an agent certificate: by host (every certificate for it) or by serial. The
+    /// running aggregator disconnects it within seconds and refuses it from then on.
+    Revoke {
+        /// The PKI directory made by `ca init` (the list is DIR/revoked.txt, beside ca.pem).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host id whose certificates are revoked.
+        #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
+        host: Option<String>,
+        /// Serial number (hex) of one certificate.
+        #[arg(long)]
+        serial: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -463,6 +476,36 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("nines-aggregator: ca issue: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Ca(CaCommand::Revoke { dir, host, serial }) => {
+            let (kind, value) = match (host, serial) {
+                (Some(h), _) => match HostId::new(h) {
+                    Ok(h) => ("host", h.to_string()),
+                    Err(e) => {
+                        eprintln!("nines-aggregator: ca revoke: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                },
+                (None, Some(s)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    ("serial", nines_aggregator::revoke::normalize_serial(&s))
+                }
+                _ => {
+                    eprintln!("nines-aggregator: ca revoke: give --host HOST or --serial HEX");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let path = dir.join("revoked.txt");
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            match nines_aggregator::revoke::append(&path, kind, &value, &now) {
+                Ok(()) => {
+                    println!("revoked {kind} {value} in {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nines-aggregator: ca revoke: {}: {e}", path.display());
                     ExitCode::FAILURE
                 }
             }

@@ -44,6 +44,9 @@ pub enum ServeError {
     /// Remote write could not start.
     #[error(transparent)]
     RemoteWrite(#[from] RemoteWriteError),
+    /// The revocation list is unreadable or malformed.
+    #[error("revocation list {0}")]
+    Revoked(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -120,6 +123,16 @@ impl Server {
             })?;
         let (shutdown, rx) = watch::channel(false);
         let connections = Arc::new(Connections::default());
+        let revocations = Arc::new(
+            crate::revoke::Revocations::open(&config.ingest.revoked_path())
+                .map_err(ServeError::Revoked)?,
+        );
+        connections.set_revocations(revocations.clone());
+        let revocation_task = tokio::spawn(watch_revocations(
+            revocations,
+            connections.clone(),
+            rx.clone(),
+        ));
         let mut remote_write = None;
         let mut tasks = Vec::new();
         if let Some(c) = &config.remote_write {
@@ -167,7 +180,13 @@ impl Server {
             api_addr,
             shutdown,
             tasks: {
-                tasks.extend([ingest_task, api_task, alerts_task, tracker_task]);
+                tasks.extend([
+                    ingest_task,
+                    api_task,
+                    alerts_task,
+                    tracker_task,
+                    revocation_task,
+                ]);
                 tasks
             },
             writer,
@@ -204,6 +223,42 @@ impl Server {
         )
         .await;
         tracing::info!("nines-aggregator stopped");
+    }
+}
+
+/// Re-reads the revocation list every 2 s when it changed; a revoked agent is disconnected
+/// at once. A bad file keeps the list in force and says why.
+async fn watch_revocations(
+    r: Arc<crate::revoke::Revocations>,
+    connections: Arc<Connections>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error = String::new();
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        match r.reload() {
+            Ok(Some(list)) => {
+                tracing::info!(
+                    file = %r.path().display(),
+                    hosts = list.hosts.len(),
+                    serials = list.serials.len(),
+                    "revocation list changed"
+                );
+                connections.revocations_changed();
+                last_error.clear();
+            }
+            Ok(None) => {}
+            Err(e) if e != last_error => {
+                tracing::error!("revocation list: {e}; the list in force stays");
+                last_error = e;
+            }
+            Err(_) => {}
+        }
     }
 }
 

@@ -154,13 +154,14 @@ fn render(state: &AppState) -> String {
     e.family(
         "nines_ingest_connections_refused_total",
         "counter",
-        "Ingest connections refused: over max_connections or max_connections_per_address (closed before TLS), or a failed TLS handshake.",
+        "Ingest connections refused: over max_connections or max_connections_per_address (closed before TLS), a failed TLS handshake, or a revoked certificate (refused, or disconnected when revoked).",
     );
     let r = &conns.refused;
     for (reason, v) in [
         ("max_connections", &r.over_total),
         ("max_connections_per_address", &r.over_address),
         ("handshake", &r.handshake),
+        ("revoked", &r.revoked),
     ] {
         e.sample(
             "nines_ingest_connections_refused_total",
