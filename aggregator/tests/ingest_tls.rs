@@ -53,6 +53,13 @@ async fn only_a_valid_certificate_for_the_claimed_host_gets_in() {
     let r = hello_reply(addr, &ca.pem, Some(&ca.expired_agent("web-1")), "web-1").await;
     assert!(!matches!(r, Ok(Message::Welcome(_))), "expired: {r:?}");
 
+    // A certificate from the right CA that is not valid yet.
+    let r = hello_reply(addr, &ca.pem, Some(&ca.future_agent("web-1")), "web-1").await;
+    assert!(
+        !matches!(r, Ok(Message::Welcome(_))),
+        "not yet valid: {r:?}"
+    );
+
     // A valid certificate for web-1 that says Hello as web-2.
     let r = hello_reply(addr, &ca.pem, Some(&ca.agent("web-1")), "web-2").await;
     match r {

@@ -42,6 +42,21 @@ impl Ca {
     }
 
     fn leaf(&self, cn: &str, server: bool, not_after: OffsetDateTime) -> Leaf {
+        self.leaf_between(
+            cn,
+            server,
+            OffsetDateTime::now_utc() - Duration::days(30),
+            not_after,
+        )
+    }
+
+    fn leaf_between(
+        &self,
+        cn: &str,
+        server: bool,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(vec![cn.to_owned()]).unwrap();
         p.distinguished_name.push(DnType::CommonName, cn);
@@ -50,7 +65,7 @@ impl Ca {
         } else {
             ExtendedKeyUsagePurpose::ClientAuth
         }];
-        p.not_before = OffsetDateTime::now_utc() - Duration::days(30);
+        p.not_before = not_before;
         p.not_after = not_after;
         let cert = p.signed_by(&key, &self.issuer).unwrap();
         Leaf {
@@ -69,6 +84,17 @@ impl Ca {
 
     pub fn agent(&self, host: &str) -> Leaf {
         self.leaf(host, false, OffsetDateTime::now_utc() + Duration::days(30))
+    }
+
+    /// An agent certificate valid only from tomorrow.
+    pub fn future_agent(&self, host: &str) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        self.leaf_between(
+            host,
+            false,
+            now + Duration::days(1),
+            now + Duration::days(30),
+        )
     }
 
     pub fn expired_agent(&self, host: &str) -> Leaf {
