@@ -39,21 +39,27 @@ const MAX_POINTS: u64 = 200_000;
 pub struct StoreData<'a> {
     store: &'a Store,
     services: &'a [ServiceConfig],
-    maintenance: Vec<Maintenance>,
+    /// Read on first use, once: the alert loop ticks every second but evaluates less often.
+    maintenance: std::cell::OnceCell<Vec<Maintenance>>,
 }
 
 impl<'a> StoreData<'a> {
-    /// Reads the maintenance windows once for this evaluation.
+    /// The store as data; maintenance windows are read once, when first asked for.
     pub fn new(store: &'a Store, services: &'a [ServiceConfig]) -> Self {
-        let maintenance = records::maintenance(store).unwrap_or_else(|e| {
-            tracing::warn!("alerts: maintenance windows unreadable: {e}");
-            Vec::new()
-        });
         Self {
             store,
             services,
-            maintenance,
+            maintenance: std::cell::OnceCell::new(),
         }
+    }
+
+    fn windows(&self) -> &[Maintenance] {
+        self.maintenance.get_or_init(|| {
+            records::maintenance(self.store).unwrap_or_else(|e| {
+                tracing::warn!("alerts: maintenance windows unreadable: {e}");
+                Vec::new()
+            })
+        })
     }
 }
 
@@ -106,7 +112,7 @@ impl Data for StoreData<'_> {
 
     fn maintenance(&self, host: &str, now: i64) -> Option<String> {
         let instant = Interval::new(now, now + 1);
-        self.maintenance
+        self.windows()
             .iter()
             .filter(|m| !m.when.within(instant).is_empty())
             .find(|m| {

@@ -128,30 +128,14 @@ pub fn read_token(path: &Path) -> Result<String, FetchError> {
 
 /// The request URL for `f`.
 pub fn request_url(f: &Fetch) -> Result<Url, FetchError> {
-    let bad = |why: String| FetchError::Url {
-        url: f.url.clone(),
-        why,
-    };
-    let mut url = Url::parse(&f.url).map_err(|e| bad(e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad(format!(
-            "scheme {:?} is not http or https",
-            url.scheme()
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("give the base URL without ?query or #fragment".into()));
-    }
-    let path = format!("{}/api/v1/availability", url.path().trim_end_matches('/'));
-    url.set_path(&path);
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair("from", &f.period.from.as_millisecond().to_string());
-    q.append_pair("to", &f.period.to.as_millisecond().to_string());
+    let mut query = vec![
+        ("from", f.period.from.as_millisecond().to_string()),
+        ("to", f.period.to.as_millisecond().to_string()),
+    ];
     if let Some(s) = &f.service {
-        q.append_pair("service", s);
+        query.push(("service", s.clone()));
     }
-    url.set_query(Some(&q.finish()));
-    Ok(url)
+    api_url(&f.url, "/api/v1/availability", &query)
 }
 
 fn client(f: &Fetch) -> Result<reqwest::Client, FetchError> {
@@ -284,30 +268,7 @@ fn api_message(body: &str) -> String {
 pub async fn fetch(f: &Fetch) -> Result<Availability, FetchError> {
     let url = request_url(f)?;
     let client = client(f)?;
-    let unreachable = |e: reqwest::Error| FetchError::Unreachable {
-        url: url.to_string(),
-        why: chain(&e),
-    };
-    let resp = client
-        .get(url.clone())
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .map_err(unreachable)?;
-    let status = resp.status();
-    let body = resp.text().await.map_err(unreachable)?;
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return Err(FetchError::Refused {
-            status,
-            message: api_message(&body),
-        });
-    }
-    if !status.is_success() {
-        return Err(FetchError::Api {
-            status,
-            message: api_message(&body),
-        });
-    }
+    let body = get_body(&client, url, &f.token).await?;
     let report: Availability =
         serde_json::from_str(&body).map_err(|e| FetchError::Body(e.to_string()))?;
     if report.services.is_empty() {
