@@ -1,8 +1,10 @@
 //! nines-agent: collectors, durable spool and mTLS shipper.
 
+pub mod certs;
 pub mod checks;
 pub mod collect;
 pub mod config;
+pub mod enroll;
 pub mod run;
 pub mod ship;
 pub mod spool;

@@ -41,6 +41,34 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Get this host's first certificate from the aggregator with a one-time token.
+    ///
+    /// Makes a key here (it never leaves this machine), sends a certificate request over TLS
+    /// to the aggregator, which is trusted only if its chain holds the CA with the given
+    /// fingerprint, and writes the CA bundle, certificate and key where the configuration's
+    /// [aggregator] section names them. A running agent waiting for certificates picks them
+    /// up within seconds. Exit 0 enrolled, 1 refused or unreachable, 64 bad arguments.
+    Enroll {
+        /// Configuration file (for the host id and where the files go).
+        #[arg(long, short, default_value = "/etc/nines/agent.toml")]
+        config: PathBuf,
+        /// The aggregator's ingest address, HOST:PORT.
+        #[arg(long)]
+        aggregator: String,
+        /// The one-time token from `nines-aggregator ca token`.
+        #[arg(long)]
+        token: String,
+        /// SHA-256 fingerprint of the nines CA certificate (`nines-aggregator ca
+        /// fingerprint`), hex, colons allowed.
+        #[arg(long)]
+        ca_fingerprint: String,
+        /// Name the aggregator's certificate carries, if not the address's host part.
+        #[arg(long)]
+        server_name: Option<String>,
+        /// Replace a certificate and key that exist already.
+        #[arg(long)]
+        force: bool,
+    },
     /// Write the man pages and shell completions into DIR (for packages).
     #[command(hide = true)]
     GenerateDocs {
@@ -136,6 +164,57 @@ fn main() -> ExitCode {
             };
             init_logging();
             collect_once(&collect, format)
+        }
+        Command::Enroll {
+            config,
+            aggregator,
+            token,
+            ca_fingerprint,
+            server_name,
+            force,
+        } => {
+            let path = config;
+            let config = match load(&path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let request = nines_agent::enroll::Request {
+                aggregator,
+                token,
+                ca_fingerprint,
+                server_name,
+                force,
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("nines-agent: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(nines_agent::enroll::enroll(&config, &request)) {
+                Ok(host) => {
+                    let a = &config.aggregator;
+                    println!(
+                        "enrolled as {host}: wrote {}, {} and {}",
+                        a.ca.display(),
+                        a.cert.display(),
+                        a.key.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e @ nines_agent::enroll::EnrollError::Usage(_)) => {
+                    eprintln!("nines-agent: enroll: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Err(e) => {
+                    eprintln!("nines-agent: enroll: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Run { config } => {
             let config = match load(&config) {

@@ -8,6 +8,7 @@ use nines_common::proto::{Hello, PROTOCOL_VERSION};
 use nines_common::{HostId, Sample, tls};
 use tokio::sync::{Notify, watch};
 
+use crate::certs::Credentials;
 use crate::collect::{self, CollectConfig, Out, Runner, Tick};
 use crate::config::Config;
 use crate::ship::Shipper;
@@ -50,30 +51,11 @@ pub enum AgentError {
 
 pub use nines_common::model::now_ms;
 
-fn read(path: &Path) -> Result<Vec<u8>, AgentError> {
-    std::fs::read(path).map_err(|source| AgentError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// TLS client configuration and host id from the configured files.
+/// TLS client configuration and host id of the certificate in force
+/// ([`crate::certs::load`]).
 pub fn load_tls(config: &Config) -> Result<(rustls::ClientConfig, HostId), AgentError> {
-    let a = &config.aggregator;
-    let (ca, cert, key) = (read(&a.ca)?, read(&a.cert)?, read(&a.key)?);
-    let tls_config = tls::client_config(&ca, &cert, &key)?;
-    let leaf = tls::parse_certs(&cert, "agent certificate")?;
-    let certified = tls::cert_host_id(&leaf[0])?;
-    let host = match &config.host {
-        Some(h) if *h != certified => {
-            return Err(AgentError::HostMismatch {
-                configured: h.to_string(),
-                certified: certified.to_string(),
-            });
-        }
-        _ => certified,
-    };
-    Ok((tls_config, host))
+    let current = crate::certs::load(config)?;
+    Ok(((*current.tls).clone(), current.host))
 }
 
 /// How often an agent without its certificate files looks for them again: three `open`s
@@ -81,11 +63,16 @@ pub fn load_tls(config: &Config) -> Result<(rustls::ClientConfig, HostId), Agent
 pub const ENROLL_POLL: Duration = Duration::from_secs(5);
 
 /// The CA, certificate and key files named by the configuration that do not exist (yet).
+/// A renewed pair in the state directory stands in for the configured certificate and key.
 pub fn missing_tls_files(config: &Config) -> Vec<&Path> {
     let a = &config.aggregator;
+    let renewed = crate::certs::renewed_dir(&config.state_dir);
+    let have_renewed = renewed.join("agent.pem").exists() && renewed.join("agent.key").exists();
     [&a.ca, &a.cert, &a.key]
         .into_iter()
-        .map(|p| p.as_path())
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || !have_renewed)
+        .map(|(_, p)| p.as_path())
         .filter(|p| matches!(p.try_exists(), Ok(false)))
         .collect()
 }
@@ -108,10 +95,11 @@ pub fn enroll_hint(config: &Config, missing: &[&Path]) -> String {
     let missing: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
     let a = &config.aggregator;
     format!(
-        "no certificates yet ({} missing): on the aggregator run `nines-aggregator ca issue \
-         --dir /etc/nines/pki --host {host}`, then copy ca.pem, agents/{host}.pem and \
-         agents/{host}.key from there to {}, {} and {} here (the key readable by this agent's \
-         user only)",
+        "no certificates yet ({} missing): on the aggregator run `nines-aggregator ca token \
+         --dir /etc/nines/pki --host {host}` and here the `nines-agent enroll` command it \
+         prints; or run `nines-aggregator ca issue --dir /etc/nines/pki --host {host}` there \
+         and copy ca.pem, agents/{host}.pem and agents/{host}.key to {}, {} and {} here (the \
+         key readable by this agent's user only)",
         missing.join(", "),
         a.ca.display(),
         a.cert.display(),
@@ -126,7 +114,7 @@ pub fn enroll_hint(config: &Config, missing: &[&Path]) -> String {
 async fn wait_for_tls(
     config: &Config,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<Option<(rustls::ClientConfig, HostId)>, AgentError> {
+) -> Result<Option<Credentials>, AgentError> {
     let mut waited = false;
     loop {
         let missing = missing_tls_files(config);
@@ -134,7 +122,7 @@ async fn wait_for_tls(
             if waited {
                 tracing::info!("certificates found");
             }
-            return load_tls(config).map(Some);
+            return Credentials::load(config).map(Some);
         }
         if !waited {
             tracing::warn!(
@@ -264,10 +252,12 @@ pub fn next_boundary(now_ms: i64, interval: Duration) -> i64 {
 
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
-    let Some((tls_config, host)) = wait_for_tls(&config, &mut shutdown.clone()).await? else {
+    let Some(credentials) = wait_for_tls(&config, &mut shutdown.clone()).await? else {
         tracing::info!("nines-agent stopped");
         return Ok(());
     };
+    let credentials = Arc::new(credentials);
+    let host = credentials.current().host;
     let spool_dir = config.state_dir.join("spool");
     let limits = Limits {
         max_bytes: config.spool.max_bytes,
@@ -285,7 +275,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     );
     let shipper = Shipper {
         config: config.aggregator.clone(),
-        tls: Arc::new(tls_config),
+        credentials: credentials.clone(),
         hello: hello(&host, &config.collect, config.interval),
         spool: spool.clone(),
         appended: appended.clone(),
@@ -334,6 +324,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             "agent_spool_dropped_batches_total",
             &[],
             spool.dropped() as f64,
+        );
+        out.push(
+            "agent_certificate_expiry_timestamp_seconds",
+            &[],
+            credentials.current().not_after as f64,
         );
         match spool.append(tick.ts_ms, samples) {
             Ok(_) => appended.notify_one(),

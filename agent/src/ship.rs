@@ -8,7 +8,8 @@ use std::time::Duration;
 use nines_common::SeriesKey;
 use nines_common::proto::io::{FrameReader, FrameWriter};
 use nines_common::proto::{
-    Batch, DEFAULT_MAX_FRAME_BYTES, Hello, Message, Point, ProtoError, SeriesDef,
+    Batch, CertificateReply, DEFAULT_MAX_FRAME_BYTES, Hello, Message, Point, ProtoError, Renew,
+    SeriesDef,
 };
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -16,6 +17,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
 
+use crate::certs::Credentials;
 use crate::config::{AggregatorConfig, split_host_port};
 use crate::spool::{Cursor, Spool, SpoolError, SpoolRecord};
 
@@ -58,6 +60,9 @@ pub enum ShipError {
     /// The spool failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The certificate was renewed: the session ends so that the next one presents it.
+    #[error("certificate renewed; reconnecting with it")]
+    Renewed,
 }
 
 /// Delay before reconnection attempt `attempt` (0-based): uniformly random between zero and
@@ -75,8 +80,8 @@ pub fn backoff(attempt: u32) -> Duration {
 pub struct Shipper {
     /// Where to ship and how.
     pub config: AggregatorConfig,
-    /// TLS client configuration with the agent certificate.
-    pub tls: Arc<rustls::ClientConfig>,
+    /// The agent certificate in force, renewed over the connection when due.
+    pub credentials: Arc<Credentials>,
     /// The `Hello` to send on every connection.
     pub hello: Hello,
     /// The spool to ship from.
@@ -105,6 +110,13 @@ impl Shipper {
             let addr = &self.config.addresses[index % self.config.addresses.len()];
             match self.session(addr, &mut shutdown).await {
                 End::Shutdown => return,
+                End::Failed {
+                    error: ShipError::Renewed,
+                    ..
+                } => {
+                    attempt = 0;
+                    tracing::info!(aggregator = %addr, "reconnecting with the renewed certificate");
+                }
                 End::Failed { error, progressed } => {
                     if progressed {
                         attempt = 0;
@@ -151,7 +163,7 @@ impl Shipper {
             .map_err(|e| connect_err(e.to_string()))?;
         tcp.set_nodelay(true)
             .map_err(|e| connect_err(e.to_string()))?;
-        let connector = TlsConnector::from(self.tls.clone());
+        let connector = TlsConnector::from(self.credentials.current().tls);
         timeout(HANDSHAKE_TIMEOUT, connector.connect(server_name, tcp))
             .await
             .map_err(|_| connect_err("TLS handshake timed out".into()))?
@@ -208,6 +220,26 @@ impl Shipper {
         });
         let _abort = AbortOnDrop(read_task);
 
+        // A certificate past two thirds of its life is renewed over this connection.
+        let mut renewal_key = None;
+        let now_s = nines_common::model::now_ms() / 1000;
+        if self.credentials.renewal_due(now_s) {
+            match renewal_request(&self.hello.host_id) {
+                Ok((key_pem, csr_der)) => {
+                    tracing::info!(
+                        expires = self.credentials.current().not_after,
+                        "asking the aggregator to renew the certificate"
+                    );
+                    writer.write(&Message::Renew(Renew { csr_der })).await?;
+                    renewal_key = Some(key_pem);
+                }
+                Err(e) => {
+                    tracing::warn!("cannot make a certificate request: {e}");
+                    self.credentials.renewal_failed(now_s);
+                }
+            }
+        }
+
         let mut dict: HashMap<SeriesKey, u32> = HashMap::new();
         let mut inflight: VecDeque<(u64, Instant)> = VecDeque::new();
         loop {
@@ -248,6 +280,36 @@ impl Shipper {
                         message: e.message,
                     });
                 }
+                Some(Ok(Some(Message::Certificate(reply)))) => {
+                    let Some(key_pem) = renewal_key.take() else {
+                        return Err(ShipError::Unexpected(
+                            "a certificate nobody asked for".into(),
+                        ));
+                    };
+                    let now_s = nines_common::model::now_ms() / 1000;
+                    match reply {
+                        CertificateReply::Issued { cert_pem, ca_pem } => {
+                            match self.credentials.install(&key_pem, &cert_pem, &ca_pem) {
+                                Ok(()) => {
+                                    let _ =
+                                        timeout(Duration::from_secs(2), writer.shutdown()).await;
+                                    return Err(ShipError::Renewed);
+                                }
+                                Err(e) => {
+                                    tracing::error!("the renewed certificate is unusable: {e}");
+                                    self.credentials.renewal_failed(now_s);
+                                }
+                            }
+                        }
+                        CertificateReply::Refused { message } => {
+                            tracing::warn!(
+                                "the aggregator refused to renew the certificate: {message}; \
+                                 asking again in an hour"
+                            );
+                            self.credentials.renewal_failed(now_s);
+                        }
+                    }
+                }
                 Some(Ok(Some(other))) => {
                     return Err(ShipError::Unexpected(format!("{other:?}")));
                 }
@@ -256,6 +318,18 @@ impl Shipper {
             }
         }
     }
+}
+
+/// A new key and a certificate signing request for `host`, DER: the key never leaves this
+/// machine.
+pub fn renewal_request(host: &str) -> Result<(String, Vec<u8>), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host);
+    let csr = params.serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.der().to_vec()))
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

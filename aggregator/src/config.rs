@@ -133,6 +133,23 @@ pub struct IngestConfig {
     /// `ca`. Re-read whenever it changes.
     #[serde(default)]
     pub revoked: Option<PathBuf>,
+    /// The CA private key that signs enrolled and renewed agent certificates. Default
+    /// `ca.key` beside `ca`. If the aggregator cannot read it, agents cannot enroll or renew
+    /// (they are told why) and everything else works.
+    #[serde(default)]
+    pub ca_key: Option<PathBuf>,
+    /// The enrollment token file `nines-aggregator ca token` appends to. Default `tokens.txt`
+    /// beside `ca`.
+    #[serde(default)]
+    pub tokens: Option<PathBuf>,
+    /// Life of the agent certificates the aggregator issues; agents renew them after two
+    /// thirds of it. Default 30 days.
+    #[serde(default = "default_agent_cert_days")]
+    pub agent_cert_days: u32,
+}
+
+fn default_agent_cert_days() -> u32 {
+    30
 }
 
 fn default_max_connections() -> usize {
@@ -159,6 +176,23 @@ impl IngestConfig {
                 .parent()
                 .unwrap_or(Path::new("."))
                 .join("revoked.txt")
+        })
+    }
+
+    /// The CA key: `ca_key`, or `ca.key` beside the CA file.
+    pub fn ca_key_path(&self) -> PathBuf {
+        self.ca_key
+            .clone()
+            .unwrap_or_else(|| self.ca.parent().unwrap_or(Path::new(".")).join("ca.key"))
+    }
+
+    /// The token file: `tokens`, or `tokens.txt` beside the CA file.
+    pub fn tokens_path(&self) -> PathBuf {
+        self.tokens.clone().unwrap_or_else(|| {
+            self.ca
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("tokens.txt")
         })
     }
 
@@ -330,6 +364,22 @@ impl StoreConfig {
 }
 
 impl Config {
+    /// Where enrollment and renewal find their files.
+    pub fn enroll(&self) -> crate::enroll::EnrollConfig {
+        crate::enroll::EnrollConfig {
+            ca_cert: self.ingest.ca.clone(),
+            ca_key: self.ingest.ca_key_path(),
+            tokens: self.ingest.tokens_path(),
+            used_tokens: self
+                .store
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("used-tokens.txt"),
+            cert_days: self.ingest.agent_cert_days,
+        }
+    }
+
     /// The alert rules the configuration names, read and validated (none if it names no file).
     /// Every rule a service counts as down time (`alert_rules`) must be defined there.
     pub fn load_rules(&self) -> Result<crate::alerts::Rules, crate::alerts::RulesError> {
@@ -400,6 +450,11 @@ impl Config {
                     .into(),
             ));
         }
+        if !(1..=3650).contains(&i.agent_cert_days) {
+            return Err(invalid(
+                "[ingest] agent_cert_days must be from 1 to 3650".into(),
+            ));
+        }
         for t in &config.api.tokens {
             let ok = t.sha256.len() == 64
                 && t.sha256
@@ -453,10 +508,17 @@ impl Config {
         {
             *p = base.join(&*p);
         }
-        if let Some(p) = &mut config.ingest.revoked
-            && p.is_relative()
+        for p in [
+            &mut config.ingest.revoked,
+            &mut config.ingest.ca_key,
+            &mut config.ingest.tokens,
+        ]
+        .into_iter()
+        .flatten()
         {
-            *p = base.join(&*p);
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
         for p in [
             &mut config.ingest.ca,

@@ -16,7 +16,9 @@ use nines_common::{HostId, SeriesKey, tls};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_rustls::TlsAcceptor;
+
+use crate::enroll::Enroller;
+use crate::ingest_tls::IngestTls;
 
 use crate::store::{BatchWrite, HelloWrite, Store, StoreError};
 
@@ -96,6 +98,16 @@ pub struct Refusals {
     pub series_points: AtomicU64,
     /// Connections refused or closed because their certificate is revoked.
     pub revoked: AtomicU64,
+    /// Connections without a client certificate that did not enroll.
+    pub no_certificate: AtomicU64,
+    /// Enrollments that got a certificate.
+    pub enrolled: AtomicU64,
+    /// Enrollments refused (unknown, used or expired token, wrong host, bad request).
+    pub enroll_refused: AtomicU64,
+    /// Renewals that got a certificate.
+    pub renewed: AtomicU64,
+    /// Renewals refused.
+    pub renew_refused: AtomicU64,
 }
 
 /// Hosts with an open connection, how many connections are open from where, what was
@@ -215,7 +227,8 @@ pub use nines_common::model::now_ms;
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: Arc<IngestTls>,
+    enroller: Arc<Enroller>,
     store: Store,
     connections: Arc<Connections>,
     limits: Limits,
@@ -251,8 +264,9 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, store, connections, shutdown, limits) = (
-            acceptor.clone(),
+        let (acceptor, enroller, store, connections, shutdown, limits) = (
+            tls.acceptor(),
+            enroller.clone(),
             store.clone(),
             connections.clone(),
             shutdown.clone(),
@@ -260,7 +274,12 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             let _admitted = admitted;
-            match accept(tcp, acceptor, store, connections, &limits, shutdown).await {
+            let conn = Conn {
+                store,
+                connections,
+                enroller: Some(enroller),
+            };
+            match accept(tcp, acceptor, conn, &limits, shutdown).await {
                 Ok(()) => {}
                 Err(IngestError::Proto(ProtoError::Io(e)))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof
@@ -274,14 +293,22 @@ pub async fn serve(
     }
 }
 
-async fn accept(
-    tcp: tokio::net::TcpStream,
-    acceptor: TlsAcceptor,
+/// What a connection's task shares with the rest of the aggregator.
+struct Conn {
     store: Store,
     connections: Arc<Connections>,
+    /// Signs enrollments and renewals; `None` where the caller offers neither.
+    enroller: Option<Arc<Enroller>>,
+}
+
+async fn accept(
+    tcp: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    conn: Conn,
     limits: &Limits,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
+    let connections = &conn.connections;
     let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
         .await
         .map_err(|_| {
@@ -301,12 +328,11 @@ async fn accept(
             return Err(e);
         }
     };
-    let (_, conn) = stream.get_ref();
-    // The verifier already required a certificate chaining to our CA; its CN is the host.
-    let cert = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .ok_or_else(|| IngestError::Identity("no client certificate".into()))?;
+    let (_, tls) = stream.get_ref();
+    // The verifier checked any certificate presented against our CA; its CN is the host.
+    let Some(cert) = tls.peer_certificates().and_then(|c| c.first()) else {
+        return enroll(stream, conn, limits).await;
+    };
     let host = tls::cert_host_id(cert).map_err(|e| IngestError::Identity(e.to_string()))?;
     let serial = crate::revoke::serial_of(cert).unwrap_or_default();
     if connections.is_revoked(host.as_str(), &serial) {
@@ -320,7 +346,69 @@ async fn accept(
         )
         .await);
     }
-    serve_connection(stream, host, serial, store, connections, limits, shutdown).await
+    serve_connection(stream, host, serial, conn, limits, shutdown).await
+}
+
+/// A connection without a client certificate: one `Enroll`, answered with a certificate or
+/// a refusal, then closed.
+async fn enroll<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    conn: Conn,
+    limits: &Limits,
+) -> Result<(), IngestError> {
+    let refused = &conn.connections.refused;
+    let (r, w) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(r, limits.max_frame);
+    let mut writer = FrameWriter::new(w, limits.max_frame);
+    let first = tokio::time::timeout(limits.handshake_timeout, reader.read()).await;
+    let request = match first {
+        Ok(Ok(Some(Message::Enroll(e)))) if e.protocol == PROTOCOL_VERSION => e,
+        Ok(Ok(Some(Message::Enroll(e)))) => {
+            refused.enroll_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(unsupported(&mut writer, e.protocol).await);
+        }
+        Ok(Ok(None)) => {
+            refused.no_certificate.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        Ok(Err(e)) => {
+            refused.no_certificate.fetch_add(1, Ordering::Relaxed);
+            return Err(refuse(&mut writer, e.code(), e.to_string()).await);
+        }
+        _ => {
+            refused.no_certificate.fetch_add(1, Ordering::Relaxed);
+            let msg = "no client certificate: this connection may only enroll \
+                       (`nines-agent enroll`); send a certificate signed by the nines CA"
+                .to_owned();
+            return Err(refuse(&mut writer, ErrorCode::UnexpectedMessage, msg).await);
+        }
+    };
+    let reply = match conn.enroller.clone() {
+        Some(e) => tokio::task::spawn_blocking(move || e.enroll(&request.token, &request.csr_der))
+            .await
+            .unwrap_or_else(|_| nines_common::proto::CertificateReply::Refused {
+                message: "internal error".into(),
+            }),
+        None => nines_common::proto::CertificateReply::Refused {
+            message: "enrollment is not offered here".into(),
+        },
+    };
+    let outcome = match &reply {
+        nines_common::proto::CertificateReply::Issued { .. } => {
+            refused.enrolled.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        nines_common::proto::CertificateReply::Refused { message } => {
+            refused.enroll_refused.fetch_add(1, Ordering::Relaxed);
+            Err(IngestError::Refused {
+                code: ErrorCode::UnexpectedMessage,
+                message: format!("enrollment refused: {message}"),
+            })
+        }
+    };
+    writer.write(&Message::Certificate(reply)).await?;
+    let _ = writer.shutdown().await;
+    outcome
 }
 
 async fn refuse<W: AsyncWrite + Unpin>(
@@ -355,6 +443,31 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     handle_with(stream, host, store, connections, &limits, shutdown).await
 }
 
+/// [`handle`] that also answers `Renew` with `enroller`.
+pub async fn handle_renewing<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    host: HostId,
+    store: Store,
+    connections: Arc<Connections>,
+    enroller: Arc<Enroller>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let conn = Conn {
+        store,
+        connections,
+        enroller: Some(enroller),
+    };
+    serve_connection(
+        stream,
+        host,
+        String::new(),
+        conn,
+        &Limits::default(),
+        shutdown,
+    )
+    .await
+}
+
 /// [`handle`] with every limit given.
 pub async fn handle_with<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
@@ -364,27 +477,27 @@ pub async fn handle_with<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     limits: &Limits,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    serve_connection(
-        stream,
-        host,
-        String::new(),
+    let conn = Conn {
         store,
         connections,
-        limits,
-        shutdown,
-    )
-    .await
+        enroller: None,
+    };
+    serve_connection(stream, host, String::new(), conn, limits, shutdown).await
 }
 
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     host: HostId,
     serial: String,
-    store: Store,
-    connections: Arc<Connections>,
+    conn: Conn,
     limits: &Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
+    let Conn {
+        store,
+        connections,
+        enroller,
+    } = conn;
     let mut generation = connections.generation.subscribe();
     let (r, w) = tokio::io::split(stream);
     let mut reader = FrameReader::new(r, limits.max_frame);
@@ -469,6 +582,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     }),
                 },
                 Reply::Error(e) => Message::Error(e),
+                Reply::Message(m) => m,
             };
             let fatal = matches!(msg, Message::Error(_));
             if writer.write(&msg).await.is_err() || fatal {
@@ -529,6 +643,17 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         };
         let batch = match msg {
             Ok(Some(Message::Batch(b))) => b,
+            Ok(Some(Message::Renew(r))) => {
+                let reply = renew(enroller.clone(), &host, r.csr_der, &connections).await;
+                if ack_tx
+                    .send(Reply::Message(Message::Certificate(reply)))
+                    .await
+                    .is_err()
+                {
+                    break Ok(());
+                }
+                continue;
+            }
             Ok(None) => break Ok(()),
             Ok(Some(other)) => {
                 let e = ErrorMsg {
@@ -610,7 +735,46 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 
 enum Reply {
     Commit(oneshot::Receiver<Result<u64, StoreError>>),
+    /// Fatal: sent, then the connection closes.
     Error(ErrorMsg),
+    /// Sent in its turn; the connection goes on.
+    Message(Message),
+}
+
+async fn renew(
+    enroller: Option<Arc<Enroller>>,
+    host: &HostId,
+    csr_der: Vec<u8>,
+    connections: &Connections,
+) -> nines_common::proto::CertificateReply {
+    use nines_common::proto::CertificateReply;
+    let reply = match enroller {
+        Some(e) => {
+            let host = host.clone();
+            tokio::task::spawn_blocking(move || e.renew(&host, &csr_der))
+                .await
+                .unwrap_or_else(|_| CertificateReply::Refused {
+                    message: "internal error".into(),
+                })
+        }
+        None => CertificateReply::Refused {
+            message: "renewal is not offered here".into(),
+        },
+    };
+    match &reply {
+        CertificateReply::Issued { .. } => {
+            connections.refused.renewed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%host, "agent certificate renewed");
+        }
+        CertificateReply::Refused { message } => {
+            connections
+                .refused
+                .renew_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%host, "certificate renewal refused: {message}");
+        }
+    }
+    reply
 }
 
 async fn send_error(tx: &mpsc::Sender<Reply>, e: ErrorMsg) -> IngestError {
@@ -638,6 +802,9 @@ fn kind(m: &Message) -> &'static str {
         Message::Batch(_) => "Batch",
         Message::Ack(_) => "Ack",
         Message::Error(_) => "Error",
+        Message::Enroll(_) => "Enroll",
+        Message::Renew(_) => "Renew",
+        Message::Certificate(_) => "Certificate",
     }
 }
 

@@ -264,6 +264,29 @@ enum CaCommand {
         #[arg(long, default_value_t = 365)]
         days: i64,
     },
+    /// Make a one-time enrollment token for HOST and print it with the `nines-agent enroll`
+    /// command to run there. Only the token's SHA-256 is stored (DIR/tokens.txt).
+    Token {
+        /// The PKI directory made by `ca init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host id the token enrolls; the agent must ask for exactly this one.
+        #[arg(long)]
+        host: String,
+        /// How long the token can be used, e.g. 1h, 30m, 2d (at most 30d).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// The ingest address agents dial, for the printed command.
+        #[arg(long, default_value = "AGGREGATOR:7443")]
+        aggregator: String,
+    },
+    /// Print the SHA-256 fingerprint of the CA certificate (what `nines-agent enroll
+    /// --ca-fingerprint` pins).
+    Fingerprint {
+        /// The PKI directory made by `ca init`.
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Revoke an agent certificate: by host (every certificate for it) or by serial. The
     /// running aggregator disconnects it within seconds and refuses it from then on.
     Revoke {
@@ -449,6 +472,9 @@ fn main() -> ExitCode {
                         dir.server_key().display(),
                         sans.join(", ")
                     );
+                    if let Ok(fp) = pki::ca_fingerprint(&dir) {
+                        println!("CA fingerprint (SHA-256): {fp}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -480,6 +506,63 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ca(CaCommand::Token {
+            dir,
+            host,
+            ttl,
+            aggregator,
+        }) => {
+            let host = match HostId::new(host) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("nines-aggregator: ca token: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            if ttl < std::time::Duration::from_secs(60)
+                || ttl > std::time::Duration::from_secs(30 * 86_400)
+            {
+                eprintln!("nines-aggregator: ca token: --ttl must be from 1m to 30d");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let dir = PkiDir(dir);
+            let fp = match pki::ca_fingerprint(&dir) {
+                Ok(fp) => fp,
+                Err(e) => {
+                    eprintln!("nines-aggregator: ca token: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let token = nines_aggregator::enroll::new_token();
+            let expires = std::time::SystemTime::now() + ttl;
+            let unix = expires
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let path = dir.0.join("tokens.txt");
+            if let Err(e) =
+                nines_aggregator::enroll::add_token(&path, &dir.ca_key(), &token, &host, unix)
+            {
+                eprintln!("nines-aggregator: ca token: {e}");
+                return ExitCode::FAILURE;
+            }
+            println!(
+                "token for {host}, usable once until {}:\n{token}\n\non {host}, as root:\n  \
+                 nines-agent enroll --aggregator {aggregator} --token {token} --ca-fingerprint {fp}",
+                humantime::format_rfc3339_seconds(expires)
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Ca(CaCommand::Fingerprint { dir }) => match pki::ca_fingerprint(&PkiDir(dir)) {
+            Ok(fp) => {
+                println!("{fp}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("nines-aggregator: ca fingerprint: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Ca(CaCommand::Revoke { dir, host, serial }) => {
             let (kind, value) = match (host, serial) {
                 (Some(h), _) => match HostId::new(h) {

@@ -98,7 +98,8 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
         .map_err(io(path))
 }
 
-fn serial() -> SerialNumber {
+/// A random positive 128-bit serial number.
+pub(crate) fn serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
     // Positive, non-zero first byte keeps the DER integer at 16 bytes.
@@ -164,6 +165,14 @@ pub fn init(dir: &PkiDir, sans: &[String], server_cn: &str) -> Result<(), PkiErr
     Ok(())
 }
 
+/// The SHA-256 fingerprint of the CA certificate (the first in `ca.pem`).
+pub fn ca_fingerprint(dir: &PkiDir) -> Result<String, PkiError> {
+    let pem = std::fs::read(dir.ca_cert()).map_err(io(&dir.ca_cert()))?;
+    let certs = nines_common::tls::parse_certs(&pem, "CA certificate")
+        .map_err(|e| PkiError::Cert(e.to_string()))?;
+    Ok(nines_common::tls::fingerprint(certs[0].as_ref()))
+}
+
 fn load_issuer(dir: &PkiDir) -> Result<Issuer<'static, KeyPair>, PkiError> {
     let key_pem = std::fs::read_to_string(dir.ca_key()).map_err(io(&dir.ca_key()))?;
     let cert_pem = std::fs::read_to_string(dir.ca_cert()).map_err(io(&dir.ca_cert()))?;
@@ -182,17 +191,8 @@ pub fn issue(dir: &PkiDir, host: &HostId, days: i64) -> Result<(PathBuf, PathBuf
     }
     let issuer = load_issuer(dir)?;
     let key = KeyPair::generate().map_err(cert_err)?;
-    let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, host.as_str());
-    if let Ok(name) = host.as_str().try_into() {
-        params.subject_alt_names = vec![SanType::DnsName(name)];
-    }
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.serial_number = Some(serial());
-    validity(&mut params, days);
+    let days = u32::try_from(days.max(1)).unwrap_or(u32::MAX);
+    let params = crate::enroll::agent_params(host, days).map_err(cert_err)?;
     let cert = params.signed_by(&key, &issuer).map_err(cert_err)?;
     write_file(&key_path, &key.serialize_pem(), 0o600)?;
     write_file(&cert_path, &cert.pem(), 0o644)?;

@@ -9,12 +9,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use crate::alerts::Alerting;
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::enroll::Enroller;
 use crate::ingest::{self, Connections};
+use crate::ingest_tls::IngestTls;
 use crate::remote_write::{RemoteWrite, RemoteWriteError};
 use crate::store::{Store, StoreError, WriterHandle};
 
@@ -44,6 +45,9 @@ pub enum ServeError {
     /// Remote write could not start.
     #[error(transparent)]
     RemoteWrite(#[from] RemoteWriteError),
+    /// The ingest certificate, key or CA bundle is unreadable or unusable.
+    #[error("{0}")]
+    TlsFiles(String),
     /// The revocation list is unreadable or malformed.
     #[error("revocation list {0}")]
     Revoked(String),
@@ -85,6 +89,7 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
     writer: WriterHandle,
     alerts: Arc<Alerting>,
+    tls: Arc<IngestTls>,
     remote_write: Option<Arc<RemoteWrite>>,
 }
 
@@ -97,7 +102,12 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 impl Server {
     /// Opens the store, binds both ports and starts serving.
     pub async fn start(config: &Config) -> Result<Self, ServeError> {
-        let acceptor = TlsAcceptor::from(Arc::new(ingest_tls(config)?));
+        let i = &config.ingest;
+        let tls = Arc::new(
+            IngestTls::load(i.ca.clone(), i.cert.clone(), i.key.clone())
+                .map_err(ServeError::TlsFiles)?,
+        );
+        let enroller = Arc::new(Enroller::new(config.enroll()));
         let rules = config.load_rules()?;
         let (store, writer) = Store::open_with(&config.store.path, config.store.options())?;
         let alerts = Alerting::open(
@@ -128,8 +138,9 @@ impl Server {
                 .map_err(ServeError::Revoked)?,
         );
         connections.set_revocations(revocations.clone());
-        let revocation_task = tokio::spawn(watch_revocations(
+        let revocation_task = tokio::spawn(watch_files(
             revocations,
+            tls.clone(),
             connections.clone(),
             rx.clone(),
         ));
@@ -142,7 +153,8 @@ impl Server {
         }
         let ingest_task = tokio::spawn(ingest::serve(
             ingest_listener,
-            acceptor,
+            tls.clone(),
+            enroller,
             store.clone(),
             connections.clone(),
             config.ingest.limits(),
@@ -191,6 +203,7 @@ impl Server {
             },
             writer,
             alerts,
+            tls,
             remote_write,
         })
     }
@@ -198,6 +211,20 @@ impl Server {
     /// Re-reads the alert rules file; a bad file keeps the rules in force (and says why).
     pub fn reload_rules(&self) -> Result<usize, String> {
         self.alerts.reload()
+    }
+
+    /// Re-reads the ingest certificate, key and CA bundle; a bad file keeps the ones in force
+    /// (and says why). Open connections are not touched.
+    pub fn reload_tls(&self) -> Result<(), String> {
+        self.tls.reload()
+    }
+
+    /// What SIGHUP does: re-reads the alert rules and the ingest TLS files.
+    pub fn hangup(&self) {
+        let _ = self.reload_rules();
+        if let Err(e) = self.reload_tls() {
+            tracing::error!("{e}; the ingest certificate in force stays");
+        }
     }
 
     /// Stops accepting, closes connections, and waits for the last commit.
@@ -226,13 +253,15 @@ impl Server {
     }
 }
 
-/// Re-reads the revocation list every 2 s when it changed; a revoked agent is disconnected
-/// at once. A bad file keeps the list in force and says why.
-async fn watch_revocations(
+/// Every 2 s, re-reads the revocation list and the ingest TLS files if they changed; a
+/// revoked agent is disconnected at once. A bad file keeps what is in force and says why.
+async fn watch_files(
     r: Arc<crate::revoke::Revocations>,
+    tls: Arc<IngestTls>,
     connections: Arc<Connections>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut last_tls_error = String::new();
     let mut every = tokio::time::interval(Duration::from_secs(2));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_error = String::new();
@@ -256,6 +285,14 @@ async fn watch_revocations(
             Err(e) if e != last_error => {
                 tracing::error!("revocation list: {e}; the list in force stays");
                 last_error = e;
+            }
+            Err(_) => {}
+        }
+        match tls.reload_if_changed() {
+            Ok(_) => last_tls_error.clear(),
+            Err(e) if e != last_tls_error => {
+                tracing::error!("{e}; the ingest certificate in force stays");
+                last_tls_error = e;
             }
             Err(_) => {}
         }
@@ -292,7 +329,8 @@ async fn track_incidents(
     }
 }
 
-/// Runs the aggregator until `shutdown` turns true; SIGHUP reloads the alert rules.
+/// Runs the aggregator until `shutdown` turns true; SIGHUP reloads the alert rules and the
+/// ingest certificate, key and CA bundle.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
     let server = Server::start(&config).await?;
     #[cfg(unix)]
@@ -302,7 +340,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             Ok(mut hup) => loop {
                 tokio::select! {
                     _ = shutdown.wait_for(|s| *s) => break,
-                    Some(()) = hup.recv() => { let _ = server.reload_rules(); }
+                    Some(()) = hup.recv() => server.hangup(),
                 }
             },
             Err(e) => {

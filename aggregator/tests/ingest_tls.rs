@@ -40,9 +40,16 @@ async fn only_a_valid_certificate_for_the_claimed_host_gets_in() {
     let server = start(dir.path(), &ca).await;
     let addr = server.ingest_addr;
 
-    // No client certificate at all.
+    // No client certificate at all: the handshake completes (such a connection may enroll),
+    // but a Hello gets an error pointing at enrollment.
     let r = hello_reply(addr, &ca.pem, None, "web-1").await;
-    assert!(!matches!(r, Ok(Message::Welcome(_))), "no cert: {r:?}");
+    match r {
+        Ok(Message::Error(e)) => {
+            assert_eq!(e.code, ErrorCode::UnexpectedMessage);
+            assert!(e.message.contains("no client certificate"), "{}", e.message);
+        }
+        other => panic!("no cert: {other:?}"),
+    }
 
     // A certificate from another CA.
     let rogue = Ca::new("rogue CA");

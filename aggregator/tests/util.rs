@@ -19,6 +19,7 @@ use tokio_rustls::client::TlsStream;
 #[derive(Debug)]
 pub struct Ca {
     pub pem: String,
+    pub key_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -37,6 +38,7 @@ impl Ca {
         let cert = p.self_signed(&key).unwrap();
         Self {
             pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             issuer: Issuer::new(p, key),
         }
     }
@@ -80,6 +82,17 @@ impl Ca {
             true,
             OffsetDateTime::now_utc() + Duration::days(30),
         )
+    }
+
+    /// A certificate valid from `not_before` to `not_after`, for a server or an agent.
+    pub fn leaf_at(
+        &self,
+        cn: &str,
+        server: bool,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Leaf {
+        self.leaf_between(cn, server, not_before, not_after)
     }
 
     pub fn agent(&self, host: &str) -> Leaf {

@@ -1,5 +1,6 @@
 //! rustls configurations for the ingest port: TLS 1.3 only, the ring provider, ALPN `nines/1`,
-//! client certificates required and verified against the nines CA.
+//! client certificates verified against the nines CA. A client without a certificate completes
+//! the handshake but may only enroll (docs/protocol.md); one with a bad certificate does not.
 //!
 //! Functions take PEM bytes; reading files is the caller's business.
 
@@ -83,7 +84,9 @@ fn rustls_err(e: rustls::Error) -> TlsError {
     TlsError::Rustls(e.to_string())
 }
 
-/// Server side of the ingest port: requires a client certificate signed by `ca_pem`.
+/// Server side of the ingest port: verifies client certificates against `ca_pem`. A client
+/// may also come without one (to enroll). The chain sent to clients is the server certificate
+/// followed by the CA certificates, so that an enrolling agent can pin the CA by fingerprint.
 pub fn server_config(
     ca_pem: &[u8],
     cert_pem: &[u8],
@@ -91,16 +94,20 @@ pub fn server_config(
 ) -> Result<ServerConfig, TlsError> {
     let provider = provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider.clone())
+        .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let mut chain = parse_certs(cert_pem, "server certificate")?;
+    for ca in parse_certs(ca_pem, "CA bundle")? {
+        if !chain.contains(&ca) {
+            chain.push(ca);
+        }
+    }
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(rustls_err)?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            parse_certs(cert_pem, "server certificate")?,
-            parse_key(key_pem, "server key")?,
-        )
+        .with_single_cert(chain, parse_key(key_pem, "server key")?)
         .map_err(rustls_err)?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
@@ -123,6 +130,151 @@ pub fn client_config(
         .map_err(rustls_err)?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
+}
+
+/// The SHA-256 fingerprint of a DER certificate, lower-case hex without separators.
+pub fn fingerprint(cert: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, cert)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A fingerprint as people write it (`AB:CD:..`, `sha256:abcd..`, any case) in the form
+/// [`fingerprint`] returns, or `None` if it is not 32 bytes of hex.
+pub fn normalize_fingerprint(text: &str) -> Option<String> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix("sha256:")
+        .or_else(|| t.strip_prefix("SHA256:"))
+        .unwrap_or(t);
+    let hex: String = t
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+/// A client configuration for enrolling: no client certificate, and the server's chain must
+/// lead to the CA certificate with `fingerprint` (which the server sends in its chain). The
+/// returned [`PinnedCa`] holds that CA certificate once a handshake succeeded.
+pub fn pinned_client_config(fingerprint: &str) -> Result<(ClientConfig, Arc<PinnedCa>), TlsError> {
+    let pin = Arc::new(PinnedCa {
+        fingerprint: normalize_fingerprint(fingerprint).ok_or_else(|| {
+            TlsError::Identity(format!(
+                "{fingerprint:?} is not a SHA-256 fingerprint (64 hex digits)"
+            ))
+        })?,
+        provider: provider(),
+        found: std::sync::Mutex::new(None),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(rustls_err)?
+        .dangerous()
+        .with_custom_certificate_verifier(pin.clone())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok((config, pin))
+}
+
+/// Verifies a server against a CA known only by its fingerprint: the CA certificate must be
+/// in the chain the server sends, and the server certificate must chain to it and carry the
+/// dialled name, as with any other root.
+#[derive(Debug)]
+pub struct PinnedCa {
+    fingerprint: String,
+    provider: Arc<CryptoProvider>,
+    found: std::sync::Mutex<Option<CertificateDer<'static>>>,
+}
+
+impl PinnedCa {
+    /// The pinned CA certificate, once a server presented it.
+    pub fn certificate(&self) -> Option<CertificateDer<'static>> {
+        self.found.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let ca = intermediates
+            .iter()
+            .find(|c| fingerprint(c.as_ref()) == self.fingerprint)
+            .ok_or_else(|| {
+                rustls::Error::General(format!(
+                    "the server's chain holds no CA certificate with fingerprint {}",
+                    self.fingerprint
+                ))
+            })?;
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(ca.clone().into_owned())
+            .map_err(|e| rustls::Error::General(format!("pinned CA: {e}")))?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let verified = verifier.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        *self.found.lock().unwrap_or_else(|p| p.into_inner()) = Some(ca.clone().into_owned());
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// When a DER certificate becomes valid and stops being valid, in seconds since the Unix
+/// epoch.
+pub fn cert_validity(cert: &[u8]) -> Option<(i64, i64)> {
+    der::validity(cert)
 }
 
 /// The host a certificate speaks for: its subject common name, which must be a valid
@@ -168,6 +320,62 @@ mod der {
     fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
         let (t, content, rest) = tlv(input)?;
         (t == tag).then_some((content, rest))
+    }
+
+    /// The validity of a DER certificate, seconds since the Unix epoch.
+    pub fn validity(cert: &[u8]) -> Option<(i64, i64)> {
+        let (certificate, _) = expect(cert, SEQUENCE)?;
+        let (tbs, _) = expect(certificate, SEQUENCE)?;
+        let mut fields = tbs;
+        if fields.first() == Some(&0xa0) {
+            fields = tlv(fields)?.2;
+        }
+        // serialNumber, signature, issuer, then validity.
+        for _ in 0..3 {
+            fields = tlv(fields)?.2;
+        }
+        let (validity, _) = expect(fields, SEQUENCE)?;
+        let (t1, not_before, rest) = tlv(validity)?;
+        let (t2, not_after, _) = tlv(rest)?;
+        Some((time(t1, not_before)?, time(t2, not_after)?))
+    }
+
+    /// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as Unix seconds.
+    fn time(tag: u8, text: &[u8]) -> Option<i64> {
+        let digits = |s: &[u8]| -> Option<i64> {
+            s.iter().try_fold(0i64, |acc, b| {
+                b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+            })
+        };
+        let (year, rest) = match (tag, text.len()) {
+            (0x17, 13) => {
+                let yy = digits(&text[..2])?;
+                (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
+            }
+            (0x18, 15) => (digits(&text[..4])?, &text[4..]),
+            _ => return None,
+        };
+        if rest.last() != Some(&b'Z') {
+            return None;
+        }
+        let (month, day) = (digits(&rest[0..2])?, digits(&rest[2..4])?);
+        let (h, m, s) = (
+            digits(&rest[4..6])?,
+            digits(&rest[6..8])?,
+            digits(&rest[8..10])?,
+        );
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+            return None;
+        }
+        // Days from civil (Howard Hinnant's algorithm).
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some(days * 86_400 + h * 3600 + m * 60 + s)
     }
 
     /// The first common name of the subject of a DER certificate.
@@ -232,7 +440,40 @@ mod tests {
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)
         ) {
             let _ = der::subject_common_name(&bytes);
+            let _ = der::validity(&bytes);
         }
+    }
+
+    #[test]
+    fn validity_and_fingerprint_are_read_from_the_certificate() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![]).unwrap();
+        // 2049 is still UTCTime, 2050 GeneralizedTime.
+        params.not_before = rcgen::date_time_ymd(2026, 2, 28);
+        params.not_after = rcgen::date_time_ymd(2050, 3, 1);
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            cert_validity(cert.der()),
+            Some((1_772_236_800, 2_529_705_600))
+        );
+        params.not_after = rcgen::date_time_ymd(2049, 12, 31);
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(cert_validity(cert.der()).unwrap().1, 2_524_521_600);
+        let fp = fingerprint(cert.der());
+        assert_eq!(fp.len(), 64);
+        let colons = fp
+            .as_bytes()
+            .chunks(2)
+            .map(|c| std::str::from_utf8(c).unwrap().to_uppercase())
+            .collect::<Vec<_>>()
+            .join(":");
+        assert_eq!(normalize_fingerprint(&colons).as_deref(), Some(fp.as_str()));
+        assert_eq!(
+            normalize_fingerprint(&format!("sha256:{fp}")).as_deref(),
+            Some(fp.as_str())
+        );
+        assert_eq!(normalize_fingerprint("abcd"), None);
+        assert!(pinned_client_config("not-a-fingerprint").is_err());
     }
 
     #[test]

@@ -154,7 +154,7 @@ fn render(state: &AppState) -> String {
     e.family(
         "nines_ingest_connections_refused_total",
         "counter",
-        "Ingest connections refused: over max_connections or max_connections_per_address (closed before TLS), a failed TLS handshake, or a revoked certificate (refused, or disconnected when revoked).",
+        "Ingest connections refused: over max_connections or max_connections_per_address (closed before TLS), a failed TLS handshake, a revoked certificate (refused, or disconnected when revoked), or no client certificate and no enrollment.",
     );
     let r = &conns.refused;
     for (reason, v) in [
@@ -162,10 +162,50 @@ fn render(state: &AppState) -> String {
         ("max_connections_per_address", &r.over_address),
         ("handshake", &r.handshake),
         ("revoked", &r.revoked),
+        ("no_certificate", &r.no_certificate),
     ] {
         e.sample(
             "nines_ingest_connections_refused_total",
             [("reason", reason)],
+            v.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            None,
+        );
+    }
+    e.family(
+        "nines_ingest_certificates_issued_total",
+        "counter",
+        "Agent certificates signed: for an enrollment token, or a renewal over an agent's connection.",
+    );
+    e.family(
+        "nines_ingest_certificates_refused_total",
+        "counter",
+        "Enrollments (unknown, used or expired token, wrong host, bad request) and renewals refused.",
+    );
+    for (name, kind, v) in [
+        (
+            "nines_ingest_certificates_issued_total",
+            "enrollment",
+            &r.enrolled,
+        ),
+        (
+            "nines_ingest_certificates_issued_total",
+            "renewal",
+            &r.renewed,
+        ),
+        (
+            "nines_ingest_certificates_refused_total",
+            "enrollment",
+            &r.enroll_refused,
+        ),
+        (
+            "nines_ingest_certificates_refused_total",
+            "renewal",
+            &r.renew_refused,
+        ),
+    ] {
+        e.sample(
+            name,
+            [("kind", kind)],
             v.load(std::sync::atomic::Ordering::Relaxed) as f64,
             None,
         );

@@ -31,6 +31,51 @@ pub enum Message {
     Ack(Ack),
     /// Either direction: the sender closes the connection after this.
     Error(ErrorMsg),
+    /// Agent → aggregator, first and only message of a connection made without a client
+    /// certificate: asks for a certificate with a one-time token.
+    Enroll(Enroll),
+    /// Agent → aggregator, on an authenticated connection: asks for a fresh certificate for
+    /// the same host.
+    Renew(Renew),
+    /// Aggregator → agent: the answer to `Enroll` or `Renew`.
+    Certificate(CertificateReply),
+}
+
+/// A request for a first certificate (docs/security.md, "Enrollment").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enroll {
+    /// Protocol version the agent speaks; first field in every version.
+    pub protocol: u16,
+    /// The one-time token `nines-aggregator ca token` printed.
+    pub token: String,
+    /// A PKCS#10 certificate signing request, DER. Its subject common name is the host id
+    /// the token was made for; its key never leaves the agent.
+    pub csr_der: Vec<u8>,
+}
+
+/// A request to renew the certificate of the connection's host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renew {
+    /// A PKCS#10 certificate signing request, DER, for a new key.
+    pub csr_der: Vec<u8>,
+}
+
+/// The aggregator's answer to `Enroll` or `Renew`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertificateReply {
+    /// The new certificate and the CA bundle to trust, both PEM.
+    Issued {
+        /// The agent certificate.
+        cert_pem: String,
+        /// The CA certificates agents should trust.
+        ca_pem: String,
+    },
+    /// No certificate, and why. After an `Enroll` the aggregator closes the connection; after
+    /// a `Renew` the connection goes on and the agent keeps its certificate.
+    Refused {
+        /// What was wrong.
+        message: String,
+    },
 }
 
 /// The agent introduces itself. `protocol` must stay the first field in every version, so that a

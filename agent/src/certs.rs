@@ -1,0 +1,232 @@
+//! The agent's certificate: which one is in force, when it is due for renewal, and how a
+//! renewed one is written and put to use without a restart.
+//!
+//! The configuration names the first certificate (`[aggregator] ca`, `cert`, `key`, written
+//! by hand or by `nines-agent enroll`). Renewed certificates go into `{state_dir}/tls/`
+//! (`agent.pem`, `agent.key`, `ca.pem`), which the agent's sandbox may write; of the two
+//! pairs, the one valid longest is used. The CA bundles of both places are trusted.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use nines_common::{HostId, tls};
+
+use crate::config::Config;
+use crate::run::AgentError;
+
+/// A certificate is renewed once this share of its life has passed.
+pub const RENEW_AT: f64 = 2.0 / 3.0;
+
+/// After a refused renewal, the agent asks again this much later.
+pub const RENEW_RETRY_SECS: i64 = 3600;
+
+/// The certificate in force.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// TLS client configuration presenting it.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The host it names.
+    pub host: HostId,
+    /// Start of validity, Unix seconds.
+    pub not_before: i64,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
+    /// The certificate file.
+    pub path: PathBuf,
+}
+
+impl Current {
+    /// When the certificate is due for renewal, Unix seconds.
+    pub fn renew_at(&self) -> i64 {
+        let life = (self.not_after - self.not_before).max(0) as f64;
+        self.not_before + (life * RENEW_AT) as i64
+    }
+}
+
+/// The agent's certificate files and the certificate in force.
+#[derive(Debug)]
+pub struct Credentials {
+    config: Config,
+    current: RwLock<Current>,
+    retry_after: std::sync::atomic::AtomicI64,
+}
+
+/// Where renewed certificates are kept.
+pub fn renewed_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("tls")
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, AgentError> {
+    std::fs::read(path).map_err(|source| AgentError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn validity(cert_pem: &[u8]) -> Result<(i64, i64), AgentError> {
+    let leaf = tls::parse_certs(cert_pem, "agent certificate")?;
+    tls::cert_validity(leaf[0].as_ref()).ok_or_else(|| {
+        AgentError::Tls(tls::TlsError::Identity(
+            "unreadable validity in the agent certificate".into(),
+        ))
+    })
+}
+
+/// A renewal interrupted by a crash is finished or undone: with `agent.key.new` still there
+/// the old pair is intact and the new files go; with only `agent.pem.new` left, the new key
+/// is already in place and its certificate is moved beside it.
+fn finish_interrupted(dir: &Path) {
+    let (key_new, cert_new) = (dir.join("agent.key.new"), dir.join("agent.pem.new"));
+    if key_new.exists() {
+        let _ = std::fs::remove_file(&key_new);
+        let _ = std::fs::remove_file(&cert_new);
+    } else if cert_new.exists() {
+        let _ = std::fs::rename(&cert_new, dir.join("agent.pem"));
+    }
+}
+
+/// Loads the certificate in force: the configured pair or the renewed one, whichever is
+/// valid longer. The host it names must be the configured `host`, if one is set.
+pub fn load(config: &Config) -> Result<Current, AgentError> {
+    let a = &config.aggregator;
+    let dir = renewed_dir(&config.state_dir);
+    finish_interrupted(&dir);
+    let configured = (a.cert.clone(), a.key.clone());
+    let renewed = (dir.join("agent.pem"), dir.join("agent.key"));
+    let mut pair = configured.clone();
+    if renewed.0.exists() && renewed.1.exists() {
+        let theirs = read(&renewed.0).and_then(|p| validity(&p));
+        let ours = read(&configured.0).and_then(|p| validity(&p));
+        match (theirs, ours) {
+            (Ok(t), Ok(o)) if t.1 > o.1 => pair = renewed,
+            (Ok(_), Err(_)) => pair = renewed,
+            _ => {}
+        }
+    }
+    let mut ca = read(&a.ca)?;
+    if let Ok(more) = std::fs::read(dir.join("ca.pem")) {
+        ca.push(b'\n');
+        ca.extend(more);
+    }
+    let (cert, key) = (read(&pair.0)?, read(&pair.1)?);
+    let tls_config = tls::client_config(&ca, &cert, &key)?;
+    let leaf = tls::parse_certs(&cert, "agent certificate")?;
+    let certified = tls::cert_host_id(&leaf[0])?;
+    if let Some(h) = &config.host
+        && *h != certified
+    {
+        return Err(AgentError::HostMismatch {
+            configured: h.to_string(),
+            certified: certified.to_string(),
+        });
+    }
+    let (not_before, not_after) = validity(&cert)?;
+    Ok(Current {
+        tls: Arc::new(tls_config),
+        host: certified,
+        not_before,
+        not_after,
+        path: pair.0,
+    })
+}
+
+/// Writes `contents` to `path` through `path.new`, synced, with `mode`.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<PathBuf> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".new");
+    let tmp = PathBuf::from(name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(tmp)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl Credentials {
+    /// Loads the certificate in force.
+    pub fn load(config: &Config) -> Result<Self, AgentError> {
+        Ok(Self {
+            current: RwLock::new(load(config)?),
+            config: config.clone(),
+            retry_after: std::sync::atomic::AtomicI64::new(0),
+        })
+    }
+
+    /// The certificate in force.
+    pub fn current(&self) -> Current {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the certificate should be renewed at `now` (Unix seconds).
+    pub fn renewal_due(&self, now: i64) -> bool {
+        now >= self.current().renew_at()
+            && now >= self.retry_after.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A renewal was refused or failed: ask again in [`RENEW_RETRY_SECS`].
+    pub fn renewal_failed(&self, now: i64) {
+        self.retry_after
+            .store(now + RENEW_RETRY_SECS, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Checks a renewed certificate against its key, the CA and this host, writes it to the
+    /// state directory (key first, each file synced, then renamed) and puts it in force.
+    pub fn install(&self, key_pem: &str, cert_pem: &str, ca_pem: &str) -> Result<(), AgentError> {
+        let tls_config =
+            tls::client_config(ca_pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes())?;
+        let leaf = tls::parse_certs(cert_pem.as_bytes(), "renewed certificate")?;
+        let host = tls::cert_host_id(&leaf[0])?;
+        let current = self.current();
+        if host != current.host {
+            return Err(AgentError::HostMismatch {
+                configured: current.host.to_string(),
+                certified: host.to_string(),
+            });
+        }
+        let dir = renewed_dir(&self.config.state_dir);
+        let io = |source| AgentError::ReadFile {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let (cert_path, key_path, ca_path) = (
+            dir.join("agent.pem"),
+            dir.join("agent.key"),
+            dir.join("ca.pem"),
+        );
+        let ca_tmp = write_new(&ca_path, ca_pem.as_bytes(), 0o644).map_err(io)?;
+        std::fs::rename(ca_tmp, &ca_path).map_err(io)?;
+        let key_tmp = write_new(&key_path, key_pem.as_bytes(), 0o600).map_err(io)?;
+        let cert_tmp = write_new(&cert_path, cert_pem.as_bytes(), 0o644).map_err(io)?;
+        sync_dir(&dir).map_err(io)?;
+        std::fs::rename(key_tmp, &key_path).map_err(io)?;
+        std::fs::rename(cert_tmp, &cert_path).map_err(io)?;
+        sync_dir(&dir).map_err(io)?;
+        // Read back the way a restart would, so that what is in force is what is on disk.
+        let loaded = load(&self.config)?;
+        let (not_before, not_after) = validity(cert_pem.as_bytes())?;
+        drop(tls_config);
+        tracing::info!(
+            host = %loaded.host,
+            file = %loaded.path.display(),
+            not_before,
+            not_after,
+            "certificate renewed"
+        );
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+        Ok(())
+    }
+}

@@ -1,0 +1,267 @@
+//! Certificates for agents over the ingest port: enrollment with a one-time token, renewal
+//! over an agent's own mTLS connection (docs/security.md).
+//!
+//! `nines-aggregator ca token` appends `SHA256(token) host expires` to the token file (`tokens.txt`
+//! beside the CA); the token itself is printed once and stored nowhere. The aggregator reads the
+//! file when an agent enrolls and records each token it accepted in `used-tokens.txt` beside its
+//! store, so a token works once even though the token file is not the aggregator's to write.
+//! Certificates are signed with the CA key, read from disk for each request so that a replaced
+//! CA is used at once.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nines_common::HostId;
+use nines_common::proto::CertificateReply;
+use rcgen::{
+    CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, Issuer,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::CertificateSigningRequestDer;
+
+use crate::pki::PkiError;
+
+/// Where enrollment and renewal find their files, and how long certificates live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrollConfig {
+    /// The CA bundle sent to agents (the `[ingest] ca` file).
+    pub ca_cert: PathBuf,
+    /// The CA private key that signs agent certificates.
+    pub ca_key: PathBuf,
+    /// The token file `ca token` appends to.
+    pub tokens: PathBuf,
+    /// Where accepted tokens are recorded.
+    pub used_tokens: PathBuf,
+    /// Life of an issued agent certificate, days.
+    pub cert_days: u32,
+}
+
+/// Issues agent certificates for enrollments and renewals.
+#[derive(Debug)]
+pub struct Enroller {
+    config: EnrollConfig,
+    /// Serialises token checks with their recording, so a token cannot be used twice at once.
+    used: Mutex<()>,
+}
+
+/// The SHA-256 of a token, lower-case hex: what the token file holds.
+pub fn token_hash(token: &str) -> String {
+    nines_common::tls::fingerprint(token.trim().as_bytes())
+}
+
+/// A new random token: `nines1.` and 43 characters of base64url (256 bits).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::from("nines1.");
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(char::from(ALPHABET[((acc >> bits) & 63) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((acc << (6 - bits)) & 63) as usize]));
+    }
+    out
+}
+
+/// Appends a token for `host`, valid until `expires` (Unix seconds), to `path`: created mode
+/// 0640 in the group of `group_of` (the CA key, which the aggregator's group can read).
+pub fn add_token(
+    path: &Path,
+    group_of: &Path,
+    token: &str,
+    host: &HostId,
+    expires: i64,
+) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let existed = path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(io)?;
+    if !existed {
+        if let Ok(meta) = std::fs::metadata(group_of) {
+            use std::os::unix::fs::MetadataExt;
+            // Best effort: only root may give the file away.
+            let _ = std::os::unix::fs::chown(path, None, Some(meta.gid()));
+        }
+        writeln!(
+            f,
+            "# nines enrollment tokens: SHA-256 of the token, host, expiry (Unix seconds)"
+        )
+        .map_err(io)?;
+    }
+    writeln!(f, "{} {host} {expires}", token_hash(token)).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+fn unix_now() -> i64 {
+    nines_common::model::now_ms() / 1000
+}
+
+impl Enroller {
+    /// An enroller over `config`'s files. Nothing is read until a request comes.
+    pub fn new(config: EnrollConfig) -> Self {
+        Self {
+            config,
+            used: Mutex::new(()),
+        }
+    }
+
+    /// Checks and spends `token`, then signs `csr_der` for the host the token was made for.
+    pub fn enroll(&self, token: &str, csr_der: &[u8]) -> CertificateReply {
+        match self.try_enroll(token, csr_der) {
+            Ok(r) => r,
+            Err(message) => CertificateReply::Refused { message },
+        }
+    }
+
+    fn try_enroll(&self, token: &str, csr_der: &[u8]) -> Result<CertificateReply, String> {
+        let csr = parse_csr(csr_der)?;
+        let asked = csr_common_name(&csr)?;
+        let hash = token_hash(token);
+        let _guard = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let text = std::fs::read_to_string(&self.config.tokens).unwrap_or_default();
+        let Some((host, expires)) = text.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(hash.as_str())).then(|| {
+                let host = f.next().unwrap_or_default().to_owned();
+                let expires = f.next().and_then(|e| e.parse::<i64>().ok()).unwrap_or(0);
+                (host, expires)
+            })
+        }) else {
+            return Err(
+                "unknown enrollment token (make one with `nines-aggregator ca token`)".into(),
+            );
+        };
+        let used = std::fs::read_to_string(&self.config.used_tokens).unwrap_or_default();
+        if used
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(hash.as_str()))
+        {
+            return Err("this enrollment token was used already; make a new one".into());
+        }
+        if expires <= unix_now() {
+            return Err("this enrollment token has expired; make a new one".into());
+        }
+        if asked != host {
+            return Err(format!(
+                "this token is for host {host:?}, but the agent asks for {asked:?} (set `host` \
+                 in the agent's configuration or make a token for {asked:?})"
+            ));
+        }
+        let host = HostId::new(&host).map_err(|e| e.to_string())?;
+        // Spent before signing: a failure after this costs a token, never lets one be reused.
+        self.record_used(&hash, &host)?;
+        self.issue(&host, csr)
+    }
+
+    /// Signs `csr_der` for `host`, whose current certificate authenticated the connection.
+    pub fn renew(&self, host: &HostId, csr_der: &[u8]) -> CertificateReply {
+        let issued = parse_csr(csr_der).and_then(|csr| self.issue(host, csr));
+        match issued {
+            Ok(r) => r,
+            Err(message) => CertificateReply::Refused { message },
+        }
+    }
+
+    fn record_used(&self, hash: &str, host: &HostId) -> Result<(), String> {
+        let path = &self.config.used_tokens;
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)?;
+            writeln!(f, "{hash} {host} {}", unix_now())?;
+            f.sync_all()
+        };
+        write().map_err(|e| {
+            tracing::error!(file = %path.display(), "cannot record a used enrollment token: {e}");
+            "the aggregator cannot record the token as used; see its log".to_owned()
+        })
+    }
+
+    fn issue(
+        &self,
+        host: &HostId,
+        csr: CertificateSigningRequestParams,
+    ) -> Result<CertificateReply, String> {
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            tracing::error!("issuing a certificate for {host}: {what}: {e}");
+            format!("the aggregator cannot issue certificates ({what}); see its log")
+        };
+        let ca_pem = std::fs::read_to_string(&self.config.ca_cert)
+            .map_err(|e| internal("reading the CA certificate", &e))?;
+        let key_pem = std::fs::read_to_string(&self.config.ca_key)
+            .map_err(|e| internal("reading the CA key", &e))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| internal("the CA key", &e))?;
+        // The first certificate of the bundle is the signing CA.
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, key)
+            .map_err(|e| internal("the CA certificate", &e))?;
+        let cert = agent_params(host, self.config.cert_days)
+            .and_then(|p| p.signed_by(&csr.public_key, &issuer))
+            .map_err(|e| internal("signing", &e))?;
+        tracing::info!(%host, days = self.config.cert_days, "agent certificate issued");
+        Ok(CertificateReply::Issued {
+            cert_pem: cert.pem(),
+            ca_pem,
+        })
+    }
+}
+
+/// Parses a DER CSR and checks its signature.
+fn parse_csr(der: &[u8]) -> Result<CertificateSigningRequestParams, String> {
+    if der.len() > 16 * 1024 {
+        return Err("certificate signing request larger than 16 KiB".into());
+    }
+    CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(der))
+        .map_err(|e| format!("unreadable certificate signing request: {e}"))
+}
+
+fn csr_common_name(csr: &CertificateSigningRequestParams) -> Result<String, String> {
+    let name = match csr.params.distinguished_name.get(&DnType::CommonName) {
+        Some(rcgen::DnValue::Utf8String(s)) => s.clone(),
+        Some(rcgen::DnValue::PrintableString(p)) => p.as_str().to_owned(),
+        Some(rcgen::DnValue::Ia5String(p)) => p.as_str().to_owned(),
+        _ => String::new(),
+    };
+    if name.is_empty() {
+        Err("the certificate signing request names no host (subject CN)".into())
+    } else {
+        Ok(name)
+    }
+}
+
+/// The parameters of an agent certificate for `host`: CN and DNS name the host id, client
+/// authentication only, `days` long (less five minutes' tolerance for skewed clocks).
+pub fn agent_params(host: &HostId, days: u32) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, host.as_str());
+    if let Ok(name) = host.as_str().try_into() {
+        params.subject_alt_names = vec![SanType::DnsName(name)];
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.serial_number = Some(crate::pki::serial());
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::days(i64::from(days));
+    Ok(params)
+}
