@@ -99,3 +99,239 @@ async fn an_agent_without_certificates_waits_for_them_then_connects() {
     agent.stop();
     agg.stop();
 }
+
+/// Runs a command; its exit code, stdout and stderr.
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An agent configuration for `host` whose certificate files do not exist yet.
+fn fresh_agent(dir: &std::path::Path, pki: &Pki, host: &str, agg: &Aggregator) -> Agent {
+    let agent = Agent::new(dir, pki, host, agg.ingest, "");
+    let target = agent.config.parent().unwrap().join("pki");
+    let (issued_cert, issued_key) = pki.agent(host);
+    let text = std::fs::read_to_string(&agent.config)
+        .unwrap()
+        .replace(
+            &pki.ca().display().to_string(),
+            &target.join("ca.pem").display().to_string(),
+        )
+        .replace(
+            &issued_cert.display().to_string(),
+            &target.join("agent.pem").display().to_string(),
+        )
+        .replace(
+            &issued_key.display().to_string(),
+            &target.join("agent.key").display().to_string(),
+        );
+    std::fs::write(&agent.config, format!("host = \"{host}\"\n{text}")).unwrap();
+    agent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_enrolls_with_a_one_time_token_and_ships() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki"));
+    let client = nines_tests::http_client();
+    let mut agg = Aggregator::new(dir.path(), &pki);
+    agg.start_ready(&client).await;
+    let host = "enroll-2";
+    let mut agent = fresh_agent(dir.path(), &pki, host, &agg);
+    let pki_dir = agent.config.parent().unwrap().join("pki");
+
+    // On the aggregator: a token, printed with the command to run on the host.
+    let (code, out, err) = run(Command::new(bin("nines-aggregator"))
+        .args(["ca", "token", "--dir"])
+        .arg(&pki.dir)
+        .args(["--host", host, "--ttl", "10m", "--aggregator"])
+        .arg(agg.ingest.to_string()));
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("nines-agent enroll"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let arg = |flag: &str| {
+        let i = words.iter().position(|w| *w == flag).unwrap();
+        words[i + 1].to_owned()
+    };
+    let (token, fingerprint) = (arg("--token"), arg("--ca-fingerprint"));
+    assert_eq!(arg("--aggregator"), agg.ingest.to_string());
+    let (_, printed, _) = run(Command::new(bin("nines-aggregator"))
+        .args(["ca", "fingerprint", "--dir"])
+        .arg(&pki.dir));
+    assert_eq!(printed.trim(), fingerprint);
+
+    let enroll = |fp: &str, extra: &[&str]| {
+        let mut cmd = Command::new(bin("nines-agent"));
+        cmd.args(["enroll", "--config"])
+            .arg(&agent.config)
+            .args(["--aggregator", &agg.ingest.to_string(), "--server-name"])
+            .args(["localhost", "--token", &token, "--ca-fingerprint", fp])
+            .args(extra);
+        run(&mut cmd)
+    };
+
+    // Pinned to another CA, the agent stops at the handshake and the token is not spent.
+    let (code, _, err) = enroll(&"ab".repeat(32), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("fingerprint"), "{err}");
+    assert!(!pki_dir.join("agent.key").exists());
+
+    let (code, out, err) = enroll(&fingerprint, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("enrolled as {host}")), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(pki_dir.join("agent.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(pki_dir.join("ca.pem")).unwrap(),
+        std::fs::read_to_string(pki.ca()).unwrap()
+    );
+
+    // Enrolling again: refused here without --force, there because the token is spent.
+    let (code, _, err) = enroll(&fingerprint, &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--force"), "{err}");
+    let (code, _, err) = enroll(&fingerprint, &["--force"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("used already"), "{err}");
+
+    agent.start();
+    eventually(Duration::from_secs(20), || async {
+        agg.last_seen_ms(&client, host).await
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no data from the enrolled agent:\n{}",
+            log_tail(&agent.log, 20)
+        )
+    });
+    agent.stop();
+    agg.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_renews_its_certificate_and_keeps_shipping_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki"));
+    let client = nines_tests::http_client();
+    let mut agg = Aggregator::new(dir.path(), &pki);
+    agg.start_ready(&client).await;
+    let host = "renew-1";
+    let mut agent = Agent::new(dir.path(), &pki, host, agg.ingest, "");
+
+    // Replace its certificate with one 20 of its 30 days old: due for renewal.
+    let (cert, key) = pki.agent(host);
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(pki.dir.join("ca.key")).unwrap())
+            .unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(pki.ca()).unwrap(), ca_key)
+            .unwrap();
+    let agent_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(20);
+    params.not_after = now + time::Duration::days(10);
+    let old = params.signed_by(&agent_key, &issuer).unwrap();
+    std::fs::write(&cert, old.pem()).unwrap();
+    std::fs::write(&key, agent_key.serialize_pem()).unwrap();
+
+    let start_ms = nines_common::model::now_ms();
+    agent.start();
+    let renewed = agent.state_dir.join("tls/agent.pem");
+    eventually(Duration::from_secs(20), || async {
+        agent
+            .log_text()
+            .contains("reconnecting with the renewed certificate")
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no renewal:\n{}", log_tail(&agent.log, 20)));
+    let new_pem = std::fs::read(&renewed).unwrap();
+    let new_der = nines_common::tls::parse_certs(&new_pem, "renewed").unwrap();
+    let (_, not_after) = nines_common::tls::cert_validity(new_der[0].as_ref()).unwrap();
+    let day = 86_400;
+    let now_s = start_ms / 1000;
+    assert!(
+        (now_s + 29 * day..now_s + 31 * day).contains(&not_after),
+        "{not_after}"
+    );
+    // The configured files were left as they were; the key is the agent's only.
+    assert_eq!(std::fs::read_to_string(&cert).unwrap(), old.pem());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(agent.state_dir.join("tls/agent.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The same process ships on, and reports the new expiry.
+    let expiry = eventually(Duration::from_secs(20), || async {
+        let series = agg
+            .query(
+                &client,
+                host,
+                "agent_certificate_expiry_timestamp_seconds",
+                None,
+                start_ms,
+                nines_common::model::now_ms(),
+            )
+            .await;
+        let last = series.first()?.points.last()?.1 as i64;
+        (last == not_after).then_some(last)
+    })
+    .await;
+    assert!(
+        expiry.is_some(),
+        "the new expiry never arrived:\n{}",
+        log_tail(&agent.log, 20)
+    );
+    let metrics = nines_tests::get_text(&client, &format!("{}/metrics", agg.url), &agg.token)
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("nines_ingest_certificates_issued_total{kind=\"renewal\"} 1"),
+        "{metrics}"
+    );
+
+    // After a restart the renewed certificate is the one in force: no second renewal.
+    agent.stop();
+    agent.start();
+    let seen = agg.last_seen_ms(&client, host).await.unwrap();
+    eventually(Duration::from_secs(20), || async {
+        (agg.last_seen_ms(&client, host).await? > seen + 2000).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no data after the restart:\n{}", log_tail(&agent.log, 20)));
+    let metrics = nines_tests::get_text(&client, &format!("{}/metrics", agg.url), &agg.token)
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("nines_ingest_certificates_issued_total{kind=\"renewal\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        agent
+            .log_text()
+            .matches("asking the aggregator to renew")
+            .count(),
+        1
+    );
+    agent.stop();
+    agg.stop();
+}
