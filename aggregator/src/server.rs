@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::alerts::Alerting;
 use crate::api::{self, AppState};
+use crate::api_tls::{ApiTls, ApiTlsError};
 use crate::config::Config;
 use crate::ingest::{self, Connections};
 use crate::remote_write::{RemoteWrite, RemoteWriteError};
@@ -32,6 +33,9 @@ pub enum ServeError {
     /// The TLS material is unusable.
     #[error("ingest TLS: {0}")]
     Tls(#[from] nines_common::tls::TlsError),
+    /// The API's TLS files are unusable.
+    #[error(transparent)]
+    ApiTls(#[from] crate::api_tls::ApiTlsError),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -74,6 +78,11 @@ pub fn ingest_tls(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
     )?)
 }
 
+/// Loads the API's TLS files, if `[api]` names them.
+pub fn api_tls(config: &Config) -> Result<Option<ApiTls>, ApiTlsError> {
+    config.api.tls().map(ApiTls::load).transpose()
+}
+
 /// A running aggregator.
 #[derive(Debug)]
 pub struct Server {
@@ -86,6 +95,7 @@ pub struct Server {
     writer: WriterHandle,
     alerts: Arc<Alerting>,
     remote_write: Option<Arc<RemoteWrite>>,
+    api_tls: Option<Arc<ApiTls>>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -98,6 +108,7 @@ impl Server {
     /// Opens the store, binds both ports and starts serving.
     pub async fn start(config: &Config) -> Result<Self, ServeError> {
         let acceptor = TlsAcceptor::from(Arc::new(ingest_tls(config)?));
+        let api_tls = api_tls(config)?.map(Arc::new);
         let rules = config.load_rules()?;
         let (store, writer) = Store::open_with(&config.store.path, config.store.options())?;
         let alerts = Alerting::open(
@@ -164,17 +175,30 @@ impl Server {
             rx.clone(),
         ));
         let mut api_rx = rx;
-        let api_task = tokio::spawn(async move {
-            let served = axum::serve(api_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = api_rx.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!("HTTP API stopped: {e}");
-            }
-        });
-        tracing::info!(%ingest_addr, %api_addr, store = %config.store.path.display(), "nines-aggregator serving");
+        let api_task = match &api_tls {
+            Some(tls) => tokio::spawn(crate::api_tls::serve(
+                api_listener,
+                tls.clone(),
+                app,
+                api_rx,
+            )),
+            None => tokio::spawn(async move {
+                let served = axum::serve(api_listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = api_rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("HTTP API stopped: {e}");
+                }
+            }),
+        };
+        let api_scheme = match (&api_tls, &config.api.client_ca) {
+            (None, _) => "http",
+            (Some(_), None) => "https",
+            (Some(_), Some(_)) => "https with client certificates",
+        };
+        tracing::info!(%ingest_addr, %api_addr, api = api_scheme, store = %config.store.path.display(), "nines-aggregator serving");
         Ok(Self {
             ingest_addr,
             api_addr,
@@ -192,12 +216,23 @@ impl Server {
             writer,
             alerts,
             remote_write,
+            api_tls,
         })
     }
 
     /// Re-reads the alert rules file; a bad file keeps the rules in force (and says why).
     pub fn reload_rules(&self) -> Result<usize, String> {
         self.alerts.reload()
+    }
+
+    /// Re-reads the API's certificate, key and client CA: new connections get them, open
+    /// ones go on with what they began with. A bad file keeps the files in force (and says
+    /// why). `Ok(false)` if the API serves plain HTTP.
+    pub fn reload_api_tls(&self) -> Result<bool, ApiTlsError> {
+        match &self.api_tls {
+            None => Ok(false),
+            Some(tls) => tls.reload().map(|()| true),
+        }
     }
 
     /// Stops accepting, closes connections, and waits for the last commit.
@@ -292,7 +327,8 @@ async fn track_incidents(
     }
 }
 
-/// Runs the aggregator until `shutdown` turns true; SIGHUP reloads the alert rules.
+/// Runs the aggregator until `shutdown` turns true; SIGHUP reloads the alert rules and the
+/// API's TLS files.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
     let server = Server::start(&config).await?;
     #[cfg(unix)]
@@ -302,11 +338,20 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             Ok(mut hup) => loop {
                 tokio::select! {
                     _ = shutdown.wait_for(|s| *s) => break,
-                    Some(()) = hup.recv() => { let _ = server.reload_rules(); }
+                    Some(()) = hup.recv() => {
+                        let _ = server.reload_rules();
+                        match server.reload_api_tls() {
+                            Ok(true) => tracing::info!("HTTP API certificate reloaded"),
+                            Ok(false) => {}
+                            Err(e) => tracing::error!("{e}; the API keeps the certificate in force"),
+                        }
+                    }
                 }
             },
             Err(e) => {
-                tracing::warn!("cannot watch SIGHUP ({e}); alert rules reload only at restart");
+                tracing::warn!(
+                    "cannot watch SIGHUP ({e}); alert rules and the API certificate reload only at restart"
+                );
                 let _ = shutdown.wait_for(|s| *s).await;
             }
         }
