@@ -600,6 +600,32 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_api_tls_example_parses() {
+        let text = include_str!("../../packaging/aggregator.toml");
+        let path = Path::new("/etc/nines/aggregator.toml");
+        assert_eq!(Config::parse(text, path).unwrap().api.tls(), None);
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(k) if k.starts_with("tls_") || k.starts_with("client_ca") => k,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let tls = Config::parse(&uncommented, path)
+            .unwrap()
+            .api
+            .tls()
+            .unwrap();
+        assert_eq!(tls.cert, Path::new("/etc/nines/api/cert.pem"));
+        assert_eq!(tls.key, Path::new("/etc/nines/api/key.pem"));
+        assert_eq!(
+            tls.client_ca.as_deref(),
+            Some(Path::new("/etc/nines/api/clients.pem"))
+        );
+    }
+
+    #[test]
     fn the_commented_remote_write_example_parses_with_its_documented_defaults() {
         let text = include_str!("../../packaging/aggregator.toml");
         assert!(
