@@ -154,6 +154,27 @@ pub(crate) fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
+/// What every 5xx answer says. The cause (store errors, file paths, panics) is for the log
+/// only: it would tell a caller about the machine, and a caller can do nothing about it.
+pub(crate) const INTERNAL_ERROR: &str = "internal error; the aggregator log has the details";
+
+/// A failure on the server's side: logs `what` and the cause, answers 500 with
+/// [`INTERNAL_ERROR`].
+pub(crate) fn internal(what: &str, cause: impl std::fmt::Display) -> ApiError {
+    tracing::error!("{what}: {cause}");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR.into())
+}
+
+/// Runs blocking work off the async threads; a panic in it is a 500 like any other failure.
+pub(crate) async fn spawn_blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(what, e))
+}
+
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
@@ -230,11 +251,25 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
             "agents_connected": state.connections.count(),
         }))
         .into_response(),
+        // The store logged the whole reason when the commit failed.
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "failing", "reason": reason })),
+            Json(json!({ "status": "failing", "reason": public_failure(&reason) })),
         )
             .into_response(),
+    }
+}
+
+/// What `/healthz`, which answers anyone, says of a store that refuses writes: the kind of
+/// failure an operator acts on, not the error's text, which names files and carries redb's
+/// own messages.
+fn public_failure(reason: &str) -> &'static str {
+    if reason.contains("No space left") || reason.contains("os error 28") {
+        "the store refuses writes: No space left on device; the aggregator log has the details"
+    } else if reason.contains("quota exceeded") || reason.contains("os error 122") {
+        "the store refuses writes: disk quota exceeded; the aggregator log has the details"
+    } else {
+        "the store refuses writes after a failed commit; the aggregator log has the details"
     }
 }
 
@@ -313,6 +348,14 @@ fn known_host(state: &AppState, params: &[(String, String)]) -> Result<String, A
     Ok(host.to_owned())
 }
 
+/// A query's error: too many points is the caller's to fix (400), a store error is not (500).
+pub(crate) fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::TooManyPoints { .. } => bad_request(e.to_string()),
+        QueryError::Store(e) => internal("query", e),
+    }
+}
+
 /// Parses a time parameter: integer milliseconds since the epoch, or RFC 3339.
 pub(crate) fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = v.parse::<i64>() {
@@ -332,13 +375,9 @@ pub(crate) fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "query aborted".into()))?
-        .map_err(|e| {
-            tracing::error!("query failed: {e}");
-            ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())
-        })
+    spawn_blocking("query", f)
+        .await?
+        .map_err(|e| internal("query", e))
 }
 
 #[utoipa::path(get, path = "/api/v1/series", tag = "series", params(("host" = String, Query, description = "Host id")), responses((status = 200, description = "The host's series", body = Object), (status = 400, description = "Missing host", body = ErrorBody), (status = 404, description = "Unknown host", body = ErrorBody)))]
@@ -431,26 +470,78 @@ pub(crate) async fn query(
             })?,
     };
     let store = state.store.clone();
-    let answer = tokio::task::spawn_blocking(move || {
+    let answer = spawn_blocking("query", move || {
         store.query(&host, &name, &matchers, (from, to), step, max_points)
     })
-    .await
-    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "query aborted".into()))?;
-    let (resolution, series) = match answer {
-        Ok(a) => a,
-        Err(e @ QueryError::TooManyPoints { .. }) => return Err(bad_request(e.to_string())),
-        Err(QueryError::Store(e)) => {
-            tracing::error!("query failed: {e}");
-            return Err(ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage error".into(),
-            ));
-        }
-    };
+    .await?;
+    let (resolution, series) = answer.map_err(query_error)?;
     Ok(Json(json!({
         "series": series,
         "resolution": resolution,
         "step_ms": step.map(|s| s.ms),
         "agg": step.map(|s| s.agg.name()),
     })))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, String) {
+        let r = e.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_failure_on_the_server_side_is_logged_not_answered() {
+        let store_error = crate::store::StoreError::Db {
+            path: "/var/lib/nines-aggregator/nines.redb".into(),
+            detail: "Corrupted database: page 4711".into(),
+        };
+        let failed = blocking(move || -> Result<(), _> { Err(store_error) }).await;
+        let panicked = spawn_blocking("query", || -> () {
+            panic!("index out of bounds in /home/build/nines/aggregator/src/store/mod.rs")
+        })
+        .await;
+        let store_query = query_error(QueryError::Store(crate::store::StoreError::Failed(
+            "store /srv/nines.redb: I/O error".into(),
+        )));
+        for e in [failed.unwrap_err(), panicked.unwrap_err(), store_query] {
+            let (status, text) = body(e).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(
+                serde_json::from_str::<Value>(&text).unwrap(),
+                json!({ "error": INTERNAL_ERROR })
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_callers_own_mistake_is_described_to_the_caller() {
+        let e = query_error(QueryError::TooManyPoints {
+            points: 2_000_000,
+            max: 11_000,
+        });
+        let (status, text) = body(e).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(text.contains("11000"), "{text}");
+    }
+
+    #[test]
+    fn healthz_names_the_kind_of_store_failure_without_its_text() {
+        let full = "store refuses writes after a failed commit: store /var/lib/nines-aggregator/nines.redb: \
+                    I/O error: No space left on device (os error 28)";
+        let other = "store /var/lib/nines-aggregator/nines.redb: Corrupted database: page 4711";
+        for (reason, kind) in [(full, "No space left on device"), (other, "failed commit")] {
+            let public = public_failure(reason);
+            assert!(public.contains(kind), "{public}");
+            assert!(
+                !public.contains("/var/lib") && !public.contains("page 4711"),
+                "{public}"
+            );
+        }
+    }
 }

@@ -39,8 +39,7 @@ fn engine(state: &AppState) -> Result<Arc<Alerting>, ApiError> {
 }
 
 fn internal(e: persist::PersistError) -> ApiError {
-    tracing::error!("alerts: {e}");
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())
+    crate::api::internal("alerts", e)
 }
 
 fn limit(p: &[(String, String)]) -> Result<usize, ApiError> {
@@ -135,7 +134,7 @@ pub(crate) async fn history(
     let limit = limit(&p)?;
     let rows = tokio::task::spawn_blocking(move || persist::history(a.store(), (from, to), limit))
         .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "aborted".into()))?
+        .map_err(|e| crate::api::internal("alerts task", e))?
         .map_err(internal)?;
     let list: Vec<Value> = rows
         .into_iter()
@@ -163,7 +162,7 @@ pub(crate) async fn notifications(
     let limit = limit(&params(raw))?;
     let rows = tokio::task::spawn_blocking(move || persist::attempts(a.store(), limit))
         .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "aborted".into()))?
+        .map_err(|e| crate::api::internal("alerts task", e))?
         .map_err(internal)?;
     let list: Vec<Value> = rows
         .into_iter()

@@ -56,8 +56,7 @@ pub(crate) fn admin(caller: &Caller) -> Result<(), ApiError> {
 }
 
 fn internal(e: RecordError) -> ApiError {
-    tracing::error!("availability: {e}");
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())
+    crate::api::internal("availability", e)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -65,7 +64,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "request aborted".into()))?
+        .map_err(|e| crate::api::internal("availability task", e))?
         .map_err(internal)
 }
 
@@ -444,7 +443,7 @@ pub(crate) async fn update_incident(
             Ok(Ok(inc))
         })
         .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "request aborted".into()))?
+        .map_err(|e| crate::api::internal("availability task", e))?
         .map_err(internal)??;
     Ok(Json(incident_json(&updated, None)))
 }

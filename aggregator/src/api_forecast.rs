@@ -86,7 +86,7 @@ async fn run<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "aborted".into()))?
+        .map_err(|e| crate::api::internal("forecast task", e))?
 }
 
 fn query(
@@ -106,10 +106,7 @@ fn query(
             MAX_POINTS,
         )
         .map(|(_, s)| s)
-        .map_err(|e| {
-            tracing::error!("forecast query: {e}");
-            ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())
-        })
+        .map_err(crate::api::query_error)
 }
 
 #[utoipa::path(get, path = "/api/v1/forecast", tag = "forecast", params(("name" = String, Query, description = "Metric name"), ("host" = Option<String>, Query, description = "One host (all if absent)"), ("label" = Option<String>, Query, description = "k=v, repeatable"), ("labels" = Option<String>, Query, description = "k=v,k=v"), ("window" = Option<String>, Query, description = "Fitted span, default 24h"), ("horizon" = Option<String>, Query, description = "How far ahead, default 7d"), ("threshold" = Option<f64>, Query, description = "Level whose crossing time is wanted"), ("to" = Option<String>, Query, description = "End of the window: ms or RFC 3339")), responses((status = 200, description = "One fitted line per series", body = Object), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 404, description = "Unknown host", body = crate::openapi::ErrorBody)))]
@@ -278,7 +275,7 @@ pub(crate) async fn capacity(
          -> Result<crate::store::SeriesPoints, ApiError> {
             let mut v = store
                 .query(host, name, m, (from, to), Some(Step { ms: step_ms, agg: AggFn::Avg }), MAX_POINTS)
-                .map_err(|e| bad_request(e.to_string()))?
+                .map_err(crate::api::query_error)?
                 .1;
             match v.len() {
                 1 => Ok(v.remove(0)),

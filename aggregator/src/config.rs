@@ -223,6 +223,17 @@ pub struct ApiConfig {
     /// Bearer tokens, by hash. Without any, only `/healthz` answers.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// PEM certificate chain the API serves HTTPS with; `tls_key` goes with it. Without both,
+    /// the API is plain HTTP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle of the CAs whose client certificates the API accepts; with it, a client
+    /// without such a certificate is refused at the handshake (mTLS). Needs `tls_cert`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -230,7 +241,32 @@ impl Default for ApiConfig {
         Self {
             listen: default_api_listen(),
             tokens: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
         }
+    }
+}
+
+/// The files `[api]` serves HTTPS with, paths resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiTlsFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// Client CA bundle (PEM), when clients must present a certificate.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl ApiConfig {
+    /// The TLS files, if the API serves HTTPS (validation ensures cert and key go together).
+    pub fn tls(&self) -> Option<ApiTlsFiles> {
+        Some(ApiTlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.client_ca.clone(),
+        })
     }
 }
 
@@ -467,6 +503,25 @@ impl Config {
                 )));
             }
         }
+        let api = &config.api;
+        match (&api.tls_cert, &api.tls_key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "[api] tls_cert is set but tls_key is not: give both for HTTPS, or neither for plain HTTP".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "[api] tls_key is set but tls_cert is not: give both for HTTPS, or neither for plain HTTP".into(),
+                ));
+            }
+            (None, None) if api.client_ca.is_some() => {
+                return Err(invalid(
+                    "[api] client_ca needs tls_cert and tls_key: client certificates are only asked for over HTTPS".into(),
+                ));
+            }
+            _ => {}
+        }
         if config.ingest.listen == config.api.listen && config.api.listen.port() != 0 {
             return Err(invalid(format!(
                 "[ingest] and [api] both listen on {}",
@@ -512,6 +567,9 @@ impl Config {
             &mut config.ingest.revoked,
             &mut config.ingest.ca_key,
             &mut config.ingest.tokens,
+            &mut config.api.tls_cert,
+            &mut config.api.tls_key,
+            &mut config.api.client_ca,
         ]
         .into_iter()
         .flatten()
@@ -596,6 +654,32 @@ mod tests {
         assert_eq!(s.services.len(), 1);
         assert_eq!(s.services[0].required_up(), 3);
         assert!(s.services[0].exclude_maintenance);
+    }
+
+    #[test]
+    fn the_commented_api_tls_example_parses() {
+        let text = include_str!("../../packaging/aggregator.toml");
+        let path = Path::new("/etc/nines/aggregator.toml");
+        assert_eq!(Config::parse(text, path).unwrap().api.tls(), None);
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(k) if k.starts_with("tls_") || k.starts_with("client_ca") => k,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let tls = Config::parse(&uncommented, path)
+            .unwrap()
+            .api
+            .tls()
+            .unwrap();
+        assert_eq!(tls.cert, Path::new("/etc/nines/api/cert.pem"));
+        assert_eq!(tls.key, Path::new("/etc/nines/api/key.pem"));
+        assert_eq!(
+            tls.client_ca.as_deref(),
+            Some(Path::new("/etc/nines/api/clients.pem"))
+        );
     }
 
     #[test]

@@ -382,18 +382,24 @@ fn main() -> ExitCode {
         },
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => match nines_aggregator::server::ingest_tls(&config) {
-                Ok(_) => match config.load_rules() {
-                    Ok(rules) => {
-                        println!("{}: ok", file.display());
-                        if let Some(p) = &config.alerts.rules {
-                            println!("{}: ok, {} alert rules", p.display(), rules.rules.len());
-                        }
-                        ExitCode::SUCCESS
-                    }
+                Ok(_) => match nines_aggregator::server::api_tls(&config) {
                     Err(e) => {
-                        eprintln!("nines-aggregator: {e}");
+                        eprintln!("nines-aggregator: config {}: {e}", file.display());
                         ExitCode::from(EXIT_CONFIG)
                     }
+                    Ok(_) => match config.load_rules() {
+                        Ok(rules) => {
+                            println!("{}: ok", file.display());
+                            if let Some(p) = &config.alerts.rules {
+                                println!("{}: ok, {} alert rules", p.display(), rules.rules.len());
+                            }
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("nines-aggregator: {e}");
+                            ExitCode::from(EXIT_CONFIG)
+                        }
+                    },
                 },
                 Err(e) => {
                     eprintln!("nines-aggregator: config {}: {e}", file.display());

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::alerts::Alerting;
 use crate::api::{self, AppState};
+use crate::api_tls::{ApiTls, ApiTlsError};
 use crate::config::Config;
 use crate::enroll::Enroller;
 use crate::ingest::{self, Connections};
@@ -33,6 +34,9 @@ pub enum ServeError {
     /// The TLS material is unusable.
     #[error("ingest TLS: {0}")]
     Tls(#[from] nines_common::tls::TlsError),
+    /// The API's TLS files are unusable.
+    #[error(transparent)]
+    ApiTls(#[from] crate::api_tls::ApiTlsError),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -78,6 +82,11 @@ pub fn ingest_tls(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
     )?)
 }
 
+/// Loads the API's TLS files, if `[api]` names them.
+pub fn api_tls(config: &Config) -> Result<Option<ApiTls>, ApiTlsError> {
+    config.api.tls().map(ApiTls::load).transpose()
+}
+
 /// A running aggregator.
 #[derive(Debug)]
 pub struct Server {
@@ -91,6 +100,7 @@ pub struct Server {
     alerts: Arc<Alerting>,
     tls: Arc<IngestTls>,
     remote_write: Option<Arc<RemoteWrite>>,
+    api_tls: Option<Arc<ApiTls>>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -108,6 +118,7 @@ impl Server {
                 .map_err(ServeError::TlsFiles)?,
         );
         let enroller = Arc::new(Enroller::new(config.enroll()));
+        let api_tls = api_tls(config)?.map(Arc::new);
         let rules = config.load_rules()?;
         let (store, writer) = Store::open_with(&config.store.path, config.store.options())?;
         let alerts = Alerting::open(
@@ -176,17 +187,30 @@ impl Server {
             rx.clone(),
         ));
         let mut api_rx = rx;
-        let api_task = tokio::spawn(async move {
-            let served = axum::serve(api_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = api_rx.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!("HTTP API stopped: {e}");
-            }
-        });
-        tracing::info!(%ingest_addr, %api_addr, store = %config.store.path.display(), "nines-aggregator serving");
+        let api_task = match &api_tls {
+            Some(tls) => tokio::spawn(crate::api_tls::serve(
+                api_listener,
+                tls.clone(),
+                app,
+                api_rx,
+            )),
+            None => tokio::spawn(async move {
+                let served = axum::serve(api_listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = api_rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("HTTP API stopped: {e}");
+                }
+            }),
+        };
+        let api_scheme = match (&api_tls, &config.api.client_ca) {
+            (None, _) => "http",
+            (Some(_), None) => "https",
+            (Some(_), Some(_)) => "https with client certificates",
+        };
+        tracing::info!(%ingest_addr, %api_addr, api = api_scheme, store = %config.store.path.display(), "nines-aggregator serving");
         Ok(Self {
             ingest_addr,
             api_addr,
@@ -205,6 +229,7 @@ impl Server {
             alerts,
             tls,
             remote_write,
+            api_tls,
         })
     }
 
@@ -219,11 +244,26 @@ impl Server {
         self.tls.reload()
     }
 
-    /// What SIGHUP does: re-reads the alert rules and the ingest TLS files.
+    /// Re-reads the API's certificate, key and client CA: new connections get them, open
+    /// ones go on with what they began with. A bad file keeps the files in force (and says
+    /// why). `Ok(false)` if the API serves plain HTTP.
+    pub fn reload_api_tls(&self) -> Result<bool, ApiTlsError> {
+        match &self.api_tls {
+            None => Ok(false),
+            Some(tls) => tls.reload().map(|()| true),
+        }
+    }
+
+    /// What SIGHUP does: re-reads the alert rules, the ingest TLS files and the API's.
     pub fn hangup(&self) {
         let _ = self.reload_rules();
         if let Err(e) = self.reload_tls() {
             tracing::error!("{e}; the ingest certificate in force stays");
+        }
+        match self.reload_api_tls() {
+            Ok(true) => tracing::info!("HTTP API certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::error!("{e}; the API keeps the certificate in force"),
         }
     }
 
@@ -330,7 +370,7 @@ async fn track_incidents(
 }
 
 /// Runs the aggregator until `shutdown` turns true; SIGHUP reloads the alert rules and the
-/// ingest certificate, key and CA bundle.
+/// ingest and API certificates, keys and CA bundles.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
     let server = Server::start(&config).await?;
     #[cfg(unix)]
@@ -344,7 +384,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 }
             },
             Err(e) => {
-                tracing::warn!("cannot watch SIGHUP ({e}); alert rules reload only at restart");
+                tracing::warn!(
+                    "cannot watch SIGHUP ({e}); alert rules and the API certificate reload only at restart"
+                );
                 let _ = shutdown.wait_for(|s| *s).await;
             }
         }

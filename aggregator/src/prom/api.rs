@@ -65,7 +65,7 @@ fn internal(msg: impl std::fmt::Display) -> PromError {
     PromError(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
-        "storage error".into(),
+        crate::api::INTERNAL_ERROR.into(),
     )
 }
 
@@ -173,7 +173,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, PromError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|_| internal("query task aborted"))?
+        .map_err(|e| internal(format!("query task: {e}")))?
 }
 
 async fn query(

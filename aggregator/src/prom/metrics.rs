@@ -17,8 +17,7 @@ fn text(body: String) -> Response {
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!("metrics: {e}");
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())
+    crate::api::internal("metrics", e)
 }
 
 /// The newest value in the lookback window of `host`'s series `name` (summed over its

@@ -330,9 +330,14 @@ fn html(body: String) -> Response {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Response> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "aborted").into_response())
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!("status page: {e}");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            crate::api::INTERNAL_ERROR,
+        )
+            .into_response()
+    })
 }
 
 async fn overview(State(state): State<AppState>) -> Response {

@@ -1,0 +1,204 @@
+//! HTTPS (and optionally mTLS) for the HTTP API: the rustls configuration built from the `[api]`
+//! files, swapped in place on reload, and the accept loop that serves the router over it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::ApiTlsFiles;
+
+/// Time a client has to complete the TLS handshake; a silent one is dropped after it.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's headers, on a new or a kept-alive connection.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time open connections get to finish their requests once the aggregator stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Why the API's TLS material is unusable. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiTlsError {
+    /// A file could not be read.
+    #[error("[api] {key} {path}: {source}")]
+    Read {
+        /// The `[api]` key that names it.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file holds no usable PEM, or rustls refused what it holds.
+    #[error("[api] {key} {path}: {message}")]
+    Invalid {
+        /// The `[api]` key that names it.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, ApiTlsError> {
+    std::fs::read(path).map_err(|source| ApiTlsError::Read {
+        key,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn invalid<'a>(key: &'static str, path: &'a Path) -> impl Fn(String) -> ApiTlsError + 'a {
+    move |message| ApiTlsError::Invalid {
+        key,
+        path: path.to_owned(),
+        message,
+    }
+}
+
+/// Reads the files and builds the API's server configuration: TLS 1.2 and 1.3 (browsers,
+/// curl and Prometheus all speak them), the ring provider, ALPN `http/1.1` (the only protocol
+/// the API serves), and client certificates required when `client_ca` is set.
+pub fn server_config(files: &ApiTlsFiles) -> Result<ServerConfig, ApiTlsError> {
+    use nines_common::tls::{parse_certs, parse_key};
+    let provider = nines_common::tls::provider();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| invalid("tls_cert", &files.cert)(e.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let bad = invalid("client_ca", path);
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in parse_certs(&read("client_ca", path)?, "client CA bundle")
+                .map_err(|e| bad(e.to_string()))?
+            {
+                roots.add(cert).map_err(|e| bad(e.to_string()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let certs = parse_certs(&read("tls_cert", &files.cert)?, "certificate")
+        .map_err(|e| invalid("tls_cert", &files.cert)(e.to_string()))?;
+    let key = parse_key(&read("tls_key", &files.key)?, "private key")
+        .map_err(|e| invalid("tls_key", &files.key)(e.to_string()))?;
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        invalid("tls_key", &files.key)(format!(
+            "does not go with tls_cert {}: {e}",
+            files.cert.display()
+        ))
+    })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The API's TLS configuration in force. Each new connection takes the current one, so a
+/// reload reaches new connections while open ones keep the configuration they began with.
+#[derive(Debug)]
+pub struct ApiTls {
+    files: ApiTlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl ApiTls {
+    /// Loads the files.
+    pub fn load(files: ApiTlsFiles) -> Result<Self, ApiTlsError> {
+        let config = server_config(&files)?;
+        Ok(Self {
+            files,
+            current: RwLock::new(Arc::new(config)),
+        })
+    }
+
+    /// Re-reads the files. A bad file keeps the configuration in force and says why.
+    pub fn reload(&self) -> Result<(), ApiTlsError> {
+        let config = Arc::new(server_config(&self.files)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` turns true, then lets open
+/// connections finish their current request (for a few seconds at most). A failed or slow
+/// handshake closes that connection only.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ApiTls>,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!("HTTP API accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+        };
+        let acceptor = tls.acceptor();
+        let app = app.clone();
+        let mut shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "HTTP API TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "HTTP API TLS handshake timed out");
+                    return;
+                }
+            };
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+            let mut conn = std::pin::pin!(conn);
+            let served = tokio::select! {
+                r = conn.as_mut() => r,
+                () = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, "HTTP API connection: {e}");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
+}
