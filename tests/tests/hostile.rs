@@ -1,11 +1,14 @@
 //! Hostile input on the ingest port, on loopback and bounded in time: 10,000 half-open TCP
-//! connections from 200 addresses held open, garbage bytes before TLS, a client without a
-//! certificate, an oversized frame, a frame that lies about its length, a runaway label.
+//! connections from 200 addresses held open, garbage bytes before TLS, clients without a
+//! certificate, with one from another CA, expired, not yet valid, revoked, or for another
+//! host, an oversized frame, a frame that lies about its length, a runaway label.
 //! Throughout, a good agent keeps sending a batch every 100 ms and every ack comes back within
 //! 1 s; the aggregator counts what it refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nines_common::proto::{Batch, ErrorCode, Message, Point, SeriesDef};
@@ -31,6 +34,46 @@ fn batch(seq: u64, defs: Vec<SeriesDef>, points: Vec<Point>) -> Message {
     })
 }
 
+/// A client configuration for `host` with a certificate signed by `pki`'s CA, valid from
+/// `from_days` to `to_days` from now.
+fn cert_between(pki: &Pki, host: &str, from_days: i64, to_days: i64) -> Arc<rustls::ClientConfig> {
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+    let ca_key = rcgen::KeyPair::from_pem(&read(pki.dir.join("ca.key"))).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&read(pki.ca()), ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, host);
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now + time::Duration::days(from_days);
+    p.not_after = now + time::Duration::days(to_days);
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    Arc::new(
+        nines_common::tls::client_config(
+            read(pki.ca()).as_bytes(),
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+        )
+        .unwrap(),
+    )
+}
+
+/// A client configuration trusting `pki`'s CA without a certificate of its own.
+fn no_certificate(pki: &Pki) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(pki.ca()).unwrap();
+    for c in nines_common::tls::parse_certs(&ca, "ca").unwrap() {
+        roots.add(c).unwrap();
+    }
+    let mut c = rustls::ClientConfig::builder_with_provider(nines_common::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![nines_common::proto::ALPN.to_vec()];
+    Arc::new(c)
+}
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
@@ -43,6 +86,16 @@ async fn good_agents_are_served_within_a_second_through_hostile_input() {
     let pki = Pki::init(&dir.path().join("pki"));
     pki.issue("good-1");
     pki.issue("runaway-1");
+    pki.issue("revoked-1");
+    let status = Command::new(nines_tests::bin("nines-aggregator"))
+        .args(["ca", "revoke", "--dir"])
+        .arg(&pki.dir)
+        .args(["--host", "revoked-1"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rogue = Pki::init(&dir.path().join("rogue-pki"));
+    rogue.issue("good-1");
     let client = nines_tests::http_client();
     let mut agg = Aggregator::new(dir.path(), &pki);
     agg.set_ingest(
@@ -129,6 +182,38 @@ async fn good_agents_are_served_within_a_second_through_hostile_input() {
         .await
         .unwrap();
     assert!(matches!(r, Ok(n) if n < 64) || r.is_err(), "{r:?}");
+
+    // Certificates that must not get in, each tried while the good agent is timed. The
+    // rogue CA's client does not trust this aggregator either; what matters is it gets no
+    // Welcome.
+    let attempts = [
+        ("no certificate", no_certificate(&pki), "good-1"),
+        (
+            "another CA",
+            {
+                let read = |p: std::path::PathBuf| std::fs::read(p).unwrap();
+                let (c, k) = rogue.agent("good-1");
+                Arc::new(
+                    nines_common::tls::client_config(&read(pki.ca()), &read(c), &read(k)).unwrap(),
+                )
+            },
+            "good-1",
+        ),
+        ("expired", cert_between(&pki, "good-1", -30, -1), "good-1"),
+        (
+            "not yet valid",
+            cert_between(&pki, "good-1", 1, 30),
+            "good-1",
+        ),
+        ("revoked", client_config(&pki, "revoked-1"), "revoked-1"),
+        ("another host's", client_config(&pki, "runaway-1"), "good-1"),
+    ];
+    for round in 0..5 {
+        for (what, tls, host) in &attempts {
+            let r = connect(addr, tls.clone(), host, Duration::from_secs(5)).await;
+            assert!(r.is_err(), "{what} certificate got in (round {round})");
+        }
+    }
 
     // A frame larger than the limit, and one that lies about its length.
     let mut big = connect(
@@ -220,6 +305,8 @@ async fn good_agents_are_served_within_a_second_through_hostile_input() {
         refused("handshake")
     );
     assert_eq!(metric(&m, "nines_ingest_series_points_refused_total"), 10.0);
+    assert_eq!(refused("revoked"), 5.0);
+    assert_eq!(refused("no_certificate"), 5.0);
     drop((held, over, g, big.reader, liar.reader, raw, run));
     assert!(agg.running(), "{}", log_tail(&agg.log, 20));
     agg.stop();
