@@ -122,6 +122,34 @@ impl Enroller {
         }
     }
 
+    /// Whether certificates can be signed now: the CA certificate and key are readable and
+    /// fit together. The error names the file and what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        let key = KeyPair::from_pem(&read(&self.config.ca_key)?)
+            .map_err(|e| format!("{}: {e}", self.config.ca_key.display()))?;
+        let ca = read(&self.config.ca_cert)?;
+        let certs = nines_common::tls::parse_certs(ca.as_bytes(), "CA bundle")
+            .map_err(|e| format!("{}: {e}", self.config.ca_cert.display()))?;
+        let spki = x509_parser::parse_x509_certificate(certs[0].as_ref())
+            .map_err(|e| format!("{}: {e}", self.config.ca_cert.display()))?
+            .1
+            .public_key()
+            .subject_public_key
+            .data
+            .to_vec();
+        if spki != key.public_key_raw() {
+            return Err(format!(
+                "{} is not the key of the first certificate in {}",
+                self.config.ca_key.display(),
+                self.config.ca_cert.display()
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks and spends `token`, then signs `csr_der` for the host the token was made for.
     pub fn enroll(&self, token: &str, csr_der: &[u8]) -> CertificateReply {
         match self.try_enroll(token, csr_der) {
@@ -264,4 +292,63 @@ pub fn agent_params(host: &HostId, days: u32) -> Result<CertificateParams, rcgen
     params.not_before = now - time::Duration::minutes(5);
     params.not_after = now + time::Duration::days(i64::from(days));
     Ok(params)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_distinct() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert!(a.starts_with("nines1.") && a.len() == 7 + 43, "{a}");
+        assert!(
+            a[7..]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_eq!(token_hash(&a), token_hash(&format!(" {a}\n")));
+    }
+
+    #[test]
+    fn check_names_a_missing_or_foreign_ca_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::PkiDir(dir.path().to_owned());
+        crate::pki::init(&pki, &["localhost".into()], "localhost").unwrap();
+        let config = EnrollConfig {
+            ca_cert: pki.ca_cert(),
+            ca_key: pki.ca_key(),
+            tokens: dir.path().join("tokens.txt"),
+            used_tokens: dir.path().join("used-tokens.txt"),
+            cert_days: 30,
+        };
+        Enroller::new(config.clone()).check().unwrap();
+        // The server key is a key, but not the CA's.
+        let foreign = Enroller::new(EnrollConfig {
+            ca_key: pki.server_key(),
+            ..config.clone()
+        });
+        let e = foreign.check().unwrap_err();
+        assert!(e.contains("is not the key of"), "{e}");
+        let missing = Enroller::new(EnrollConfig {
+            ca_key: dir.path().join("nope.key"),
+            ..config
+        });
+        let e = missing.check().unwrap_err();
+        assert!(e.contains("cannot read") && e.contains("nope.key"), "{e}");
+        // Signing without the key tells the agent so, without the path or the OS error.
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CommonName, "web-1");
+        let csr = p.serialize_request(&key).unwrap();
+        match missing.renew(&HostId::new("web-1").unwrap(), csr.der()) {
+            CertificateReply::Refused { message } => {
+                assert!(message.contains("cannot issue"), "{message}");
+                assert!(!message.contains("nope.key"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -390,6 +390,14 @@ fn main() -> ExitCode {
                     Ok(_) => match config.load_rules() {
                         Ok(rules) => {
                             println!("{}: ok", file.display());
+                            let enroll = nines_aggregator::enroll::Enroller::new(config.enroll());
+                            match enroll.check() {
+                                Ok(()) => println!(
+                                    "enrollment and renewal: on (signing with {})",
+                                    config.ingest.ca_key_path().display()
+                                ),
+                                Err(e) => println!("enrollment and renewal: off: {e}"),
+                            }
                             if let Some(p) = &config.alerts.rules {
                                 println!("{}: ok, {} alert rules", p.display(), rules.rules.len());
                             }

@@ -118,6 +118,9 @@ impl Server {
                 .map_err(ServeError::TlsFiles)?,
         );
         let enroller = Arc::new(Enroller::new(config.enroll()));
+        if let Err(e) = enroller.check() {
+            tracing::warn!("agents cannot enroll or renew their certificates: {e}");
+        }
         let api_tls = api_tls(config)?.map(Arc::new);
         let rules = config.load_rules()?;
         let (store, writer) = Store::open_with(&config.store.path, config.store.options())?;
