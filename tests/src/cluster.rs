@@ -65,6 +65,39 @@ impl Pki {
         );
     }
 
+    /// A certificate and key (PEM) for `host` signed by this CA, valid from `from_days` to
+    /// `to_days` from now: expired, not yet valid, or old enough to be renewed.
+    pub fn leaf(&self, host: &str, from_days: i64, to_days: i64) -> (String, String) {
+        let read = |p: PathBuf| {
+            std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        let ca_key = rcgen::KeyPair::from_pem(&read(self.dir.join("ca.key")))
+            .unwrap_or_else(|e| panic!("CA key: {e}"));
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&read(self.ca()), ca_key)
+            .unwrap_or_else(|e| panic!("CA: {e}"));
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("key: {e}"));
+        let mut p = rcgen::CertificateParams::new(vec![host.to_owned()])
+            .unwrap_or_else(|e| panic!("params: {e}"));
+        p.distinguished_name.push(rcgen::DnType::CommonName, host);
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now + time::Duration::days(from_days);
+        p.not_after = now + time::Duration::days(to_days);
+        let cert = p
+            .signed_by(&key, &issuer)
+            .unwrap_or_else(|e| panic!("sign: {e}"));
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Replaces `host`'s issued certificate and key with [`Pki::leaf`]'s.
+    pub fn reissue(&self, host: &str, from_days: i64, to_days: i64) -> String {
+        let (cert, key) = self.leaf(host, from_days, to_days);
+        let (c, k) = self.agent(host);
+        std::fs::write(&c, &cert).unwrap_or_else(|e| panic!("{}: {e}", c.display()));
+        std::fs::write(&k, key).unwrap_or_else(|e| panic!("{}: {e}", k.display()));
+        cert
+    }
+
     /// The CA certificate.
     pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.pem")

@@ -231,25 +231,8 @@ async fn an_agent_renews_its_certificate_and_keeps_shipping_without_a_restart() 
     let mut agent = Agent::new(dir.path(), &pki, host, agg.ingest, "");
 
     // Replace its certificate with one 20 of its 30 days old: due for renewal.
-    let (cert, key) = pki.agent(host);
-    let ca_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(pki.dir.join("ca.key")).unwrap())
-            .unwrap();
-    let issuer =
-        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(pki.ca()).unwrap(), ca_key)
-            .unwrap();
-    let agent_key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, host);
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(20);
-    params.not_after = now + time::Duration::days(10);
-    let old = params.signed_by(&agent_key, &issuer).unwrap();
-    std::fs::write(&cert, old.pem()).unwrap();
-    std::fs::write(&key, agent_key.serialize_pem()).unwrap();
+    let old = pki.reissue(host, -20, 10);
+    let (cert, _) = pki.agent(host);
 
     let start_ms = nines_common::model::now_ms();
     agent.start();
@@ -272,7 +255,7 @@ async fn an_agent_renews_its_certificate_and_keeps_shipping_without_a_restart() 
         "{not_after}"
     );
     // The configured files were left as they were; the key is the agent's only.
-    assert_eq!(std::fs::read_to_string(&cert).unwrap(), old.pem());
+    assert_eq!(std::fs::read_to_string(&cert).unwrap(), old);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(agent.state_dir.join("tls/agent.key"))
         .unwrap()

@@ -37,25 +37,9 @@ fn batch(seq: u64, defs: Vec<SeriesDef>, points: Vec<Point>) -> Message {
 /// A client configuration for `host` with a certificate signed by `pki`'s CA, valid from
 /// `from_days` to `to_days` from now.
 fn cert_between(pki: &Pki, host: &str, from_days: i64, to_days: i64) -> Arc<rustls::ClientConfig> {
-    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
-    let ca_key = rcgen::KeyPair::from_pem(&read(pki.dir.join("ca.key"))).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&read(pki.ca()), ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
-    p.distinguished_name.push(rcgen::DnType::CommonName, host);
-    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let now = time::OffsetDateTime::now_utc();
-    p.not_before = now + time::Duration::days(from_days);
-    p.not_after = now + time::Duration::days(to_days);
-    let cert = p.signed_by(&key, &issuer).unwrap();
-    Arc::new(
-        nines_common::tls::client_config(
-            read(pki.ca()).as_bytes(),
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-        )
-        .unwrap(),
-    )
+    let (cert, key) = pki.leaf(host, from_days, to_days);
+    let ca = std::fs::read(pki.ca()).unwrap();
+    Arc::new(nines_common::tls::client_config(&ca, cert.as_bytes(), key.as_bytes()).unwrap())
 }
 
 /// A client configuration trusting `pki`'s CA without a certificate of its own.
