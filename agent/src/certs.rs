@@ -172,8 +172,17 @@ impl Credentials {
 
     /// Whether the certificate should be renewed at `now` (Unix seconds).
     pub fn renewal_due(&self, now: i64) -> bool {
-        now >= self.current().renew_at()
-            && now >= self.retry_after.load(std::sync::atomic::Ordering::Relaxed)
+        self.until_renewal(now).is_zero()
+    }
+
+    /// How long from `now` (Unix seconds) until the certificate should be renewed: zero if it
+    /// is due, never more than a day (so that a changed clock is noticed).
+    pub fn until_renewal(&self, now: i64) -> std::time::Duration {
+        let at = self
+            .current()
+            .renew_at()
+            .max(self.retry_after.load(std::sync::atomic::Ordering::Relaxed));
+        std::time::Duration::from_secs(u64::try_from(at - now).unwrap_or(0).min(86_400))
     }
 
     /// A renewal was refused or failed: ask again in [`RENEW_RETRY_SECS`].

@@ -220,25 +220,9 @@ impl Shipper {
         });
         let _abort = AbortOnDrop(read_task);
 
-        // A certificate past two thirds of its life is renewed over this connection.
-        let mut renewal_key = None;
-        let now_s = nines_common::model::now_ms() / 1000;
-        if self.credentials.renewal_due(now_s) {
-            match renewal_request(&self.hello.host_id) {
-                Ok((key_pem, csr_der)) => {
-                    tracing::info!(
-                        expires = self.credentials.current().not_after,
-                        "asking the aggregator to renew the certificate"
-                    );
-                    writer.write(&Message::Renew(Renew { csr_der })).await?;
-                    renewal_key = Some(key_pem);
-                }
-                Err(e) => {
-                    tracing::warn!("cannot make a certificate request: {e}");
-                    self.credentials.renewal_failed(now_s);
-                }
-            }
-        }
+        // A certificate past two thirds of its life is renewed over this connection: at once
+        // if it is due, or when it falls due on a connection that lasts.
+        let mut renewal_key: Option<String> = None;
 
         let mut dict: HashMap<SeriesKey, u32> = HashMap::new();
         let mut inflight: VecDeque<(u64, Instant)> = VecDeque::new();
@@ -255,14 +239,27 @@ impl Shipper {
             let deadline = inflight
                 .front()
                 .map(|(_, sent)| *sent + self.config.ack_timeout);
+            let now_s = nines_common::model::now_ms() / 1000;
+            let renew_in = self.credentials.until_renewal(now_s);
+            // The renewal is sent after the select: awaiting inside an arm would hold the
+            // shutdown receiver's guard across the await.
+            let mut renew_now = false;
             let event = tokio::select! {
                 msg = rx.recv() => Some(msg),
+                _ = tokio::time::sleep(renew_in), if renewal_key.is_none() => {
+                    renew_now = true;
+                    Some(None)
+                }
                 _ = self.appended.notified(), if inflight.len() < self.config.window => continue,
                 _ = sleep_until_opt(deadline) => {
                     return Err(ShipError::AckTimeout(self.config.ack_timeout));
                 }
                 _ = shutdown.wait_for(|s| *s) => None,
             };
+            if renew_now {
+                renewal_key = self.ask_renewal(&mut writer).await?;
+                continue;
+            }
             let Some(msg) = event else {
                 // Unacked batches stay in the spool and are sent again next time.
                 let _ = timeout(Duration::from_secs(2), writer.shutdown()).await;
@@ -330,6 +327,32 @@ pub fn renewal_request(host: &str) -> Result<(String, Vec<u8>), rcgen::Error> {
         .push(rcgen::DnType::CommonName, host);
     let csr = params.serialize_request(&key)?;
     Ok((key.serialize_pem(), csr.der().to_vec()))
+}
+
+impl Shipper {
+    /// Sends a `Renew` request; the new key, kept until the answer comes. A key that cannot
+    /// be made postpones the renewal.
+    async fn ask_renewal<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        writer: &mut FrameWriter<W>,
+    ) -> Result<Option<String>, ShipError> {
+        let now_s = nines_common::model::now_ms() / 1000;
+        match renewal_request(&self.hello.host_id) {
+            Ok((key_pem, csr_der)) => {
+                tracing::info!(
+                    expires = self.credentials.current().not_after,
+                    "asking the aggregator to renew the certificate"
+                );
+                writer.write(&Message::Renew(Renew { csr_der })).await?;
+                Ok(Some(key_pem))
+            }
+            Err(e) => {
+                tracing::warn!("cannot make a certificate request: {e}");
+                self.credentials.renewal_failed(now_s);
+                Ok(None)
+            }
+        }
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

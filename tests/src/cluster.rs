@@ -68,6 +68,11 @@ impl Pki {
     /// A certificate and key (PEM) for `host` signed by this CA, valid from `from_days` to
     /// `to_days` from now: expired, not yet valid, or old enough to be renewed.
     pub fn leaf(&self, host: &str, from_days: i64, to_days: i64) -> (String, String) {
+        self.leaf_secs(host, from_days * 86_400, to_days * 86_400)
+    }
+
+    /// [`Pki::leaf`] to the second.
+    pub fn leaf_secs(&self, host: &str, from_secs: i64, to_secs: i64) -> (String, String) {
         let read = |p: PathBuf| {
             std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         };
@@ -81,8 +86,8 @@ impl Pki {
         p.distinguished_name.push(rcgen::DnType::CommonName, host);
         p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let now = time::OffsetDateTime::now_utc();
-        p.not_before = now + time::Duration::days(from_days);
-        p.not_after = now + time::Duration::days(to_days);
+        p.not_before = now + time::Duration::seconds(from_secs);
+        p.not_after = now + time::Duration::seconds(to_secs);
         let cert = p
             .signed_by(&key, &issuer)
             .unwrap_or_else(|e| panic!("sign: {e}"));
@@ -91,7 +96,12 @@ impl Pki {
 
     /// Replaces `host`'s issued certificate and key with [`Pki::leaf`]'s.
     pub fn reissue(&self, host: &str, from_days: i64, to_days: i64) -> String {
-        let (cert, key) = self.leaf(host, from_days, to_days);
+        self.reissue_secs(host, from_days * 86_400, to_days * 86_400)
+    }
+
+    /// [`Pki::reissue`] to the second.
+    pub fn reissue_secs(&self, host: &str, from_secs: i64, to_secs: i64) -> String {
+        let (cert, key) = self.leaf_secs(host, from_secs, to_secs);
         let (c, k) = self.agent(host);
         std::fs::write(&c, &cert).unwrap_or_else(|e| panic!("{}: {e}", c.display()));
         std::fs::write(&k, key).unwrap_or_else(|e| panic!("{}: {e}", k.display()));

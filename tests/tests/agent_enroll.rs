@@ -318,3 +318,39 @@ async fn an_agent_renews_its_certificate_and_keeps_shipping_without_a_restart() 
     agent.stop();
     agg.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_falling_due_on_a_lasting_connection_is_renewed_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki"));
+    let client = nines_tests::http_client();
+    let mut agg = Aggregator::new(dir.path(), &pki);
+    agg.start_ready(&client).await;
+    let host = "renew-2";
+    let mut agent = Agent::new(dir.path(), &pki, host, agg.ingest, "");
+    // 45 s of life, 20 s gone: due in 10 s, expired in 25 s.
+    pki.reissue_secs(host, -20, 25);
+    agent.start();
+    eventually(Duration::from_secs(30), || async {
+        agent
+            .log_text()
+            .contains("reconnecting with the renewed certificate")
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no renewal:\n{}", log_tail(&agent.log, 30)));
+    // Asked on the connection made at start, not at a reconnect.
+    let log = agent.log_text();
+    let asked = log.find("asking the aggregator to renew").unwrap();
+    assert_eq!(log[..asked].matches("connected").count(), 1, "{log}");
+    // Past the old certificate's end, the agent still ships.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let seen = agg.last_seen_ms(&client, host).await.unwrap();
+    assert!(
+        seen > nines_common::model::now_ms() - 5_000,
+        "last seen {seen}:\n{}",
+        log_tail(&agent.log, 20)
+    );
+    agent.stop();
+    agg.stop();
+}
