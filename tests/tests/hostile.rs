@@ -98,7 +98,7 @@ async fn good_agents_are_served_within_a_second_through_hostile_input() {
     .await
     .unwrap();
     let good_task = tokio::spawn(async move {
-        let mut worst = Duration::ZERO;
+        let mut acks = Vec::new();
         let mut seq = good.resume_from_seq;
         let start = Instant::now();
         let mut n = 0u64;
@@ -123,12 +123,12 @@ async fn good_agents_are_served_within_a_second_through_hostile_input() {
                 Ok(Ok(Some(Message::Ack(a)))) => assert_eq!(a.through_seq, seq),
                 other => panic!("batch {seq}: {other:?}"),
             }
-            worst = worst.max(sent.elapsed());
+            acks.push(sent.elapsed());
             seq += 1;
             n += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        (n, worst)
+        (n, acks)
     });
 
     // 10,000 half-open connections from 200 addresses (50 each, under the per-address limit),
@@ -259,9 +259,15 @@ async fn good_agents_are_served_within_a_second_through_hostile_input() {
         .unwrap();
     assert!(matches!(run.reader.read().await, Ok(Some(Message::Ack(_)))));
 
-    let (sent, worst) = good_task.await.unwrap();
-    println!("good agent: {sent} batches, slowest ack {worst:?}");
+    let (sent, mut acks) = good_task.await.unwrap();
     assert!(sent >= 40, "{sent}");
+    acks.sort();
+    let worst = acks.last().copied().unwrap_or_default();
+    println!(
+        "good agent: {sent} batches, ack median {:?}, p99 {:?}, slowest {worst:?}",
+        acks[acks.len() / 2],
+        acks[acks.len() * 99 / 100]
+    );
     assert!(worst < Duration::from_secs(1), "slowest ack {worst:?}");
     // The liar's connection was closed for idling (10 s), the half-open ones at the handshake
     // timeout; the ones over the per-address limit were closed at once.
