@@ -24,6 +24,12 @@ const MAX_RECORD: u32 = 64 * 1024 * 1024;
 /// The ack mark is written at most this often (and when the spool is dropped): losing it
 /// costs only a resend of what was acked since, which the aggregator drops as duplicates.
 pub const ACK_MARK_EVERY: Duration = Duration::from_secs(5);
+/// Highest sequence number a record read back may carry. Numbering starts at the clock's
+/// milliseconds (an `i64`) and grows by one per tick, so no spool gets near it; a record above
+/// it is damage, and refusing it leaves appends 2^63 numbers before `u64` overflows.
+const MAX_SEQ: u64 = i64::MAX as u64;
+/// Bytes of the ack mark: 20 digits (any `u64`) and a newline.
+const ACK_MARK_LEN: u64 = 21;
 
 /// What one tick appended to the spool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,13 +145,18 @@ impl Spool {
     pub fn open(dir: &Path, limits: Limits, now_ms: i64) -> Result<Self, SpoolError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let acked_path = dir.join("acked");
-        let acked = match fs::read_to_string(&acked_path) {
-            Ok(s) => s.trim().parse().unwrap_or_else(|_| {
-                // Only a torn in-place rewrite can do this. Sending everything again is safe:
-                // the aggregator drops what it already has.
-                tracing::warn!(path = %acked_path.display(), "unreadable ack mark; resending the whole spool");
-                0
-            }),
+        // Read as bytes: a damaged mark need not even be UTF-8, and is no reason not to start.
+        let acked = match fs::read(&acked_path) {
+            Ok(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .filter(|&a: &u64| a <= MAX_SEQ)
+                .unwrap_or_else(|| {
+                    // Only a torn in-place rewrite can do this. Sending everything again is
+                    // safe: the aggregator drops what it already has.
+                    tracing::warn!(path = %acked_path.display(), "unreadable ack mark; resending the whole spool");
+                    0
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(io(&acked_path)(e)),
         };
@@ -157,6 +168,8 @@ impl Spool {
                 .to_str()
                 .and_then(|n| n.strip_suffix(".seg"))
                 .and_then(|n| n.parse::<u64>().ok())
+                // Sequence numbers start at 1: no segment of this spool is called `0.seg`.
+                .filter(|&first| first > 0)
             else {
                 continue;
             };
@@ -349,6 +362,10 @@ impl Spool {
                 .write(true)
                 .open(&path)
                 .map_err(io(&path))?;
+            // Rewrites in place cover only the mark's fixed width: a longer file left by
+            // anything else would keep its tail through every rewrite, stay unreadable, and
+            // have every start resend the whole spool. Cut it to the width once per handle.
+            f.set_len(ACK_MARK_LEN).map_err(io(&path))?;
             self.acked_file = Some(f);
         }
         if let Some(f) = &self.acked_file {
@@ -484,7 +501,7 @@ fn scan_segment(path: &Path, first_seq: u64) -> Result<Segment, SpoolError> {
             bad = Some("undecodable record");
             break;
         };
-        if record.seq != last_seq + 1 {
+        if record.seq > MAX_SEQ || record.seq != last_seq + 1 {
             bad = Some("sequence gap");
             break;
         }
