@@ -163,7 +163,8 @@ pub fn parse_hhmm(s: &str) -> Result<u32, String> {
     let bad = || format!("time {s:?}: use HH:MM from 00:00 to 24:00");
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
     let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if m >= 60 || h * 60 + m > 1440 {
+    // `h` is checked first: `h * 60` of a large hour would overflow.
+    if m >= 60 || h > 24 || h * 60 + m > 1440 {
         return Err(bad());
     }
     Ok(h * 60 + m)
@@ -287,6 +288,11 @@ mod tests {
             )]
         );
         assert!(parse_hhmm("25:00").unwrap_err().contains("HH:MM"));
+        // Hours whose minutes overflow u32 are refused, not wrapped round (71582789 h is
+        // 00:44 modulo 2^32 minutes) and not a panic.
+        assert!(parse_hhmm("71582789:00").is_err());
+        assert!(parse_hhmm("99999999:00").is_err());
+        assert_eq!(parse_hhmm("24:00"), Ok(1440));
         assert!(parse_day("funday").unwrap_err().contains("mon"));
         assert!(time_zone("Mars/Olympus").unwrap_err().contains("IANA"));
         assert!(parse_date("2026-13-01").is_err());
