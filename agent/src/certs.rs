@@ -51,6 +51,8 @@ pub struct Credentials {
     config: Config,
     current: RwLock<Current>,
     retry_after: std::sync::atomic::AtomicI64,
+    /// A renewal request was sent and not answered yet.
+    asked: std::sync::atomic::AtomicBool,
 }
 
 /// Where renewed certificates are kept.
@@ -159,6 +161,7 @@ impl Credentials {
             current: RwLock::new(load(config)?),
             config: config.clone(),
             retry_after: std::sync::atomic::AtomicI64::new(0),
+            asked: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -185,8 +188,28 @@ impl Credentials {
         std::time::Duration::from_secs(u64::try_from(at - now).unwrap_or(0).min(86_400))
     }
 
+    /// A renewal request is on its way.
+    pub fn renewal_asked(&self) {
+        self.asked.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The connection ended: if a renewal request was unanswered, it counts as failed (an
+    /// aggregator too old to know `Renew` closes the connection on it; asking again at once
+    /// would close every connection).
+    pub fn connection_ended(&self, now: i64) {
+        if self.asked.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "the connection ended before the aggregator answered the renewal request \
+                 (an aggregator older than this agent?); asking again in an hour"
+            );
+            self.renewal_failed(now);
+        }
+    }
+
     /// A renewal was refused or failed: ask again in [`RENEW_RETRY_SECS`].
     pub fn renewal_failed(&self, now: i64) {
+        self.asked
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.retry_after
             .store(now + RENEW_RETRY_SECS, std::sync::atomic::Ordering::Relaxed);
     }
@@ -236,6 +259,140 @@ impl Credentials {
             "certificate renewed"
         );
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+        self.asked
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    struct Ca {
+        pem: String,
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    fn ca() -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, "test CA");
+        let cert = p.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(p, key),
+        }
+    }
+
+    /// A certificate for `host` valid from `from` to `to` days from now: (cert, key).
+    fn leaf(ca: &Ca, host: &str, from: i64, to: i64) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![host.to_owned()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, host);
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now + time::Duration::days(from);
+        p.not_after = now + time::Duration::days(to);
+        (
+            p.signed_by(&key, &ca.issuer).unwrap().pem(),
+            key.serialize_pem(),
+        )
+    }
+
+    fn setup(dir: &Path, ca: &Ca, from: i64, to: i64) -> Config {
+        let (cert, key) = leaf(ca, "web-1", from, to);
+        std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+        std::fs::write(dir.join("agent.pem"), cert).unwrap();
+        std::fs::write(dir.join("agent.key"), key).unwrap();
+        let text = format!(
+            "state_dir = \"{}\"\n[aggregator]\naddresses = [\"127.0.0.1:7443\"]\n\
+             ca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n",
+            dir.join("state").display()
+        );
+        Config::parse(&text, &dir.join("agent.toml")).unwrap()
+    }
+
+    fn now() -> i64 {
+        nines_common::model::now_ms() / 1000
+    }
+
+    #[test]
+    fn renewal_falls_due_at_two_thirds_and_a_failure_waits_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca();
+        // 30 days, 10 gone: due in 10 days.
+        let fresh = Credentials::load(&setup(dir.path(), &ca, -10, 20)).unwrap();
+        assert!(!fresh.renewal_due(now()));
+        let days = fresh.until_renewal(now()).as_secs();
+        assert_eq!(days, 86_400, "capped at a day");
+        assert!(fresh.renewal_due(now() + 10 * 86_400 + 60));
+
+        let due = Credentials::load(&setup(dir.path(), &ca, -20, 10)).unwrap();
+        assert!(due.renewal_due(now()));
+        // A connection that ends without asking changes nothing.
+        due.connection_ended(now());
+        assert!(due.renewal_due(now()));
+        // One that ends with the request unanswered (an older aggregator closes on it)
+        // waits an hour before asking again.
+        due.renewal_asked();
+        due.connection_ended(now());
+        assert!(!due.renewal_due(now()));
+        assert!(due.renewal_due(now() + RENEW_RETRY_SECS));
+    }
+
+    #[test]
+    fn a_renewed_certificate_is_used_at_once_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca();
+        let config = setup(dir.path(), &ca, -20, 10);
+        let creds = Credentials::load(&config).unwrap();
+        let old_end = creds.current().not_after;
+        let (cert, key) = leaf(&ca, "web-1", 0, 30);
+        creds.install(&key, &cert, &ca.pem).unwrap();
+        assert!(creds.current().not_after > old_end + 19 * 86_400);
+        assert!(!creds.renewal_due(now()));
+        let again = load(&config).unwrap();
+        assert_eq!(again.path, renewed_dir(&config.state_dir).join("agent.pem"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(renewed_dir(&config.state_dir).join("agent.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // A certificate for another host, or one that does not fit the key, is not installed.
+        let (other, other_key) = leaf(&ca, "db-1", 0, 30);
+        assert!(creds.install(&other_key, &other, &ca.pem).is_err());
+        let (mismatched, _) = leaf(&ca, "web-1", 0, 30);
+        assert!(creds.install(&key, &mismatched, &ca.pem).is_err());
+        assert_eq!(load(&config).unwrap().not_after, creds.current().not_after);
+    }
+
+    #[test]
+    fn an_interrupted_renewal_is_undone_or_finished_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca();
+        let config = setup(dir.path(), &ca, -20, 10);
+        let creds = Credentials::load(&config).unwrap();
+        let (cert, key) = leaf(&ca, "web-1", 0, 30);
+        creds.install(&key, &cert, &ca.pem).unwrap();
+        let tls = renewed_dir(&config.state_dir);
+
+        // Crash before the key was renamed: the half-written pair goes, the old one stays.
+        let (next, next_key) = leaf(&ca, "web-1", 0, 40);
+        std::fs::write(tls.join("agent.key.new"), &next_key).unwrap();
+        std::fs::write(tls.join("agent.pem.new"), &next).unwrap();
+        let c = load(&config).unwrap();
+        assert!(c.not_after < now() + 31 * 86_400);
+        assert!(!tls.join("agent.key.new").exists() && !tls.join("agent.pem.new").exists());
+
+        // Crash after the key was renamed: the certificate follows it.
+        std::fs::write(tls.join("agent.key"), &next_key).unwrap();
+        std::fs::write(tls.join("agent.pem.new"), &next).unwrap();
+        let c = load(&config).unwrap();
+        assert!(c.not_after > now() + 39 * 86_400);
     }
 }

@@ -138,10 +138,13 @@ impl Shipper {
 
     async fn session(&self, addr: &str, shutdown: &mut watch::Receiver<bool>) -> End {
         let mut progressed = false;
-        match self.session_inner(addr, shutdown, &mut progressed).await {
+        let end = match self.session_inner(addr, shutdown, &mut progressed).await {
             Ok(()) => End::Shutdown,
             Err(error) => End::Failed { error, progressed },
-        }
+        };
+        self.credentials
+            .connection_ended(nines_common::model::now_ms() / 1000);
+        end
     }
 
     async fn connect(
@@ -343,6 +346,7 @@ impl Shipper {
                     expires = self.credentials.current().not_after,
                     "asking the aggregator to renew the certificate"
                 );
+                self.credentials.renewal_asked();
                 writer.write(&Message::Renew(Renew { csr_der })).await?;
                 Ok(Some(key_pem))
             }
