@@ -134,17 +134,28 @@ pub fn load(config: &Config) -> Result<Current, AgentError> {
     })
 }
 
-/// Writes `contents` to `path` through `path.new`, synced, with `mode`.
-fn write_new(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<PathBuf> {
+/// Writes `contents` to `path.new`, synced, with `mode` and, if given, `owner` (uid, gid;
+/// only root may give a file away, anyone else already owns what they write). Returns the
+/// temporary file, for the caller to rename over `path` when its other files are ready.
+pub fn write_new(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<PathBuf> {
     let mut name = path.as_os_str().to_owned();
     name.push(".new");
     let tmp = PathBuf::from(name);
+    // A leftover from an interrupted run may have looser permissions than `mode`.
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)?;
+    if let Some((uid, gid)) = owner {
+        let _ = std::os::unix::fs::fchown(&f, Some(uid), Some(gid));
+    }
     f.write_all(contents)?;
     f.sync_all()?;
     Ok(tmp)
@@ -173,6 +184,14 @@ impl Credentials {
             .clone()
     }
 
+    /// When the certificate in force expires, Unix seconds.
+    pub fn not_after(&self) -> i64 {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .not_after
+    }
+
     /// Whether the certificate should be renewed at `now` (Unix seconds).
     pub fn renewal_due(&self, now: i64) -> bool {
         self.until_renewal(now).is_zero()
@@ -182,7 +201,9 @@ impl Credentials {
     /// is due, never more than a day (so that a changed clock is noticed).
     pub fn until_renewal(&self, now: i64) -> std::time::Duration {
         let at = self
-            .current()
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .renew_at()
             .max(self.retry_after.load(std::sync::atomic::Ordering::Relaxed));
         std::time::Duration::from_secs(u64::try_from(at - now).unwrap_or(0).min(86_400))
@@ -217,8 +238,9 @@ impl Credentials {
     /// Checks a renewed certificate against its key, the CA and this host, writes it to the
     /// state directory (key first, each file synced, then renamed) and puts it in force.
     pub fn install(&self, key_pem: &str, cert_pem: &str, ca_pem: &str) -> Result<(), AgentError> {
-        let tls_config =
-            tls::client_config(ca_pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes())?;
+        // Unusable material (a key that does not fit the certificate, a certificate the CA did
+        // not sign) is refused before anything is written.
+        tls::client_config(ca_pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes())?;
         let leaf = tls::parse_certs(cert_pem.as_bytes(), "renewed certificate")?;
         let host = tls::cert_host_id(&leaf[0])?;
         let current = self.current();
@@ -239,23 +261,21 @@ impl Credentials {
             dir.join("agent.key"),
             dir.join("ca.pem"),
         );
-        let ca_tmp = write_new(&ca_path, ca_pem.as_bytes(), 0o644).map_err(io)?;
+        let ca_tmp = write_new(&ca_path, ca_pem.as_bytes(), 0o644, None).map_err(io)?;
         std::fs::rename(ca_tmp, &ca_path).map_err(io)?;
-        let key_tmp = write_new(&key_path, key_pem.as_bytes(), 0o600).map_err(io)?;
-        let cert_tmp = write_new(&cert_path, cert_pem.as_bytes(), 0o644).map_err(io)?;
+        let key_tmp = write_new(&key_path, key_pem.as_bytes(), 0o600, None).map_err(io)?;
+        let cert_tmp = write_new(&cert_path, cert_pem.as_bytes(), 0o644, None).map_err(io)?;
         sync_dir(&dir).map_err(io)?;
         std::fs::rename(key_tmp, &key_path).map_err(io)?;
         std::fs::rename(cert_tmp, &cert_path).map_err(io)?;
         sync_dir(&dir).map_err(io)?;
         // Read back the way a restart would, so that what is in force is what is on disk.
         let loaded = load(&self.config)?;
-        let (not_before, not_after) = validity(cert_pem.as_bytes())?;
-        drop(tls_config);
         tracing::info!(
             host = %loaded.host,
             file = %loaded.path.display(),
-            not_before,
-            not_after,
+            not_before = loaded.not_before,
+            not_after = loaded.not_after,
             "certificate renewed"
         );
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded;

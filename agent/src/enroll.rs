@@ -2,8 +2,6 @@
 //! one-time token. The key is made here and never leaves; the aggregator is authenticated by
 //! the fingerprint of its CA before the token is sent.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -197,22 +195,6 @@ fn write(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let mut name = path.as_os_str().to_owned();
-    name.push(".new");
-    let tmp = PathBuf::from(name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    if let Some((uid, gid)) = owner {
-        // Only root may give a file away; anyone else already owns what they write.
-        let _ = std::os::unix::fs::fchown(&f, Some(uid), Some(gid));
-    }
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .map_err(err)?;
+    let tmp = crate::certs::write_new(path, contents, mode, owner).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }

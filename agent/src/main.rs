@@ -185,15 +185,9 @@ fn main() -> ExitCode {
                 server_name,
                 force,
             };
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("nines-agent: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(nines_agent::enroll::enroll(&config, &request)) {
                 Ok(host) => {
@@ -222,15 +216,9 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging();
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("nines-agent: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             runtime.block_on(async {
                 let (tx, rx) = tokio::sync::watch::channel(false);
@@ -248,6 +236,17 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// The single-threaded runtime the agent runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("nines-agent: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 /// Man pages (one per visible subcommand too) and bash, zsh and fish completions.

@@ -80,18 +80,9 @@ pub fn missing_tls_files(config: &Config) -> Vec<&Path> {
 /// What to do about missing certificate files, in one line: the `ca issue` command to run on
 /// the aggregator and where to put its output.
 pub fn enroll_hint(config: &Config, missing: &[&Path]) -> String {
-    let host = config
-        .host
-        .as_ref()
+    let host = crate::enroll::host_id(config)
         .map(|h| h.to_string())
-        .unwrap_or_else(|| {
-            let name = first_line(&config.collect.procfs.join("sys/kernel/hostname"));
-            if name.is_empty() {
-                "HOST".to_owned()
-            } else {
-                name
-            }
-        });
+        .unwrap_or_else(|_| "HOST".to_owned());
     let missing: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
     let a = &config.aggregator;
     format!(
@@ -328,7 +319,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         out.push(
             "agent_certificate_expiry_timestamp_seconds",
             &[],
-            credentials.current().not_after as f64,
+            credentials.not_after() as f64,
         );
         match spool.append(tick.ts_ms, samples) {
             Ok(_) => appended.notify_one(),

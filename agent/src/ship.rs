@@ -343,7 +343,7 @@ impl Shipper {
         match renewal_request(&self.hello.host_id) {
             Ok((key_pem, csr_der)) => {
                 tracing::info!(
-                    expires = self.credentials.current().not_after,
+                    expires = self.credentials.not_after(),
                     "asking the aggregator to renew the certificate"
                 );
                 self.credentials.renewal_asked();

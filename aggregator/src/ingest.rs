@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use nines_common::proto::io::{FrameReader, FrameWriter};
 use nines_common::proto::{
-    Ack, ErrorCode, ErrorMsg, Message, PROTOCOL_VERSION, ProtoError, Welcome, codec,
+    Ack, CertificateReply, ErrorCode, ErrorMsg, Message, PROTOCOL_VERSION, ProtoError, Welcome,
+    codec,
 };
 use nines_common::{HostId, SeriesKey, tls};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -386,19 +387,19 @@ async fn enroll<S: AsyncRead + AsyncWrite + Unpin>(
     let reply = match conn.enroller.clone() {
         Some(e) => tokio::task::spawn_blocking(move || e.enroll(&request.token, &request.csr_der))
             .await
-            .unwrap_or_else(|_| nines_common::proto::CertificateReply::Refused {
+            .unwrap_or_else(|_| CertificateReply::Refused {
                 message: "internal error".into(),
             }),
-        None => nines_common::proto::CertificateReply::Refused {
+        None => CertificateReply::Refused {
             message: "enrollment is not offered here".into(),
         },
     };
     let outcome = match &reply {
-        nines_common::proto::CertificateReply::Issued { .. } => {
+        CertificateReply::Issued { .. } => {
             refused.enrolled.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
-        nines_common::proto::CertificateReply::Refused { message } => {
+        CertificateReply::Refused { message } => {
             refused.enroll_refused.fetch_add(1, Ordering::Relaxed);
             Err(IngestError::Refused {
                 code: ErrorCode::UnexpectedMessage,
@@ -746,8 +747,7 @@ async fn renew(
     host: &HostId,
     csr_der: Vec<u8>,
     connections: &Connections,
-) -> nines_common::proto::CertificateReply {
-    use nines_common::proto::CertificateReply;
+) -> CertificateReply {
     let reply = match enroller {
         Some(e) => {
             let host = host.clone();

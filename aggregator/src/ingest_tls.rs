@@ -2,7 +2,7 @@
 //! re-read on SIGHUP or when one of the files changes. New connections get the new
 //! configuration; open ones keep theirs, so no agent is dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -25,8 +25,8 @@ pub struct IngestTls {
 }
 
 /// Builds a server configuration from the CA bundle, certificate and key files.
-pub fn build(ca: &PathBuf, cert: &PathBuf, key: &PathBuf) -> Result<rustls::ServerConfig, String> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+pub fn build(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
     nines_common::tls::server_config(&read(ca)?, &read(cert)?, &read(key)?)
         .map_err(|e| format!("ingest TLS: {e}"))
 }

@@ -2,7 +2,6 @@
 //! one.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,17 +22,6 @@ use crate::store::{Store, StoreError, WriterHandle};
 /// Why the aggregator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// A certificate or key file could not be read.
-    #[error("reading {path}: {source}")]
-    ReadFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The TLS material is unusable.
-    #[error("ingest TLS: {0}")]
-    Tls(#[from] nines_common::tls::TlsError),
     /// The API's TLS files are unusable.
     #[error(transparent)]
     ApiTls(#[from] crate::api_tls::ApiTlsError),
@@ -65,21 +53,11 @@ pub enum ServeError {
     },
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|source| ServeError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// Builds the ingest TLS configuration from the configured files.
+/// Builds the ingest TLS configuration from the configured files (what `check-config`
+/// checks; the running server keeps it in [`IngestTls`] to reload it).
 pub fn ingest_tls(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
     let i = &config.ingest;
-    Ok(nines_common::tls::server_config(
-        &read(&i.ca)?,
-        &read(&i.cert)?,
-        &read(&i.key)?,
-    )?)
+    crate::ingest_tls::build(&i.ca, &i.cert, &i.key).map_err(ServeError::TlsFiles)
 }
 
 /// Loads the API's TLS files, if `[api]` names them.

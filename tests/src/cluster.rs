@@ -555,4 +555,13 @@ impl Agent {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits up to `limit` for `text` in the log; panics with the log's tail otherwise.
+    pub async fn wait_for_log(&self, text: &str, limit: Duration) {
+        crate::eventually(limit, || async {
+            self.log_text().contains(text).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("no {text:?} in the log:\n{}", log_tail(&self.log, 30)));
+    }
 }

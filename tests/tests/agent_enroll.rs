@@ -237,14 +237,12 @@ async fn an_agent_renews_its_certificate_and_keeps_shipping_without_a_restart() 
     let start_ms = nines_common::model::now_ms();
     agent.start();
     let renewed = agent.state_dir.join("tls/agent.pem");
-    eventually(Duration::from_secs(20), || async {
-        agent
-            .log_text()
-            .contains("reconnecting with the renewed certificate")
-            .then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("no renewal:\n{}", log_tail(&agent.log, 20)));
+    agent
+        .wait_for_log(
+            "reconnecting with the renewed certificate",
+            Duration::from_secs(20),
+        )
+        .await;
     let new_pem = std::fs::read(&renewed).unwrap();
     let new_der = nines_common::tls::parse_certs(&new_pem, "renewed").unwrap();
     let (_, not_after) = nines_common::tls::cert_validity(new_der[0].as_ref()).unwrap();
@@ -331,14 +329,12 @@ async fn a_certificate_falling_due_on_a_lasting_connection_is_renewed_on_it() {
     // 45 s of life, 20 s gone: due in 10 s, expired in 25 s.
     pki.reissue_secs(host, -20, 25);
     agent.start();
-    eventually(Duration::from_secs(30), || async {
-        agent
-            .log_text()
-            .contains("reconnecting with the renewed certificate")
-            .then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("no renewal:\n{}", log_tail(&agent.log, 30)));
+    agent
+        .wait_for_log(
+            "reconnecting with the renewed certificate",
+            Duration::from_secs(30),
+        )
+        .await;
     // Asked on the connection made at start, not at a reconnect.
     let log = agent.log_text();
     let asked = log.find("asking the aggregator to renew").unwrap();

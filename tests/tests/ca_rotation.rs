@@ -64,14 +64,12 @@ async fn the_ca_is_replaced_through_renewals_without_visiting_the_host() {
     // 3. The agent renews: its new certificate is from the new CA, and it now trusts both.
     let start = nines_common::model::now_ms();
     agent.start();
-    eventually(Duration::from_secs(20), || async {
-        agent
-            .log_text()
-            .contains("reconnecting with the renewed certificate")
-            .then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("no renewal:\n{}", log_tail(&agent.log, 20)));
+    agent
+        .wait_for_log(
+            "reconnecting with the renewed certificate",
+            Duration::from_secs(20),
+        )
+        .await;
     let trusted = read(agent.state_dir.join("tls/ca.pem"));
     assert!(trusted.contains(read(next.ca()).trim()));
     let seen = ships(&agg, &client, &agent, start).await;
