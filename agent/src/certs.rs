@@ -255,7 +255,15 @@ impl Credentials {
             path: dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            // It holds the renewed key: the agent's user alone may list it.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io)?;
+        }
         let (cert_path, key_path, ca_path) = (
             dir.join("agent.pem"),
             dir.join("agent.key"),

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -143,7 +143,12 @@ impl Spool {
     /// sequence number of a brand-new spool, so that a spool recreated after its directory was
     /// wiped still counts upwards from anything the aggregator has seen.
     pub fn open(dir: &Path, limits: Limits, now_ms: i64) -> Result<Self, SpoolError> {
-        fs::create_dir_all(dir).map_err(io(dir))?;
+        // The spool holds every sample not yet acknowledged: the agent's user alone reads it.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
         let acked_path = dir.join("acked");
         // Read as bytes: a damaged mark need not even be UTF-8, and is no reason not to start.
         let acked = match fs::read(&acked_path) {
@@ -256,6 +261,7 @@ impl Spool {
             .truncate(true)
             .read(true)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io(&path))?;
         // Write the zeros for real (not fallocate): unwritten extents would need converting,
@@ -360,6 +366,7 @@ impl Spool {
                 .create(true)
                 .truncate(false)
                 .write(true)
+                .mode(0o600)
                 .open(&path)
                 .map_err(io(&path))?;
             // Rewrites in place cover only the mark's fixed width: a longer file left by

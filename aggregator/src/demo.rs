@@ -123,7 +123,15 @@ fn agent_bin(opt: &Option<PathBuf>) -> PathBuf {
 /// Runs the demo until `shutdown` turns true or the agent exits.
 pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
     let dir = &opts.dir;
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // It holds the CA key, the store and the agent's spool: nobody else's business.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(io(dir))?;
+    }
     let dir = dir.canonicalize().map_err(io(dir))?;
     let pki_dir = PkiDir(dir.join("pki"));
     if !pki_dir.ca_cert().exists() {
@@ -139,7 +147,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> Resu
     }
     let host = demo_host();
     if !pki_dir.agent_cert(&host).exists() {
-        pki::issue(&pki_dir, &host, 365)?;
+        pki::issue(&pki_dir, &host, 30)?;
         println!("issued an agent certificate for host {host}");
     }
     let env_file = dir.join("demo.env");

@@ -260,8 +260,9 @@ enum CaCommand {
         /// Host id: the agent's identity, ASCII letters, digits, '.', '-', '_'.
         #[arg(long)]
         host: String,
-        /// Validity in days.
-        #[arg(long, default_value_t = 365)]
+        /// Validity in days. Short by default, as enrolled certificates are: a running agent
+        /// renews its certificate over its connection once two thirds of it have passed.
+        #[arg(long, default_value_t = 30)]
         days: i64,
     },
     /// Make a one-time enrollment token for HOST and print it with the `nines-agent enroll`

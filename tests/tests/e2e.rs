@@ -124,6 +124,27 @@ async fn demo_streams_every_metric_family_over_mtls_within_15_seconds() {
     .await;
     assert!(before.is_none(), "the API is gone after stopping");
 
+    // What the demo wrote is not readable by other users of the machine, whatever the umask.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        let meta = std::fs::metadata(dir.path().join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+        meta.permissions().mode() & 0o777
+    };
+    assert_eq!(mode("nines.redb"), 0o640, "the store");
+    assert_eq!(mode("agent-state"), 0o700, "the agent's state directory");
+    assert_eq!(mode("agent-state/spool"), 0o700, "the spool directory");
+    assert_eq!(mode("agent-state/spool/acked"), 0o600, "the acked mark");
+    let segments: Vec<_> = std::fs::read_dir(dir.path().join("agent-state/spool"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .collect();
+    assert!(!segments.is_empty(), "the spool has a segment");
+    for seg in segments {
+        let m = seg.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600, "{:?}", seg.file_name());
+    }
+
     // Running it again reuses the certificates, token and data.
     let ca = std::fs::read(dir.path().join("pki/ca.pem")).unwrap();
     let mut demo = start_demo(dir.path());

@@ -17,6 +17,7 @@ pub mod rollup;
 mod writer;
 
 use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
@@ -234,6 +235,18 @@ impl WriterHandle {
 }
 
 fn open_db(path: &Path, options: &StoreOptions) -> Result<Database, StoreError> {
+    // A new file is made here, mode 0640, rather than by redb with the umask's 0644: the store
+    // holds every host's samples and incident notes. redb initialises an empty file.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(db_err(path)(e.into())),
+    }
     Database::builder()
         .set_cache_size(options.cache_bytes)
         .create(path)
@@ -301,7 +314,12 @@ impl Store {
     ) -> Result<(Self, WriterHandle), StoreError> {
         let err = db_err(path);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| err(e.into()))?;
+            // Only the aggregator's user and group (the backup job, say) may look inside.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(parent)
+                .map_err(|e| err(e.into()))?;
         }
         let db = open_db(path, &options)?;
         let mut hosts = HashMap::new();
@@ -399,7 +417,19 @@ impl Store {
             .map_err(|e| err(e.into()))?;
         let handle = std::thread::Builder::new()
             .name("nines-store-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                // The writer's in-memory heads and the file are one state: after a panic
+                // half-way through a group commit nobody can say what the heads hold, and a
+                // store without its writer would queue batches forever. End the process, as
+                // `panic = "abort"` did; the service manager restarts it and the heads are
+                // rebuilt from the write-ahead table. No batch of the interrupted commit was
+                // acked, so the agents resend it.
+                let run = std::panic::AssertUnwindSafe(move || writer.run(rx));
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!("the store's writer thread panicked; stopping the aggregator");
+                    std::process::abort();
+                }
+            })
             .map_err(|e| err(e.into()))?;
         Ok((Self { inner, tx }, WriterHandle(handle)))
     }
