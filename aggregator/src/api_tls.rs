@@ -1,28 +1,14 @@
 //! HTTPS (and optionally mTLS) for the HTTP API: the rustls configuration built from the `[api]`
-//! files, swapped in place on reload, and the accept loop that serves the router over it.
+//! files, swapped in place on reload. `api_serve` runs the accept loop and the handshake.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ApiTlsFiles;
-
-/// Time a client has to complete the TLS handshake; a silent one is dropped after it.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client has to send a request's headers, on a new or a kept-alive connection.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time open connections get to finish their requests once the aggregator stops.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Why the API's TLS material is unusable. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +115,8 @@ impl ApiTls {
         Ok(())
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
+    /// An acceptor with the configuration in force.
+    pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(
             self.current
                 .read()
@@ -137,68 +124,4 @@ impl ApiTls {
                 .clone(),
         )
     }
-}
-
-/// Serves `app` over TLS on `listener` until `shutdown` turns true, then lets open
-/// connections finish their current request (for a few seconds at most). A failed or slow
-/// handshake closes that connection only.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<ApiTls>,
-    app: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut connections = JoinSet::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!("HTTP API accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            () = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
-        };
-        let acceptor = tls.acceptor();
-        let app = app.clone();
-        let mut shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "HTTP API TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "HTTP API TLS handshake timed out");
-                    return;
-                }
-            };
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-            let mut conn = std::pin::pin!(conn);
-            let served = tokio::select! {
-                r = conn.as_mut() => r,
-                () = async { let _ = shutdown.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = served {
-                tracing::debug!(%peer, "HTTP API connection: {e}");
-            }
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    connections.abort_all();
 }

@@ -234,6 +234,33 @@ pub struct ApiConfig {
     /// without such a certificate is refused at the handshake (mTLS). Needs `tls_cert`.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Open connections in all; at the limit the oldest that has sent nothing is closed to
+    /// make room, else the new one is closed at once. Default 1024.
+    #[serde(default = "default_api_max_connections")]
+    pub max_connections: usize,
+    /// Open connections from one source address; more are closed at once. Default 256.
+    #[serde(default = "default_api_max_per_address")]
+    pub max_connections_per_address: usize,
+    /// Time to send a whole request head, from the connection's start or the previous
+    /// response. Default 30s.
+    #[serde(default = "default_api_header_read", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time a new connection has to send its first byte. Default 10s.
+    #[serde(default = "default_api_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+fn default_api_max_connections() -> usize {
+    crate::api_serve::Limits::default().max_connections
+}
+fn default_api_max_per_address() -> usize {
+    crate::api_serve::Limits::default().max_connections_per_address
+}
+fn default_api_header_read() -> Duration {
+    crate::api_serve::Limits::default().header_read_timeout
+}
+fn default_api_idle() -> Duration {
+    crate::api_serve::Limits::default().idle_timeout
 }
 
 impl Default for ApiConfig {
@@ -244,6 +271,10 @@ impl Default for ApiConfig {
             tls_cert: None,
             tls_key: None,
             client_ca: None,
+            max_connections: default_api_max_connections(),
+            max_connections_per_address: default_api_max_per_address(),
+            header_read_timeout: default_api_header_read(),
+            idle_timeout: default_api_idle(),
         }
     }
 }
@@ -260,6 +291,16 @@ pub struct ApiTlsFiles {
 }
 
 impl ApiConfig {
+    /// The API port's connection limits.
+    pub fn limits(&self) -> crate::api_serve::Limits {
+        crate::api_serve::Limits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+
     /// The TLS files, if the API serves HTTPS (validation ensures cert and key go together).
     pub fn tls(&self) -> Option<ApiTlsFiles> {
         Some(ApiTlsFiles {
@@ -504,6 +545,16 @@ impl Config {
             }
         }
         let api = &config.api;
+        if api.max_connections == 0
+            || api.max_connections_per_address == 0
+            || api.header_read_timeout < Duration::from_secs(1)
+            || api.idle_timeout < Duration::from_secs(1)
+        {
+            return Err(invalid(
+                "[api] max_connections and max_connections_per_address must be at least 1, header_read_timeout and idle_timeout at least 1s"
+                    .into(),
+            ));
+        }
         match (&api.tls_cert, &api.tls_key) {
             (Some(_), None) => {
                 return Err(invalid(
@@ -620,6 +671,7 @@ mod tests {
                 "#max_frame_bytes",
                 "#max_connections",
                 "#handshake_timeout",
+                "#header_read_timeout",
                 "#idle_timeout",
                 "#max_series_per_host",
                 "#head_max_age",
@@ -635,7 +687,9 @@ mod tests {
         let u = Config::parse(&uncommented, Path::new("/etc/nines/aggregator.toml")).unwrap();
         assert_eq!(u.store, c.store);
         assert_eq!(u.ingest, c.ingest);
+        assert_eq!(u.api, c.api);
         assert_eq!(c.ingest.limits(), crate::ingest::Limits::default());
+        assert_eq!(c.api.limits(), crate::api_serve::Limits::default());
         assert!(c.services.is_empty());
 
         // The commented service example, uncommented (without the k that excludes require),

@@ -237,6 +237,7 @@ pub async fn serve(
 ) {
     let limits = Arc::new(limits);
     let mut last_refusal_log = std::time::Instant::now() - Duration::from_secs(60);
+    let mut accept_errors = crate::accept::AcceptErrors::new("ingest");
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => Some(r),
@@ -246,12 +247,11 @@ pub async fn serve(
             None => return,
             Some(Ok(x)) => x,
             Some(Err(e)) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                accept_errors.failed(&e).await;
                 continue;
             }
         };
+        accept_errors.succeeded();
         let admitted = match connections.admit(peer.ip(), &limits) {
             Ok(a) => a,
             Err(limit) => {

@@ -1,10 +1,12 @@
 //! nines-aggregator: mTLS ingest, redb store, HTTP API, PKI and the demo.
 
+pub mod accept;
 pub mod alerts;
 pub mod api;
 pub mod api_alerts;
 pub mod api_availability;
 pub mod api_forecast;
+pub mod api_serve;
 pub mod api_tls;
 pub mod availability;
 pub mod bench_ingest;
@@ -13,6 +15,7 @@ pub mod bench_store;
 pub mod chunk;
 pub mod config;
 pub mod demo;
+pub mod descriptors;
 pub mod enroll;
 pub mod forecast;
 pub mod ingest;

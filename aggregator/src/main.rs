@@ -391,6 +391,15 @@ fn main() -> ExitCode {
                     Ok(_) => match config.load_rules() {
                         Ok(rules) => {
                             println!("{}: ok", file.display());
+                            let budget = nines_aggregator::descriptors::Budget::plan(
+                                nines_aggregator::descriptors::hard_limit(),
+                                config.ingest.max_connections,
+                                config.api.max_connections,
+                            );
+                            match budget.configured {
+                                None => println!("{}", budget.describe()),
+                                Some(_) => println!("warning: {}", budget.describe()),
+                            }
                             let enroll = nines_aggregator::enroll::Enroller::new(config.enroll());
                             match enroll.check() {
                                 Ok(()) => println!(

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::alerts::Alerting;
 use crate::api::{self, AppState};
+use crate::api_serve::ApiConnections;
 use crate::api_tls::{ApiTls, ApiTlsError};
 use crate::config::Config;
 use crate::enroll::Enroller;
@@ -63,6 +64,25 @@ pub fn ingest_tls(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
 /// Loads the API's TLS files, if `[api]` names them.
 pub fn api_tls(config: &Config) -> Result<Option<ApiTls>, ApiTlsError> {
     config.api.tls().map(ApiTls::load).transpose()
+}
+
+/// Raises the descriptor limit and fits both ports' connection limits into it (lowered, and
+/// said, if they do not fit).
+fn descriptor_budget(config: &Config) -> (crate::ingest::Limits, crate::api_serve::Limits) {
+    let (mut ingest, mut api) = (config.ingest.limits(), config.api.limits());
+    let budget = crate::descriptors::Budget::plan(
+        crate::descriptors::raise(),
+        ingest.max_connections,
+        api.max_connections,
+    );
+    if budget.configured.is_some() {
+        tracing::warn!("{}", budget.describe());
+    } else {
+        tracing::info!("{}", budget.describe());
+    }
+    ingest.max_connections = budget.ingest;
+    api.max_connections = budget.api;
+    (ingest, api)
 }
 
 /// A running aggregator.
@@ -123,6 +143,7 @@ impl Server {
                 addr: config.api.listen,
                 source,
             })?;
+        let (ingest_limits, api_limits) = descriptor_budget(config);
         let (shutdown, rx) = watch::channel(false);
         let connections = Arc::new(Connections::default());
         let revocations = Arc::new(
@@ -149,7 +170,7 @@ impl Server {
             enroller,
             store.clone(),
             connections.clone(),
-            config.ingest.limits(),
+            ingest_limits,
             rx.clone(),
         ));
         let store_for_tracker = store.clone();
@@ -160,32 +181,22 @@ impl Server {
         if let Some(rw) = &remote_write {
             state = state.with_remote_write(rw.clone());
         }
-        let app = api::router(state);
+        let api_connections = Arc::new(ApiConnections::default());
+        let app = api::router(state).layer(axum::Extension(api_connections.clone()));
         let alerts_task = alerts.clone().spawn(rx.clone());
         let tracker_task = tokio::spawn(track_incidents(
             store_for_tracker,
             config.services.clone(),
             rx.clone(),
         ));
-        let mut api_rx = rx;
-        let api_task = match &api_tls {
-            Some(tls) => tokio::spawn(crate::api_tls::serve(
-                api_listener,
-                tls.clone(),
-                app,
-                api_rx,
-            )),
-            None => tokio::spawn(async move {
-                let served = axum::serve(api_listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = api_rx.wait_for(|s| *s).await;
-                    })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!("HTTP API stopped: {e}");
-                }
-            }),
-        };
+        let api_task = tokio::spawn(crate::api_serve::serve(
+            api_listener,
+            api_tls.clone(),
+            app,
+            api_limits,
+            api_connections,
+            rx,
+        ));
         let api_scheme = match (&api_tls, &config.api.client_ca) {
             (None, _) => "http",
             (Some(_), None) => "https",

@@ -94,6 +94,22 @@ fn ca_init_and_issue_write_certificates_the_config_accepts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Under a descriptor limit that cannot hold both ports' connections, check-config says
+    // so and by how much the limits are lowered.
+    let out = Command::new("prlimit")
+        .arg("--nofile=4096:4096")
+        .arg(BIN)
+        .args(["check-config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("warning: descriptors: limit 4096 does not hold [ingest] max_connections 16384 + [api] max_connections 1024")
+            && text.contains("lowered to 3614 and 226"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -159,6 +159,9 @@ pub struct Aggregator {
     pub starts: u32,
     /// Extra arguments to `serve` (e.g. `--log-format json`).
     pub serve_args: Vec<String>,
+    /// Descriptor limit (soft and hard) to start it under, through `prlimit`; without it, the
+    /// test's own.
+    pub nofile: Option<u64>,
 }
 
 impl Aggregator {
@@ -204,6 +207,7 @@ impl Aggregator {
             proc: None,
             starts: 0,
             serve_args: Vec::new(),
+            nofile: None,
         }
     }
 
@@ -229,8 +233,17 @@ impl Aggregator {
     pub fn start(&mut self) {
         assert!(self.proc.is_none(), "aggregator already running");
         let (out, err) = log_file(&self.log);
+        let mut command = match self.nofile {
+            None => Command::new(bin("nines-aggregator")),
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg(bin("nines-aggregator"));
+                c
+            }
+        };
         self.proc = Some(Proc::spawn(
-            Command::new(bin("nines-aggregator"))
+            command
                 .args(["serve", "--config"])
                 .arg(&self.config)
                 .args(&self.serve_args)

@@ -3,6 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::promql::{self, LOOKBACK_MS, Matcher};
 use super::text::{CONTENT_TYPE, Exposition};
 use crate::api::{ApiError, AppState, bad_request, params};
+use crate::api_serve::ApiConnections;
 use crate::ingest::now_ms;
 
 fn text(body: String) -> Response {
@@ -39,12 +43,68 @@ fn latest(state: &AppState, host: &str, name: &str, now: i64) -> Option<f64> {
 }
 
 /// `GET /metrics`.
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    api: Option<Extension<Arc<ApiConnections>>>,
+) -> Result<Response, ApiError> {
     let st = state.clone();
-    let body = tokio::task::spawn_blocking(move || render(&st))
-        .await
-        .map_err(internal)?;
+    let body = tokio::task::spawn_blocking(move || {
+        let mut body = render(&st);
+        render_api(&mut body, api.map(|a| a.0).as_deref());
+        body
+    })
+    .await
+    .map_err(internal)?;
     Ok(text(body))
+}
+
+/// The API port's connections (none counted where the router runs without the accept loop,
+/// as in tests).
+fn render_api(body: &mut String, api: Option<&ApiConnections>) {
+    let mut e = Exposition::default();
+    let none = ApiConnections::default();
+    let api = api.unwrap_or(&none);
+    let c = &api.counters;
+    e.family(
+        "nines_api_connections_open",
+        "gauge",
+        "Connections open on the API port, TLS handshakes and ones that have sent nothing yet included.",
+    );
+    e.sample("nines_api_connections_open", [], api.open() as f64, None);
+    e.family(
+        "nines_api_connections_refused_total",
+        "counter",
+        "API connections closed at once, before TLS and before reading: over [api] max_connections (each open one had sent something) or max_connections_per_address.",
+    );
+    for (reason, v) in [
+        ("max_connections", &c.over_total),
+        ("max_connections_per_address", &c.over_address),
+    ] {
+        e.sample(
+            "nines_api_connections_refused_total",
+            [("reason", reason)],
+            v.load(Ordering::Relaxed) as f64,
+            None,
+        );
+    }
+    e.family(
+        "nines_api_connections_closed_total",
+        "counter",
+        "API connections closed by the aggregator: nothing sent within idle_timeout, no whole request head within header_read_timeout, or closed while waiting for a first byte to make room at max_connections.",
+    );
+    for (reason, v) in [
+        ("idle", &c.idle),
+        ("header_timeout", &c.header_timeout),
+        ("evicted", &c.evicted),
+    ] {
+        e.sample(
+            "nines_api_connections_closed_total",
+            [("reason", reason)],
+            v.load(Ordering::Relaxed) as f64,
+            None,
+        );
+    }
+    body.push_str(&e.finish());
 }
 
 fn render(state: &AppState) -> String {
