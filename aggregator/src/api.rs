@@ -2,7 +2,6 @@
 //! [`router`] builds the routes; serving them is the caller's business.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -273,12 +272,13 @@ fn public_failure(reason: &str) -> &'static str {
     }
 }
 
+/// A stored time as the API writes it: RFC 3339, or `null` for "never" (0 or less) and for a
+/// value outside the years 1970 to 9999, which no formatter can write.
 pub(crate) fn rfc3339(ms: i64) -> Value {
     if ms <= 0 {
         return Value::Null;
     }
-    let t = UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs());
-    Value::String(humantime::format_rfc3339_millis(t).to_string())
+    crate::time::rfc3339_ms(ms).map_or(Value::Null, Value::String)
 }
 
 fn host_json(h: &HostRecord, connections: &Connections, now: i64) -> Value {
@@ -356,20 +356,15 @@ pub(crate) fn query_error(e: QueryError) -> ApiError {
     }
 }
 
-/// Parses a time parameter: integer milliseconds since the epoch, or RFC 3339.
+/// Parses a time parameter: integer milliseconds since the epoch, or RFC 3339, in the years
+/// 1970 to 9999 (anything else is a 400).
 pub(crate) fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = v.parse::<i64>() {
-        return Ok(ms);
-    }
-    humantime::parse_rfc3339_weak(v)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .ok_or_else(|| {
-            bad_request(format!(
-                "{name}={v:?}: use milliseconds since the epoch or RFC 3339 (2026-11-22T10:00:00Z)"
-            ))
-        })
+    crate::time::parse_ms(name, v).map_err(|e| bad_request(e.to_string()))
+}
+
+/// A duration parameter, 1 ms to [`crate::time::MAX_MS`] (anything else is a 400).
+pub(crate) fn parse_duration(name: &str, v: &str) -> Result<i64, ApiError> {
+    crate::time::parse_duration_ms(name, v).map_err(|e| bad_request(e.to_string()))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -421,7 +416,7 @@ pub(crate) async fn query(
     };
     let from = match one(&params, "from") {
         Some(v) => parse_time("from", v)?,
-        None => to - 3_600_000,
+        None => (to - 3_600_000).max(0),
     };
     if from > to {
         return Err(bad_request("from is after to"));
@@ -441,16 +436,10 @@ pub(crate) async fn query(
             }
             None
         }
-        Some(v) => {
-            let ms = humantime::parse_duration(v)
-                .ok()
-                .and_then(|d| i64::try_from(d.as_millis()).ok())
-                .filter(|ms| *ms >= 1)
-                .ok_or_else(|| {
-                    bad_request(format!("step={v:?}: use a duration such as 30s, 5m or 1h"))
-                })?;
-            Some(Step { ms, agg })
-        }
+        Some(v) => Some(Step {
+            ms: parse_duration("step", v)?,
+            agg,
+        }),
     };
     if step.is_none() && to - from > MAX_QUERY_RANGE_MS {
         return Err(bad_request(

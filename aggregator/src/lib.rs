@@ -26,6 +26,7 @@ pub mod revoke;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod time;
 
 pub use config::Config;
 pub use server::{Server, run};

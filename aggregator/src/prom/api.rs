@@ -4,7 +4,6 @@
 //! promtool use nines as a Prometheus data source.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::UNIX_EPOCH;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -84,37 +83,48 @@ fn one<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
     crate::api::one(p, k)
 }
 
-/// A time: float Unix seconds or RFC 3339, to ms.
-fn parse_time(name: &str, v: &str) -> Result<i64, PromError> {
-    if let Ok(f) = v.parse::<f64>()
-        && f.is_finite()
-        && f.abs() < 1e14
-    {
-        return Ok((f * 1000.0).round() as i64);
+/// A time: float Unix seconds or RFC 3339, to ms, in the years 1970 to 9999.
+pub fn parse_time(name: &str, v: &str) -> Result<i64, PromError> {
+    let out_of_range = || {
+        bad_data(format!(
+            "invalid parameter \"{name}\": {v:?} is outside the years 1970 to 9999"
+        ))
+    };
+    if let Ok(f) = v.parse::<f64>() {
+        let ms = f * 1000.0;
+        // Compared as floats first: `as i64` would saturate, not refuse.
+        if !ms.is_finite() || ms < crate::time::MIN_MS as f64 || ms > crate::time::MAX_MS as f64 {
+            return Err(out_of_range());
+        }
+        return Ok(ms.round() as i64);
     }
-    humantime::parse_rfc3339_weak(v)
-        .ok()
-        .and_then(|t| {
-            let d = t.duration_since(UNIX_EPOCH).ok()?;
-            i64::try_from(d.as_millis()).ok()
-        })
-        .ok_or_else(|| {
-            bad_data(format!(
-                "invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp"
-            ))
-        })
+    match crate::time::parse_ms(name, v) {
+        Ok(ms) => Ok(ms),
+        Err(crate::time::TimeError::OutOfRange { .. }) => Err(out_of_range()),
+        _ => Err(bad_data(format!(
+            "invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp"
+        ))),
+    }
 }
 
-/// A duration: float seconds or a Prometheus duration (`15s`, `1m30s`), to ms.
-fn parse_step(name: &str, v: &str) -> Result<i64, PromError> {
-    if let Ok(f) = v.parse::<f64>()
-        && f.is_finite()
-    {
-        return Ok((f * 1000.0).round() as i64);
-    }
-    promql::parse_duration(v).ok_or_else(|| {
+/// A duration: float seconds or a Prometheus duration (`15s`, `1m30s`), to ms, from 1 ms to
+/// the span of representable times.
+pub fn parse_step(name: &str, v: &str) -> Result<i64, PromError> {
+    let ms = match v.parse::<f64>() {
+        Ok(f) if f * 1000.0 < 0.5 => {
+            return Err(bad_data(format!(
+                "invalid parameter \"{name}\": zero or negative query resolution step widths are not accepted. Try a positive integer"
+            )));
+        }
+        Ok(f) => {
+            let ms = (f * 1000.0).round();
+            (ms.is_finite() && ms >= 1.0 && ms <= crate::time::MAX_MS as f64).then_some(ms as i64)
+        }
+        Err(_) => promql::parse_duration(v).filter(|ms| (1..=crate::time::MAX_MS).contains(ms)),
+    };
+    ms.ok_or_else(|| {
         bad_data(format!(
-            "invalid parameter \"{name}\": cannot parse {v:?} to a valid duration"
+            "invalid parameter \"{name}\": cannot parse {v:?} to a valid duration (1ms to 8000y)"
         ))
     })
 }
@@ -156,11 +166,16 @@ fn load_all(
     let mut budget = MAX_SAMPLES;
     for (sel, range) in sels {
         let back = if range > 0 { range } else { LOOKBACK_MS };
-        let loaded =
-            load(store, &sel.matchers, (from - back, to), &mut budget).map_err(|e| match e {
-                LoadError::TooManySamples => execution(e.to_string()),
-                LoadError::Store(e) => internal(e),
-            })?;
+        let loaded = load(
+            store,
+            &sel.matchers,
+            (from.saturating_sub(back), to),
+            &mut budget,
+        )
+        .map_err(|e| match e {
+            LoadError::TooManySamples => execution(e.to_string()),
+            LoadError::Store(e) => internal(e),
+        })?;
         if let Some(slot) = data.get_mut(sel.id) {
             *slot = loaded;
         }
@@ -222,11 +237,6 @@ async fn query_range(
     if end < start {
         return Err(bad_data(
             "invalid parameter \"end\": end timestamp must not be before start time",
-        ));
-    }
-    if step <= 0 {
-        return Err(bad_data(
-            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
     if (end - start) / step > MAX_STEPS {

@@ -129,10 +129,17 @@ pub fn seg(s: &str) -> String {
 }
 
 /// `2026-11-22 10:20 UTC`.
+/// A stored time outside the years 1970 to 9999 shows as "never" before 1970 and
+/// "after 9999" beyond, instead of failing the page.
 pub fn short_time(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
-    let s = humantime::format_rfc3339_seconds(t).to_string();
-    format!("{} {} UTC", &s[..10], &s[11..16])
+    match crate::time::rfc3339_s(ms.max(0)) {
+        Some(s) => format!(
+            "{} {} UTC",
+            s.get(..10).unwrap_or_default(),
+            s.get(11..16).unwrap_or_default()
+        ),
+        None => "after 9999".into(),
+    }
 }
 
 /// `3 h 12 min`.
