@@ -188,13 +188,14 @@ pub fn router(state: AppState) -> Router {
         .route("/federate", get(crate::prom::metrics::federate))
         .merge(crate::prom::api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(protected)
         .merge(crate::status::routes(state.clone()))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
-        .with_state(state)
+        .with_state(state);
+    crate::api_layers::wrap(app)
 }
 
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -202,12 +203,7 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .map(|t| t.trim().to_owned())
-                .or_else(|| basic_password(v))
-        });
+        .and_then(credential);
     let presented = presented.as_deref();
     let Some(token) = presented else {
         return ApiError(
@@ -226,14 +222,22 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     }
 }
 
-/// The password of `Basic base64(user:password)`: clients that cannot send a bearer token
-/// (promtool, some Grafana setups) send the token as the password, with any user name.
-fn basic_password(header: &str) -> Option<String> {
-    let b64 = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))?
-        .trim();
-    let decoded = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+/// The token an `Authorization` value carries: `Bearer <token>`, or the password of
+/// `Basic base64(user:password)` (clients that cannot send a bearer token, promtool and some
+/// Grafana setups, send the token as the password, with any user name). The scheme is
+/// case-insensitive (RFC 7235 section 2.1).
+fn credential(header: &str) -> Option<String> {
+    let (scheme, rest) = header.trim_start().split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest)
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     text.split_once(':').map(|(_, p)| p.to_owned())
 }
@@ -517,6 +521,25 @@ mod tests {
         let (status, text) = body(e).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(text.contains("11000"), "{text}");
+    }
+
+    #[test]
+    fn the_auth_scheme_is_case_insensitive() {
+        let basic = base64::engine::general_purpose::STANDARD.encode("grafana:tok");
+        for h in [
+            "Bearer tok".to_owned(),
+            "bearer tok".into(),
+            "BEARER tok".into(),
+            "bEaReR  tok ".into(),
+            format!("Basic {basic}"),
+            format!("basic {basic}"),
+            format!("BASIC {basic}"),
+        ] {
+            assert_eq!(credential(&h).as_deref(), Some("tok"), "{h}");
+        }
+        for h in ["Bearertok", "Token tok", "Digest tok", "Basic !!!", ""] {
+            assert_eq!(credential(h), None, "{h}");
+        }
     }
 
     #[test]

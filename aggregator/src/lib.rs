@@ -5,6 +5,7 @@ pub mod api;
 pub mod api_alerts;
 pub mod api_availability;
 pub mod api_forecast;
+mod api_layers;
 pub mod api_tls;
 pub mod availability;
 pub mod bench_ingest;

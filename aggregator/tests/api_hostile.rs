@@ -315,3 +315,113 @@ async fn a_stored_point_in_the_year_10000_does_not_break_the_host_pages() {
         assert_eq!(resp.status(), StatusCode::OK, "{uri}");
     }
 }
+
+/// RFC 7235: the scheme is case-insensitive, for bearer tokens and Basic auth alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auth_scheme_is_case_insensitive() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _w) = open(dir.path()).await;
+    let app = api::router(state(store));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("promtool:{READ}"));
+    let good = [
+        format!("Bearer {READ}"),
+        format!("bearer {READ}"),
+        format!("BEARER {READ}"),
+        format!("Basic {basic}"),
+        format!("BASIC {basic}"),
+        format!("basic {basic}"),
+    ];
+    for (auth, want) in good
+        .iter()
+        .map(|a| (a.clone(), StatusCode::OK))
+        .chain([(format!("Token {READ}"), StatusCode::UNAUTHORIZED)])
+    {
+        let req = Request::get("/api/v1/hosts")
+            .header(header::AUTHORIZATION, &auth)
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), want, "{auth}");
+    }
+}
+
+/// A body over the limit is refused with the documented JSON error, not axum's plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_a_json_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _w) = open(dir.path()).await;
+    let app = api::router(state(store));
+    let big = format!(r#"{{"service":"shop","title":"{}"}}"#, "x".repeat(3 << 20));
+    let (s, v) = call(&app, Method::POST, "/api/v1/incidents", ADMIN, Some(&big)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(v["error"].is_string(), "{v}");
+    let req = Request::post("/prom/api/v1/query")
+        .header(header::AUTHORIZATION, format!("Bearer {READ}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("query={}", "x".repeat(3 << 20))))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let b = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["status"], "error", "{v}");
+}
+
+/// The status pages, the JSON API and the error answers all carry the security headers, and
+/// the policy admits the overview's own refresh script by its hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_the_security_headers() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _w) = open(dir.path()).await;
+    let app = api::router(state(store));
+    let mut overview = String::new();
+    for (uri, auth) in [
+        ("/status", false),
+        ("/status/host/web-1", false),
+        ("/status/login", false),
+        ("/healthz", false),
+        ("/api/v1/hosts", true),
+        ("/api/v1/hosts", false),
+        ("/nowhere", false),
+    ] {
+        let mut req = Request::get(uri);
+        if auth {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {READ}"));
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let h = resp.headers().clone();
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{uri}");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{uri}");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer", "{uri}");
+        let csp = h[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+        if uri == "/status" {
+            let b = axum::body::to_bytes(resp.into_body(), 1 << 22)
+                .await
+                .unwrap();
+            overview = String::from_utf8(b.to_vec()).unwrap();
+            // The page's one inline script is the one the policy's hash admits.
+            let script = overview
+                .split("<script>")
+                .nth(1)
+                .and_then(|s| s.split("</script>").next())
+                .expect("the overview refreshes itself with a script");
+            let digest = ring::digest::digest(&ring::digest::SHA256, script.as_bytes());
+            let hash = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+            assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
+            assert!(csp.contains("style-src 'unsafe-inline'"), "{csp}");
+        }
+    }
+    assert!(overview.contains("<style>"));
+}
