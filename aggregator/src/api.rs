@@ -35,6 +35,7 @@ pub struct AppState {
     pub(crate) status_anonymous: bool,
     pub(crate) month_cache: crate::status::SharedMonthCache,
     pub(crate) remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
+    pub(crate) queries: crate::prom::limits::QueryGate,
 }
 
 impl AppState {
@@ -53,7 +54,14 @@ impl AppState {
             status_anonymous: false,
             month_cache: Arc::default(),
             remote_write: None,
+            queries: Default::default(),
         }
+    }
+
+    /// What one query may cost (`[api] query_*`).
+    pub fn with_query_limits(mut self, limits: crate::prom::limits::QueryLimits) -> Self {
+        self.queries = crate::prom::limits::QueryGate::new(limits);
+        self
     }
 
     /// Whether the status page answers without a token (`[status] anonymous`).

@@ -234,6 +234,35 @@ pub struct ApiConfig {
     /// without such a certificate is refused at the handshake (mTLS). Needs `tls_cert`.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Label matchers one query (or one `match[]` set) may hold. Default 64.
+    #[serde(default = "default_query_max_matchers")]
+    pub query_max_matchers: usize,
+    /// Bytes of regex source one query may hold over all its matchers. Default 4096.
+    #[serde(default = "default_query_max_regex_bytes")]
+    pub query_max_regex_bytes: usize,
+    /// How long one query may take, waiting for its turn included. Default 20s.
+    #[serde(default = "default_query_timeout", with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Queries evaluated at once; more wait for a turn. Default 2.
+    #[serde(default = "default_query_concurrency")]
+    pub query_concurrency: usize,
+}
+
+fn default_query_max_matchers() -> usize {
+    crate::prom::limits::QueryLimits::default()
+        .parse
+        .max_matchers
+}
+fn default_query_max_regex_bytes() -> usize {
+    crate::prom::limits::QueryLimits::default()
+        .parse
+        .max_regex_bytes
+}
+fn default_query_timeout() -> Duration {
+    crate::prom::limits::QueryLimits::default().timeout
+}
+fn default_query_concurrency() -> usize {
+    crate::prom::limits::QueryLimits::default().concurrency
 }
 
 impl Default for ApiConfig {
@@ -244,6 +273,10 @@ impl Default for ApiConfig {
             tls_cert: None,
             tls_key: None,
             client_ca: None,
+            query_max_matchers: default_query_max_matchers(),
+            query_max_regex_bytes: default_query_max_regex_bytes(),
+            query_timeout: default_query_timeout(),
+            query_concurrency: default_query_concurrency(),
         }
     }
 }
@@ -260,6 +293,18 @@ pub struct ApiTlsFiles {
 }
 
 impl ApiConfig {
+    /// What one query may cost.
+    pub fn query_limits(&self) -> crate::prom::limits::QueryLimits {
+        crate::prom::limits::QueryLimits {
+            parse: crate::prom::promql::Limits {
+                max_matchers: self.query_max_matchers,
+                max_regex_bytes: self.query_max_regex_bytes,
+            },
+            timeout: self.query_timeout,
+            concurrency: self.query_concurrency,
+        }
+    }
+
     /// The TLS files, if the API serves HTTPS (validation ensures cert and key go together).
     pub fn tls(&self) -> Option<ApiTlsFiles> {
         Some(ApiTlsFiles {
@@ -504,6 +549,18 @@ impl Config {
             }
         }
         let api = &config.api;
+        if !(1..=1000).contains(&api.query_max_matchers)
+            || !(1..=1 << 20).contains(&api.query_max_regex_bytes)
+            || !(1..=64).contains(&api.query_concurrency)
+            || api.query_timeout < Duration::from_millis(100)
+            || api.query_timeout > Duration::from_secs(600)
+        {
+            return Err(invalid(
+                "[api] query limits: query_max_matchers 1 to 1000, query_max_regex_bytes 1 to 1048576, \
+                 query_concurrency 1 to 64, query_timeout 100ms to 10m"
+                    .into(),
+            ));
+        }
         match (&api.tls_cert, &api.tls_key) {
             (Some(_), None) => {
                 return Err(invalid(
@@ -626,6 +683,7 @@ mod tests {
                 "#cache_mib",
                 "#raw",
                 "#rollup_",
+                "#query_",
             ]
             .iter()
             .any(|k| line.starts_with(k));
@@ -636,6 +694,10 @@ mod tests {
         assert_eq!(u.store, c.store);
         assert_eq!(u.ingest, c.ingest);
         assert_eq!(c.ingest.limits(), crate::ingest::Limits::default());
+        assert_eq!(
+            u.api.query_limits(),
+            crate::prom::limits::QueryLimits::default()
+        );
         assert!(c.services.is_empty());
 
         // The commented service example, uncommented (without the k that excludes require),
@@ -654,6 +716,33 @@ mod tests {
         assert_eq!(s.services.len(), 1);
         assert_eq!(s.services[0].required_up(), 3);
         assert!(s.services[0].exclude_maintenance);
+    }
+
+    #[test]
+    fn query_limits_outside_their_ranges_are_refused_by_name() {
+        let base = "[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[api]\n";
+        for bad in [
+            "query_max_matchers = 0",
+            "query_max_regex_bytes = 0",
+            "query_concurrency = 0",
+            "query_timeout = \"10ms\"",
+            "query_timeout = \"1h\"",
+        ] {
+            let e = Config::parse(&format!("{base}{bad}\n"), Path::new("a.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("a.toml") && e.contains("query limits"),
+                "{bad}: {e}"
+            );
+        }
+        let c = Config::parse(
+            &format!("{base}query_max_matchers = 8\nquery_timeout = \"2s\"\n"),
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.api.query_limits().parse.max_matchers, 8);
+        assert_eq!(c.api.query_limits().timeout, Duration::from_secs(2));
     }
 
     #[test]
