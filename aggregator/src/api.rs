@@ -2,7 +2,6 @@
 //! [`router`] builds the routes; serving them is the caller's business.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -36,6 +35,7 @@ pub struct AppState {
     pub(crate) status_anonymous: bool,
     pub(crate) month_cache: crate::status::SharedMonthCache,
     pub(crate) remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
+    pub(crate) queries: crate::prom::limits::QueryGate,
 }
 
 impl AppState {
@@ -54,7 +54,14 @@ impl AppState {
             status_anonymous: false,
             month_cache: Arc::default(),
             remote_write: None,
+            queries: Default::default(),
         }
+    }
+
+    /// What one query may cost (`[api] query_*`).
+    pub fn with_query_limits(mut self, limits: crate::prom::limits::QueryLimits) -> Self {
+        self.queries = crate::prom::limits::QueryGate::new(limits);
+        self
     }
 
     /// Whether the status page answers without a token (`[status] anonymous`).
@@ -189,13 +196,14 @@ pub fn router(state: AppState) -> Router {
         .route("/federate", get(crate::prom::metrics::federate))
         .merge(crate::prom::api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(protected)
         .merge(crate::status::routes(state.clone()))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
-        .with_state(state)
+        .with_state(state);
+    crate::api_layers::wrap(app)
 }
 
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -203,12 +211,7 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .map(|t| t.trim().to_owned())
-                .or_else(|| basic_password(v))
-        });
+        .and_then(credential);
     let presented = presented.as_deref();
     let Some(token) = presented else {
         return ApiError(
@@ -227,14 +230,22 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     }
 }
 
-/// The password of `Basic base64(user:password)`: clients that cannot send a bearer token
-/// (promtool, some Grafana setups) send the token as the password, with any user name.
-fn basic_password(header: &str) -> Option<String> {
-    let b64 = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))?
-        .trim();
-    let decoded = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+/// The token an `Authorization` value carries: `Bearer <token>`, or the password of
+/// `Basic base64(user:password)` (clients that cannot send a bearer token, promtool and some
+/// Grafana setups, send the token as the password, with any user name). The scheme is
+/// case-insensitive (RFC 7235 section 2.1).
+fn credential(header: &str) -> Option<String> {
+    let (scheme, rest) = header.trim_start().split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest)
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     text.split_once(':').map(|(_, p)| p.to_owned())
 }
@@ -273,12 +284,13 @@ fn public_failure(reason: &str) -> &'static str {
     }
 }
 
+/// A stored time as the API writes it: RFC 3339, or `null` for "never" (0 or less) and for a
+/// value outside the years 1970 to 9999, which no formatter can write.
 pub(crate) fn rfc3339(ms: i64) -> Value {
     if ms <= 0 {
         return Value::Null;
     }
-    let t = UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs());
-    Value::String(humantime::format_rfc3339_millis(t).to_string())
+    crate::time::rfc3339_ms(ms).map_or(Value::Null, Value::String)
 }
 
 fn host_json(h: &HostRecord, connections: &Connections, now: i64) -> Value {
@@ -356,20 +368,15 @@ pub(crate) fn query_error(e: QueryError) -> ApiError {
     }
 }
 
-/// Parses a time parameter: integer milliseconds since the epoch, or RFC 3339.
+/// Parses a time parameter: integer milliseconds since the epoch, or RFC 3339, in the years
+/// 1970 to 9999 (anything else is a 400).
 pub(crate) fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = v.parse::<i64>() {
-        return Ok(ms);
-    }
-    humantime::parse_rfc3339_weak(v)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .ok_or_else(|| {
-            bad_request(format!(
-                "{name}={v:?}: use milliseconds since the epoch or RFC 3339 (2026-11-22T10:00:00Z)"
-            ))
-        })
+    crate::time::parse_ms(name, v).map_err(|e| bad_request(e.to_string()))
+}
+
+/// A duration parameter, 1 ms to [`crate::time::MAX_MS`] (anything else is a 400).
+pub(crate) fn parse_duration(name: &str, v: &str) -> Result<i64, ApiError> {
+    crate::time::parse_duration_ms(name, v).map_err(|e| bad_request(e.to_string()))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -421,7 +428,7 @@ pub(crate) async fn query(
     };
     let from = match one(&params, "from") {
         Some(v) => parse_time("from", v)?,
-        None => to - 3_600_000,
+        None => (to - 3_600_000).max(0),
     };
     if from > to {
         return Err(bad_request("from is after to"));
@@ -441,16 +448,10 @@ pub(crate) async fn query(
             }
             None
         }
-        Some(v) => {
-            let ms = humantime::parse_duration(v)
-                .ok()
-                .and_then(|d| i64::try_from(d.as_millis()).ok())
-                .filter(|ms| *ms >= 1)
-                .ok_or_else(|| {
-                    bad_request(format!("step={v:?}: use a duration such as 30s, 5m or 1h"))
-                })?;
-            Some(Step { ms, agg })
-        }
+        Some(v) => Some(Step {
+            ms: parse_duration("step", v)?,
+            agg,
+        }),
     };
     if step.is_none() && to - from > MAX_QUERY_RANGE_MS {
         return Err(bad_request(
@@ -528,6 +529,25 @@ mod tests {
         let (status, text) = body(e).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(text.contains("11000"), "{text}");
+    }
+
+    #[test]
+    fn the_auth_scheme_is_case_insensitive() {
+        let basic = base64::engine::general_purpose::STANDARD.encode("grafana:tok");
+        for h in [
+            "Bearer tok".to_owned(),
+            "bearer tok".into(),
+            "BEARER tok".into(),
+            "bEaReR  tok ".into(),
+            format!("Basic {basic}"),
+            format!("basic {basic}"),
+            format!("BASIC {basic}"),
+        ] {
+            assert_eq!(credential(&h).as_deref(), Some("tok"), "{h}");
+        }
+        for h in ["Bearertok", "Token tok", "Digest tok", "Basic !!!", ""] {
+            assert_eq!(credential(h), None, "{h}");
+        }
     }
 
     #[test]

@@ -75,7 +75,7 @@ fn period(p: &[(String, String)], now: i64) -> Result<Interval, ApiError> {
     };
     let from = match one(p, "from") {
         Some(v) => parse_time("from", v)?,
-        None => to - DEFAULT_PERIOD_MS,
+        None => (to - DEFAULT_PERIOD_MS).max(crate::time::MIN_MS),
     };
     if from >= to {
         return Err(bad_request("from must be before to"));
@@ -265,9 +265,12 @@ struct NewIncident {
 
 fn time_value(name: &str, v: &Value) -> Result<i64, ApiError> {
     match v {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| bad_request(format!("{name}: use milliseconds or RFC 3339"))),
+        Value::Number(n) => {
+            let ms = n
+                .as_i64()
+                .ok_or_else(|| bad_request(format!("{name}: use milliseconds or RFC 3339")))?;
+            crate::time::checked(name, &n.to_string(), ms).map_err(|e| bad_request(e.to_string()))
+        }
         Value::String(s) => parse_time(name, s),
         _ => Err(bad_request(format!("{name}: use milliseconds or RFC 3339"))),
     }
@@ -377,6 +380,7 @@ pub(crate) async fn update_incident(
                         .strip_prefix("auto:")
                         .and_then(|r| r.rsplit_once(':'))
                         .and_then(|(s, t)| Some((s.to_owned(), t.parse::<i64>().ok()?)))
+                        .filter(|(_, t)| crate::time::in_range(*t) && *t < now)
                     else {
                         return Ok(Err(ApiError(
                             StatusCode::NOT_FOUND,

@@ -138,8 +138,14 @@ pub(crate) async fn forecast(
         }
         None => state.store().hosts().into_iter().map(|h| h.host).collect(),
     };
+    // Both durations are at most three years and `to` at most 9999-12-31, so neither
+    // subtraction nor addition can overflow; a horizon past 9999 is refused, not written.
     let from = to - window.as_millis() as i64;
     let horizon_ms = horizon.as_millis() as i64;
+    let horizon_at = to
+        .checked_add(horizon_ms)
+        .filter(|t| crate::time::in_range(*t))
+        .ok_or_else(|| bad_request("to + horizon is after the year 9999"))?;
     let store = state.store().clone();
     let series = run(move || {
         let mut out = Vec::new();
@@ -177,7 +183,7 @@ pub(crate) async fn forecast(
                     "latest": latest.map(|l| l.1),
                     "predicted": at_horizon,
                     "threshold_reached_at": reached_ms.map(rfc3339),
-                    "within_horizon": reached_ms.is_some_and(|t| t <= to + horizon_ms),
+                    "within_horizon": reached_ms.is_some_and(|t| t <= horizon_at),
                 }));
             }
         }
@@ -187,7 +193,7 @@ pub(crate) async fn forecast(
     Ok(Json(json!({
         "from": rfc3339(from),
         "to": rfc3339(to),
-        "horizon_at": rfc3339(to + horizon_ms),
+        "horizon_at": rfc3339(horizon_at),
         "threshold": threshold,
         "series": series,
     })))
@@ -258,7 +264,7 @@ pub(crate) async fn capacity(
     };
     let from = match one(&p, "from") {
         Some(v) => parse_time("from", v)?,
-        None => to - 7 * 86_400_000,
+        None => (to - 7 * 86_400_000).max(crate::time::MIN_MS),
     };
     if from >= to {
         return Err(bad_request("from must be before to"));

@@ -11,6 +11,9 @@ use serde::Deserialize;
 use crate::availability::config::ServiceConfig;
 use crate::store::StoreOptions;
 
+mod api;
+pub use api::{ApiConfig, ApiTlsFiles, Role, TokenConfig};
+
 /// Why the configuration is unusable. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -207,135 +210,6 @@ impl IngestConfig {
             max_series_per_host: self.max_series_per_host,
         }
     }
-}
-
-fn default_api_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 7480))
-}
-
-/// `[api]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ApiConfig {
-    /// Address to listen on. Default `127.0.0.1:7480`.
-    #[serde(default = "default_api_listen")]
-    pub listen: SocketAddr,
-    /// Bearer tokens, by hash. Without any, only `/healthz` answers.
-    #[serde(default)]
-    pub tokens: Vec<TokenConfig>,
-    /// PEM certificate chain the API serves HTTPS with; `tls_key` goes with it. Without both,
-    /// the API is plain HTTP.
-    #[serde(default)]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of `tls_cert`.
-    #[serde(default)]
-    pub tls_key: Option<PathBuf>,
-    /// PEM bundle of the CAs whose client certificates the API accepts; with it, a client
-    /// without such a certificate is refused at the handshake (mTLS). Needs `tls_cert`.
-    #[serde(default)]
-    pub client_ca: Option<PathBuf>,
-    /// Open connections in all; at the limit the oldest that has sent nothing is closed to
-    /// make room, else the new one is closed at once. Default 1024.
-    #[serde(default = "default_api_max_connections")]
-    pub max_connections: usize,
-    /// Open connections from one source address; more are closed at once. Default 256.
-    #[serde(default = "default_api_max_per_address")]
-    pub max_connections_per_address: usize,
-    /// Time to send a whole request head, from the connection's start or the previous
-    /// response. Default 30s.
-    #[serde(default = "default_api_header_read", with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    /// Time a new connection has to send its first byte. Default 10s.
-    #[serde(default = "default_api_idle", with = "humantime_serde")]
-    pub idle_timeout: Duration,
-}
-
-fn default_api_max_connections() -> usize {
-    crate::api_serve::Limits::default().max_connections
-}
-fn default_api_max_per_address() -> usize {
-    crate::api_serve::Limits::default().max_connections_per_address
-}
-fn default_api_header_read() -> Duration {
-    crate::api_serve::Limits::default().header_read_timeout
-}
-fn default_api_idle() -> Duration {
-    crate::api_serve::Limits::default().idle_timeout
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            listen: default_api_listen(),
-            tokens: Vec::new(),
-            tls_cert: None,
-            tls_key: None,
-            client_ca: None,
-            max_connections: default_api_max_connections(),
-            max_connections_per_address: default_api_max_per_address(),
-            header_read_timeout: default_api_header_read(),
-            idle_timeout: default_api_idle(),
-        }
-    }
-}
-
-/// The files `[api]` serves HTTPS with, paths resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiTlsFiles {
-    /// Certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Private key (PEM).
-    pub key: PathBuf,
-    /// Client CA bundle (PEM), when clients must present a certificate.
-    pub client_ca: Option<PathBuf>,
-}
-
-impl ApiConfig {
-    /// The API port's connection limits.
-    pub fn limits(&self) -> crate::api_serve::Limits {
-        crate::api_serve::Limits {
-            max_connections: self.max_connections,
-            max_connections_per_address: self.max_connections_per_address,
-            header_read_timeout: self.header_read_timeout,
-            idle_timeout: self.idle_timeout,
-        }
-    }
-
-    /// The TLS files, if the API serves HTTPS (validation ensures cert and key go together).
-    pub fn tls(&self) -> Option<ApiTlsFiles> {
-        Some(ApiTlsFiles {
-            cert: self.tls_cert.clone()?,
-            key: self.tls_key.clone()?,
-            client_ca: self.client_ca.clone(),
-        })
-    }
-}
-
-/// Roles of API tokens.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// May read everything.
-    Read,
-    /// May read and change (incidents, silences, maintenance).
-    Admin,
-}
-
-/// One `[[api.tokens]]` entry.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who holds it, for logs.
-    pub name: String,
-    /// Lower-case hex SHA-256 of the token (`nines-aggregator token new` prints it).
-    pub sha256: String,
-    /// What it may do. Default `read`.
-    #[serde(default = "default_role")]
-    pub role: Role,
-}
-
-fn default_role() -> Role {
-    Role::Read
 }
 
 fn default_store_path() -> PathBuf {
@@ -544,35 +418,7 @@ impl Config {
                 )));
             }
         }
-        let api = &config.api;
-        if api.max_connections == 0
-            || api.max_connections_per_address == 0
-            || api.header_read_timeout < Duration::from_secs(1)
-            || api.idle_timeout < Duration::from_secs(1)
-        {
-            return Err(invalid(
-                "[api] max_connections and max_connections_per_address must be at least 1, header_read_timeout and idle_timeout at least 1s"
-                    .into(),
-            ));
-        }
-        match (&api.tls_cert, &api.tls_key) {
-            (Some(_), None) => {
-                return Err(invalid(
-                    "[api] tls_cert is set but tls_key is not: give both for HTTPS, or neither for plain HTTP".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(invalid(
-                    "[api] tls_key is set but tls_cert is not: give both for HTTPS, or neither for plain HTTP".into(),
-                ));
-            }
-            (None, None) if api.client_ca.is_some() => {
-                return Err(invalid(
-                    "[api] client_ca needs tls_cert and tls_key: client certificates are only asked for over HTTPS".into(),
-                ));
-            }
-            _ => {}
-        }
+        config.api.validate().map_err(invalid)?;
         if config.ingest.listen == config.api.listen && config.api.listen.port() != 0 {
             return Err(invalid(format!(
                 "[ingest] and [api] both listen on {}",
@@ -649,6 +495,7 @@ impl Config {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::api::default_api_listen;
     use super::*;
 
     #[test]
@@ -678,6 +525,7 @@ mod tests {
                 "#cache_mib",
                 "#raw",
                 "#rollup_",
+                "#query_",
             ]
             .iter()
             .any(|k| line.starts_with(k));
@@ -690,6 +538,10 @@ mod tests {
         assert_eq!(u.api, c.api);
         assert_eq!(c.ingest.limits(), crate::ingest::Limits::default());
         assert_eq!(c.api.limits(), crate::api_serve::Limits::default());
+        assert_eq!(
+            u.api.query_limits(),
+            crate::prom::limits::QueryLimits::default()
+        );
         assert!(c.services.is_empty());
 
         // The commented service example, uncommented (without the k that excludes require),
@@ -708,6 +560,33 @@ mod tests {
         assert_eq!(s.services.len(), 1);
         assert_eq!(s.services[0].required_up(), 3);
         assert!(s.services[0].exclude_maintenance);
+    }
+
+    #[test]
+    fn query_limits_outside_their_ranges_are_refused_by_name() {
+        let base = "[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[api]\n";
+        for bad in [
+            "query_max_matchers = 0",
+            "query_max_regex_bytes = 0",
+            "query_concurrency = 0",
+            "query_timeout = \"10ms\"",
+            "query_timeout = \"1h\"",
+        ] {
+            let e = Config::parse(&format!("{base}{bad}\n"), Path::new("a.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("a.toml") && e.contains("query limits"),
+                "{bad}: {e}"
+            );
+        }
+        let c = Config::parse(
+            &format!("{base}query_max_matchers = 8\nquery_timeout = \"2s\"\n"),
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.api.query_limits().parse.max_matchers, 8);
+        assert_eq!(c.api.query_limits().timeout, Duration::from_secs(2));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod api;
 pub mod api_alerts;
 pub mod api_availability;
 pub mod api_forecast;
+mod api_layers;
 pub mod api_serve;
 pub mod api_tls;
 pub mod availability;
@@ -29,6 +30,7 @@ pub mod revoke;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod time;
 
 pub use config::Config;
 pub use server::{Server, run};

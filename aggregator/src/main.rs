@@ -573,7 +573,7 @@ fn main() -> ExitCode {
             println!(
                 "token for {host}, usable once until {}:\n{token}\n\non {host}, as root:\n  \
                  nines-agent enroll --aggregator {aggregator} --token {token} --ca-fingerprint {fp}",
-                humantime::format_rfc3339_seconds(expires)
+                nines_aggregator::time::rfc3339_s(unix.saturating_mul(1000)).unwrap_or_default()
             );
             ExitCode::SUCCESS
         }
@@ -605,7 +605,8 @@ fn main() -> ExitCode {
                 }
             };
             let path = dir.join("revoked.txt");
-            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            let now = nines_aggregator::time::rfc3339_s(nines_aggregator::ingest::now_ms())
+                .unwrap_or_default();
             match nines_aggregator::revoke::append(&path, kind, &value, &now) {
                 Ok(()) => {
                     println!("revoked {kind} {value} in {}", path.display());

@@ -177,7 +177,8 @@ impl Server {
         let mut state = AppState::new(store, &config.api.tokens, connections)
             .with_services(config.services.clone())
             .with_alerts(alerts.clone())
-            .with_anonymous_status(config.status.anonymous);
+            .with_anonymous_status(config.status.anonymous)
+            .with_query_limits(config.api.query_limits());
         if let Some(rw) = &remote_write {
             state = state.with_remote_write(rw.clone());
         }

@@ -249,8 +249,7 @@ pub fn fingerprint(labels: &Labels) -> String {
 }
 
 fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
-    humantime::format_rfc3339_millis(t).to_string()
+    crate::time::rfc3339_or_raw(ms.max(0))
 }
 
 /// What one evaluation saw for one series.

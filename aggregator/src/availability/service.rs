@@ -233,7 +233,7 @@ pub fn track(store: &Store, svc: &ServiceConfig, now: i64) -> Result<usize, Reco
                     {
                         u.history.push(by(format!(
                             "closed: the data shows recovery at {}",
-                            crate::api::rfc3339(e).as_str().unwrap_or_default()
+                            crate::time::rfc3339_or_raw(e)
                         )));
                     }
                     u.end_ms = d.end_ms;

@@ -4,7 +4,6 @@
 //! promtool use nines as a Prometheus data source.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::UNIX_EPOCH;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use super::limits::GateError;
 use super::promql::{self, Expr, LOOKBACK_MS, Labels, SeriesData};
-use super::{LoadError, MAX_SAMPLES, load, select_series};
+use super::{Budget, LoadError, load, select_series};
 use crate::api::AppState;
 use crate::ingest::now_ms;
 use crate::store::Store;
@@ -60,6 +60,39 @@ fn execution(msg: impl Into<String>) -> PromError {
     PromError(StatusCode::UNPROCESSABLE_ENTITY, "execution", msg.into())
 }
 
+fn timeout(msg: impl Into<String>) -> PromError {
+    PromError(StatusCode::SERVICE_UNAVAILABLE, "timeout", msg.into())
+}
+
+fn load_error(e: LoadError) -> PromError {
+    match e {
+        LoadError::TooManySamples => execution(e.to_string()),
+        LoadError::Timeout => timeout(e.to_string()),
+        LoadError::Store(e) => internal(e),
+    }
+}
+
+fn gate_error(e: GateError) -> PromError {
+    match e {
+        GateError::Busy(_) => PromError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+        GateError::Timeout(_) => timeout(e.to_string()),
+        GateError::Failed => internal(e),
+    }
+}
+
+/// Runs a query's work through the gate (`[api]` query limits): on a blocking thread, in its
+/// turn, within its time.
+async fn gated<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(std::time::Instant) -> Result<T, PromError> + Send + 'static,
+) -> Result<T, PromError> {
+    state.queries.run(work).await.map_err(gate_error)?
+}
+
 fn internal(msg: impl std::fmt::Display) -> PromError {
     tracing::error!("prometheus API: {msg}");
     PromError(
@@ -84,37 +117,48 @@ fn one<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
     crate::api::one(p, k)
 }
 
-/// A time: float Unix seconds or RFC 3339, to ms.
-fn parse_time(name: &str, v: &str) -> Result<i64, PromError> {
-    if let Ok(f) = v.parse::<f64>()
-        && f.is_finite()
-        && f.abs() < 1e14
-    {
-        return Ok((f * 1000.0).round() as i64);
+/// A time: float Unix seconds or RFC 3339, to ms, in the years 1970 to 9999.
+pub fn parse_time(name: &str, v: &str) -> Result<i64, PromError> {
+    let out_of_range = || {
+        bad_data(format!(
+            "invalid parameter \"{name}\": {v:?} is outside the years 1970 to 9999"
+        ))
+    };
+    if let Ok(f) = v.parse::<f64>() {
+        let ms = f * 1000.0;
+        // Compared as floats first: `as i64` would saturate, not refuse.
+        if !ms.is_finite() || ms < crate::time::MIN_MS as f64 || ms > crate::time::MAX_MS as f64 {
+            return Err(out_of_range());
+        }
+        return Ok(ms.round() as i64);
     }
-    humantime::parse_rfc3339_weak(v)
-        .ok()
-        .and_then(|t| {
-            let d = t.duration_since(UNIX_EPOCH).ok()?;
-            i64::try_from(d.as_millis()).ok()
-        })
-        .ok_or_else(|| {
-            bad_data(format!(
-                "invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp"
-            ))
-        })
+    match crate::time::parse_ms(name, v) {
+        Ok(ms) => Ok(ms),
+        Err(crate::time::TimeError::OutOfRange { .. }) => Err(out_of_range()),
+        _ => Err(bad_data(format!(
+            "invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp"
+        ))),
+    }
 }
 
-/// A duration: float seconds or a Prometheus duration (`15s`, `1m30s`), to ms.
-fn parse_step(name: &str, v: &str) -> Result<i64, PromError> {
-    if let Ok(f) = v.parse::<f64>()
-        && f.is_finite()
-    {
-        return Ok((f * 1000.0).round() as i64);
-    }
-    promql::parse_duration(v).ok_or_else(|| {
+/// A duration: float seconds or a Prometheus duration (`15s`, `1m30s`), to ms, from 1 ms to
+/// the span of representable times.
+pub fn parse_step(name: &str, v: &str) -> Result<i64, PromError> {
+    let ms = match v.parse::<f64>() {
+        Ok(f) if f * 1000.0 < 0.5 => {
+            return Err(bad_data(format!(
+                "invalid parameter \"{name}\": zero or negative query resolution step widths are not accepted. Try a positive integer"
+            )));
+        }
+        Ok(f) => {
+            let ms = (f * 1000.0).round();
+            (ms.is_finite() && ms >= 1.0 && ms <= crate::time::MAX_MS as f64).then_some(ms as i64)
+        }
+        Err(_) => promql::parse_duration(v).filter(|ms| (1..=crate::time::MAX_MS).contains(ms)),
+    };
+    ms.ok_or_else(|| {
         bad_data(format!(
-            "invalid parameter \"{name}\": cannot parse {v:?} to a valid duration"
+            "invalid parameter \"{name}\": cannot parse {v:?} to a valid duration (1ms to 8000y)"
         ))
     })
 }
@@ -138,42 +182,42 @@ fn metric(labels: &Labels) -> Value {
     )
 }
 
-fn parse_query(p: &[(String, String)]) -> Result<Expr, PromError> {
-    let q = one(p, "query").ok_or_else(|| bad_data("invalid parameter \"query\": missing"))?;
-    promql::parse(q).map_err(|e| bad_data(format!("invalid parameter \"query\": {e}")))
+fn query_text(p: &[(String, String)]) -> Result<String, PromError> {
+    one(p, "query")
+        .map(str::to_owned)
+        .ok_or_else(|| bad_data("invalid parameter \"query\": missing"))
+}
+
+/// Parses a query within the limits; run it on a blocking thread, as it compiles regexes.
+fn parse_query(q: &str, limits: promql::Limits) -> Result<Expr, PromError> {
+    promql::parse_limited(q, limits)
+        .map_err(|e| bad_data(format!("invalid parameter \"query\": {e}")))
 }
 
 /// Loads every selector's series for evaluations from `from` to `to`.
 fn load_all(
     store: &Store,
     expr: &Expr,
-    from: i64,
-    to: i64,
+    (from, to): (i64, i64),
+    budget: &mut Budget,
 ) -> Result<Vec<Vec<SeriesData>>, PromError> {
     let mut sels = Vec::new();
     expr.selectors(&mut sels);
     let mut data = vec![Vec::new(); sels.len()];
-    let mut budget = MAX_SAMPLES;
     for (sel, range) in sels {
         let back = if range > 0 { range } else { LOOKBACK_MS };
-        let loaded =
-            load(store, &sel.matchers, (from - back, to), &mut budget).map_err(|e| match e {
-                LoadError::TooManySamples => execution(e.to_string()),
-                LoadError::Store(e) => internal(e),
-            })?;
+        let loaded = load(
+            store,
+            &sel.matchers,
+            (from.saturating_sub(back), to),
+            budget,
+        )
+        .map_err(load_error)?;
         if let Some(slot) = data.get_mut(sel.id) {
             *slot = loaded;
         }
     }
     Ok(data)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, PromError> + Send + 'static,
-) -> Result<T, PromError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| internal(format!("query task: {e}")))?
 }
 
 async fn query(
@@ -182,14 +226,16 @@ async fn query(
     body: Bytes,
 ) -> Result<Response, PromError> {
     let p = form(raw, &body);
-    let expr = parse_query(&p)?;
+    let q = query_text(&p)?;
     let t = match one(&p, "time") {
         Some(v) => parse_time("time", v)?,
         None => now_ms(),
     };
     let store = state.store().clone();
-    let data = blocking(move || {
-        let data = load_all(&store, &expr, t, t)?;
+    let limits = state.queries.limits().parse;
+    let data = gated(&state, move |deadline| {
+        let expr = parse_query(&q, limits)?;
+        let data = load_all(&store, &expr, (t, t), &mut Budget::until(deadline))?;
         let v = promql::eval(&expr, t, &data).map_err(execution)?;
         Ok(match v {
             promql::Value::Scalar(s) => json!({"resultType": "scalar", "result": [secs(t), value_str(s)]}),
@@ -213,7 +259,7 @@ async fn query_range(
     body: Bytes,
 ) -> Result<Response, PromError> {
     let p = form(raw, &body);
-    let expr = parse_query(&p)?;
+    let q = query_text(&p)?;
     let need =
         |k: &str| one(&p, k).ok_or_else(|| bad_data(format!("invalid parameter \"{k}\": missing")));
     let start = parse_time("start", need("start")?)?;
@@ -224,22 +270,21 @@ async fn query_range(
             "invalid parameter \"end\": end timestamp must not be before start time",
         ));
     }
-    if step <= 0 {
-        return Err(bad_data(
-            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
-        ));
-    }
     if (end - start) / step > MAX_STEPS {
         return Err(bad_data(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
     let store = state.store().clone();
-    let data = blocking(move || {
-        let data = load_all(&store, &expr, start, end)?;
+    let limits = state.queries.limits().parse;
+    let data = gated(&state, move |deadline| {
+        let expr = parse_query(&q, limits)?;
+        let mut budget = Budget::until(deadline);
+        let data = load_all(&store, &expr, (start, end), &mut budget)?;
         let mut out: BTreeMap<Labels, Vec<Value>> = BTreeMap::new();
         let mut t = start;
         while t <= end {
+            budget.check_time().map_err(load_error)?;
             match promql::eval(&expr, t, &data).map_err(execution)? {
                 promql::Value::Scalar(s) => out
                     .entry(Vec::new())
@@ -265,17 +310,29 @@ async fn query_range(
     Ok(success(data))
 }
 
+/// The `match[]` parameters, as text: parsed (and their regexes compiled) by [`selectors`]
+/// on a blocking thread.
+fn match_params(p: &[(String, String)]) -> Vec<String> {
+    p.iter()
+        .filter(|(k, _)| k == "match[]")
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// The selectors of `match[]`, within the query limits over all of them together.
 fn selectors(
-    p: &[(String, String)],
+    given: &[String],
     required: bool,
+    limits: promql::Limits,
 ) -> Result<Vec<Vec<promql::Matcher>>, PromError> {
     let mut out = Vec::new();
-    for (k, v) in p {
-        if k != "match[]" {
-            continue;
-        }
-        match promql::parse(v) {
-            Ok(Expr::Vector(s)) => out.push(s.matchers),
+    let mut left = limits;
+    for v in given {
+        match promql::parse_limited(v, left) {
+            Ok(Expr::Vector(s)) => {
+                left = promql::Limits::remaining(left, &s.matchers);
+                out.push(s.matchers)
+            }
             Ok(_) => {
                 return Err(bad_data(format!(
                     "invalid parameter \"match[]\": {v:?} is not a series selector"
@@ -295,12 +352,24 @@ fn selectors(
     Ok(out)
 }
 
-fn matching(store: &Store, sels: &[Vec<promql::Matcher>]) -> Result<BTreeSet<Labels>, PromError> {
-    let mut all = BTreeSet::new();
-    for m in sels {
-        all.extend(select_series(store, m).map_err(internal)?);
-    }
-    Ok(all)
+/// Every series any of `match[]` selects (all without one), within the query limits.
+async fn matching(
+    state: &AppState,
+    p: &[(String, String)],
+    required: bool,
+) -> Result<BTreeSet<Labels>, PromError> {
+    let given = match_params(p);
+    let store = state.store().clone();
+    let limits = state.queries.limits().parse;
+    gated(state, move |deadline| {
+        let sels = selectors(&given, required, limits)?;
+        let mut all = BTreeSet::new();
+        for m in &sels {
+            all.extend(select_series(&store, m, deadline).map_err(load_error)?);
+        }
+        Ok(all)
+    })
+    .await
 }
 
 async fn series(
@@ -309,14 +378,15 @@ async fn series(
     body: Bytes,
 ) -> Result<Response, PromError> {
     let p = form(raw, &body);
-    let sels = selectors(&p, true)?;
+    if match_params(&p).is_empty() {
+        return Err(bad_data("no match[] parameter provided"));
+    }
     for k in ["start", "end"] {
         if let Some(v) = one(&p, k) {
             parse_time(k, v)?;
         }
     }
-    let store = state.store().clone();
-    let all = blocking(move || matching(&store, &sels)).await?;
+    let all = matching(&state, &p, true).await?;
     Ok(success(Value::Array(all.iter().map(metric).collect())))
 }
 
@@ -326,9 +396,7 @@ async fn labels(
     body: Bytes,
 ) -> Result<Response, PromError> {
     let p = form(raw, &body);
-    let sels = selectors(&p, false)?;
-    let store = state.store().clone();
-    let all = blocking(move || matching(&store, &sels)).await?;
+    let all = matching(&state, &p, false).await?;
     let names: BTreeSet<&str> = all
         .iter()
         .flat_map(|l| l.iter().map(|(k, _)| k.as_str()))
@@ -342,9 +410,7 @@ async fn label_values(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PromError> {
     let p = form(raw, &Bytes::new());
-    let sels = selectors(&p, false)?;
-    let store = state.store().clone();
-    let all = blocking(move || matching(&store, &sels)).await?;
+    let all = matching(&state, &p, false).await?;
     let values: BTreeSet<&str> = all
         .iter()
         .filter_map(|l| l.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()))

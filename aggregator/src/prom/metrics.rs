@@ -355,67 +355,89 @@ pub async fn federate(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut selectors = Vec::new();
+    let mut given = Vec::new();
     for (k, v) in params(raw) {
         match k.as_str() {
-            "match[]" => match promql::parse(&v) {
-                Ok(promql::Expr::Vector(s)) => selectors.push(s.matchers),
-                Ok(_) => return Err(bad_request(format!("match[]={v:?}: use a series selector"))),
-                Err(e) => return Err(bad_request(format!("match[]={v:?}: {e}"))),
-            },
+            "match[]" => given.push(v),
             "federate" => {}
             other => return Err(bad_request(format!("unknown parameter {other:?}"))),
         }
     }
-    if selectors.is_empty() {
-        // Every series: `{__name__=~".+"}`.
-        selectors.push(vec![
-            Matcher::new("__name__", promql::MatchOp::Re, ".+").map_err(bad_request)?,
-        ]);
-    }
     let store = state.store().clone();
     let now = now_ms();
-    let body = tokio::task::spawn_blocking(move || -> Result<String, super::LoadError> {
-        let mut budget = super::MAX_SAMPLES;
-        let mut all = std::collections::BTreeMap::new();
-        for m in &selectors {
-            for s in super::load(&store, m, (now - LOOKBACK_MS, now), &mut budget)? {
-                if let Some(&last) = s.points.last() {
-                    all.insert(s.labels, last);
+    let mut limits = state.queries.limits().parse;
+    // Parsed (regexes compiled) and evaluated through the query gate, off the async threads.
+    let body = state
+        .queries
+        .run(move |deadline| -> Result<String, ApiError> {
+            let mut selectors = Vec::new();
+            for v in &given {
+                match promql::parse_limited(v, limits) {
+                    Ok(promql::Expr::Vector(s)) => {
+                        limits = super::promql::Limits::remaining(limits, &s.matchers);
+                        selectors.push(s.matchers)
+                    }
+                    Ok(_) => {
+                        return Err(bad_request(format!("match[]={v:?}: use a series selector")));
+                    }
+                    Err(e) => return Err(bad_request(format!("match[]={v:?}: {e}"))),
                 }
             }
-        }
-        let mut e = Exposition::default();
-        let mut family = String::new();
-        // Sorted by labels, and `__name__` sorts first: one family after another.
-        for (labels, (ts, v)) in &all {
-            let name = labels
-                .iter()
-                .find(|(k, _)| k == "__name__")
-                .map_or("", |(_, v)| v.as_str());
-            if name != family {
-                e.family(name, "untyped", "");
-                family = name.to_owned();
+            if selectors.is_empty() {
+                // Every series: `{__name__=~".+"}`.
+                selectors.push(vec![
+                    Matcher::new("__name__", promql::MatchOp::Re, ".+").map_err(bad_request)?,
+                ]);
             }
-            e.sample(
-                name,
-                labels
+            let mut budget = super::Budget::until(deadline);
+            let mut all = std::collections::BTreeMap::new();
+            for m in &selectors {
+                for s in super::load(&store, m, (now - LOOKBACK_MS, now), &mut budget)
+                    .map_err(load_error)?
+                {
+                    if let Some(&last) = s.points.last() {
+                        all.insert(s.labels, last);
+                    }
+                }
+            }
+            let mut e = Exposition::default();
+            let mut family = String::new();
+            // Sorted by labels, and `__name__` sorts first: one family after another.
+            for (labels, (ts, v)) in &all {
+                let name = labels
                     .iter()
-                    .filter(|(k, _)| k != "__name__")
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-                *v,
-                Some(*ts),
-            );
-        }
-        Ok(e.finish())
-    })
-    .await
-    .map_err(internal)?
-    .map_err(|e| match e {
+                    .find(|(k, _)| k == "__name__")
+                    .map_or("", |(_, v)| v.as_str());
+                if name != family {
+                    e.family(name, "untyped", "");
+                    family = name.to_owned();
+                }
+                e.sample(
+                    name,
+                    labels
+                        .iter()
+                        .filter(|(k, _)| k != "__name__")
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                    *v,
+                    Some(*ts),
+                );
+            }
+            Ok(e.finish())
+        })
+        .await
+        .map_err(|e| match e {
+            super::limits::GateError::Failed => internal(e),
+            e => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })??;
+    Ok(text(body))
+}
+
+fn load_error(e: super::LoadError) -> ApiError {
+    match e {
         super::LoadError::TooManySamples => {
             ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }
+        super::LoadError::Timeout => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         super::LoadError::Store(e) => internal(e),
-    })?;
-    Ok(text(body))
+    }
 }

@@ -3,11 +3,13 @@
 //! Prometheus as its metric name with its labels and a `host` label.
 
 pub mod api;
+pub mod limits;
 pub mod metrics;
 pub mod promql;
 pub mod text;
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use crate::store::{QueryError, Store, StoreError};
 use promql::{Labels, Matcher, SeriesData};
@@ -41,14 +43,49 @@ pub fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
     })
 }
 
-/// The labels of every series that `matchers` select, sorted.
-pub fn select_series(store: &Store, matchers: &[Matcher]) -> Result<Vec<Labels>, StoreError> {
+/// What one query may still spend: samples to load, and time.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Samples the query may still load.
+    pub samples: u64,
+    /// When the query's time is up.
+    pub deadline: Instant,
+}
+
+impl Budget {
+    /// [`MAX_SAMPLES`] until `deadline`.
+    pub fn until(deadline: Instant) -> Self {
+        Self {
+            samples: MAX_SAMPLES,
+            deadline,
+        }
+    }
+
+    /// [`LoadError::Timeout`] once the deadline has passed.
+    pub fn check_time(&self) -> Result<(), LoadError> {
+        if Instant::now() >= self.deadline {
+            Err(LoadError::Timeout)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The labels of every series that `matchers` select, sorted; stops at `deadline`.
+pub fn select_series(
+    store: &Store,
+    matchers: &[Matcher],
+    deadline: Instant,
+) -> Result<Vec<Labels>, LoadError> {
+    let budget = Budget::until(deadline);
     let mut out = Vec::new();
     for h in store.hosts() {
+        budget.check_time()?;
         if !host_may_match(matchers, &h.host) {
             continue;
         }
         for s in store.series(&h.host)? {
+            budget.check_time()?;
             let labels = prom_labels(&h.host, &s.name, &s.labels);
             if matches_all(matchers, &labels) {
                 out.push(labels);
@@ -72,26 +109,31 @@ pub enum LoadError {
     /// More than [`MAX_SAMPLES`].
     #[error("query processing would load too many samples into memory (more than {MAX_SAMPLES})")]
     TooManySamples,
+    /// The query's time ran out (`[api] query_timeout`).
+    #[error("query timed out in expression evaluation")]
+    Timeout,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// The points in `[from, to]` of every series `matchers` select. `budget` counts down the
-/// samples the whole query may still load.
+/// samples the whole query may still load, and says when its time is up.
 pub fn load(
     store: &Store,
     matchers: &[Matcher],
     (from, to): (i64, i64),
-    budget: &mut u64,
+    budget: &mut Budget,
 ) -> Result<Vec<SeriesData>, LoadError> {
     let mut out = Vec::new();
     for h in store.hosts() {
+        budget.check_time()?;
         if !host_may_match(matchers, &h.host) {
             continue;
         }
         let mut names: Vec<String> = Vec::new();
         for s in store.series(&h.host)? {
+            budget.check_time()?;
             if names.last() == Some(&s.name) {
                 continue;
             }
@@ -100,8 +142,9 @@ pub fn load(
             }
         }
         for name in names {
+            budget.check_time()?;
             let (_, series) = store
-                .query(&h.host, &name, &[], (from, to), None, *budget)
+                .query(&h.host, &name, &[], (from, to), None, budget.samples)
                 .map_err(|e| match e {
                     QueryError::TooManyPoints { .. } => LoadError::TooManySamples,
                     QueryError::Store(e) => LoadError::Store(e),
@@ -111,7 +154,8 @@ pub fn load(
                 if s.points.is_empty() || !matches_all(matchers, &labels) {
                     continue;
                 }
-                *budget = budget
+                budget.samples = budget
+                    .samples
                     .checked_sub(s.points.len() as u64)
                     .ok_or(LoadError::TooManySamples)?;
                 out.push(SeriesData {

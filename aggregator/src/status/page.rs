@@ -129,10 +129,17 @@ pub fn seg(s: &str) -> String {
 }
 
 /// `2026-11-22 10:20 UTC`.
+/// A stored time outside the years 1970 to 9999 shows as "never" before 1970 and
+/// "after 9999" beyond, instead of failing the page.
 pub fn short_time(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
-    let s = humantime::format_rfc3339_seconds(t).to_string();
-    format!("{} {} UTC", &s[..10], &s[11..16])
+    match crate::time::rfc3339_s(ms.max(0)) {
+        Some(s) => format!(
+            "{} {} UTC",
+            s.get(..10).unwrap_or_default(),
+            s.get(11..16).unwrap_or_default()
+        ),
+        None => "after 9999".into(),
+    }
 }
 
 /// `3 h 12 min`.
@@ -160,13 +167,17 @@ figcaption{font-weight:600}.axis{stroke:#999;fill:none}.grid{stroke:#eee}.line{f
 .legend i{display:inline-block;width:.8em;height:.8em;margin-right:.3em;border-radius:2px}nav a{margin-right:.8em}\
 .bar{display:flex;height:22px;gap:1px}.bar span{flex:1}@media(max-width:600px){main{padding:.5em}td,th{padding:.3em}}";
 
+/// The overview's only script: it refreshes the live part every 10 s. The
+/// `Content-Security-Policy` every response carries allows exactly this text, by its hash.
+pub const LIVE_SCRIPT: &str = "setInterval(async()=>{try{const r=await fetch('/status/live',{credentials:'same-origin'});\
+if(r.ok){document.getElementById('live').innerHTML=await r.text()}}catch(e){}},10000)";
+
 /// The page around a body.
 pub fn layout(title: &str, body: &str, live: bool) -> String {
     let script = if live {
-        "<script>setInterval(async()=>{try{const r=await fetch('/status/live',{credentials:'same-origin'});\
-if(r.ok){document.getElementById('live').innerHTML=await r.text()}}catch(e){}},10000)</script>"
+        format!("<script>{LIVE_SCRIPT}</script>")
     } else {
-        ""
+        String::new()
     };
     format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8>\

@@ -4,6 +4,9 @@
 
 pub mod eval;
 pub mod parse;
+pub mod regex;
 
 pub use eval::{Data, LOOKBACK_MS, Labels, Sample, SeriesData, Value, eval};
-pub use parse::{Expr, MatchOp, Matcher, Selector, Type, parse, parse_duration};
+pub use parse::{
+    Expr, Limits, MatchOp, Matcher, Selector, Type, parse, parse_duration, parse_limited,
+};

@@ -3,6 +3,8 @@
 
 use regex::Regex;
 
+use super::regex::anchored;
+
 /// How a label matcher compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchOp {
@@ -32,10 +34,7 @@ impl Matcher {
     /// A matcher; a regex one is anchored at both ends, as in Prometheus.
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Self, String> {
         let re = match op {
-            MatchOp::Re | MatchOp::NotRe => Some(
-                Regex::new(&format!("^(?s:{value})$"))
-                    .map_err(|e| format!("invalid regular expression {value:?}: {e}"))?,
-            ),
+            MatchOp::Re | MatchOp::NotRe => Some(anchored(value)?),
             _ => None,
         };
         Ok(Self {
@@ -208,13 +207,57 @@ impl Expr {
     }
 }
 
-/// Parses a PromQL expression of the subset. The error says where and what.
+/// What one query may hold: matchers, and regex source bytes over all its matchers. Counted
+/// while parsing, so a query over the limits is refused before its regexes are compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Label matchers over every selector (the metric name counts as one).
+    pub max_matchers: usize,
+    /// Bytes of regex source over every `=~` and `!~` matcher.
+    pub max_regex_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_matchers: 64,
+            max_regex_bytes: 4096,
+        }
+    }
+}
+
+impl Limits {
+    /// What is left of `limits` once `matchers` are spent: several `match[]` selectors share
+    /// one query's limits.
+    pub fn remaining(limits: Limits, matchers: &[Matcher]) -> Limits {
+        let regex: usize = matchers
+            .iter()
+            .filter(|m| matches!(m.op, MatchOp::Re | MatchOp::NotRe))
+            .map(|m| m.value.len())
+            .sum();
+        Limits {
+            max_matchers: limits.max_matchers.saturating_sub(matchers.len()),
+            max_regex_bytes: limits.max_regex_bytes.saturating_sub(regex),
+        }
+    }
+}
+
+/// Parses a PromQL expression of the subset within the default [`Limits`]. The error says
+/// where and what.
 pub fn parse(text: &str) -> Result<Expr, String> {
+    parse_limited(text, Limits::default())
+}
+
+/// [`parse`] within `limits`.
+pub fn parse_limited(text: &str, limits: Limits) -> Result<Expr, String> {
     let mut p = Parser {
         s: text.as_bytes(),
         text,
         pos: 0,
         selectors: 0,
+        limits,
+        matchers: 0,
+        regex_bytes: 0,
     };
     let e = p.expr()?;
     p.ws();
@@ -234,6 +277,9 @@ struct Parser<'a> {
     text: &'a str,
     pos: usize,
     selectors: usize,
+    limits: Limits,
+    matchers: usize,
+    regex_bytes: usize,
 }
 
 fn is_ident_start(c: u8) -> bool {
@@ -612,6 +658,7 @@ impl Parser<'_> {
         let sel = if self.peek() == Some(b'{') {
             self.selector(Some(name))?
         } else {
+            self.count(MatchOp::Eq, &name)?;
             let m = Matcher::new("__name__", MatchOp::Eq, &name)?;
             self.new_selector(vec![m])
         };
@@ -697,11 +744,34 @@ impl Parser<'_> {
         }
     }
 
+    /// Counts a matcher against the limits before it is compiled.
+    fn count(&mut self, op: MatchOp, value: &str) -> Result<(), String> {
+        self.matchers += 1;
+        if self.matchers > self.limits.max_matchers {
+            return Err(format!(
+                "the query has more than {} label matchers",
+                self.limits.max_matchers
+            ));
+        }
+        if matches!(op, MatchOp::Re | MatchOp::NotRe) {
+            self.regex_bytes += value.len();
+            if self.regex_bytes > self.limits.max_regex_bytes {
+                return Err(format!(
+                    "the query's regular expressions are longer than {} bytes together",
+                    self.limits.max_regex_bytes
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn selector(&mut self, name: Option<String>) -> Result<Selector, String> {
         self.expect("{")?;
         let mut matchers = Vec::new();
         if let Some(n) = &name {
-            matchers.push(Matcher::new("__name__", MatchOp::Eq, n)?);
+            let n = n.clone();
+            self.count(MatchOp::Eq, &n)?;
+            matchers.push(Matcher::new("__name__", MatchOp::Eq, &n)?);
         }
         loop {
             if self.eat("}") {
@@ -725,6 +795,7 @@ impl Parser<'_> {
             if label == "__name__" && name.is_some() {
                 return Err("metric name must not be set twice".into());
             }
+            self.count(op, &value)?;
             matchers.push(Matcher::new(&label, op, &value)?);
             if !self.eat(",") {
                 self.expect("}")?;
@@ -893,5 +964,44 @@ mod tests {
         assert!(m.matches("web") && !m.matches("web-1"));
         let m = Matcher::new("h", MatchOp::NotRe, "web-.*").unwrap();
         assert!(m.matches("db-1") && !m.matches("web-1"));
+    }
+
+    #[test]
+    fn matchers_and_regex_bytes_are_counted_before_compiling() {
+        let tight = Limits {
+            max_matchers: 3,
+            max_regex_bytes: 10,
+        };
+        assert!(parse_limited(r#"m{a="1",b=~"x"}"#, tight).is_ok());
+        let e = parse_limited(r#"m{a="1",b="2",c="3"}"#, tight).unwrap_err();
+        assert!(e.contains("more than 3 label matchers"), "{e}");
+        // Over both sides of a binary operation: the limit is per query.
+        let e = parse_limited(r#"m{a="1"} + m{b="2"}"#, tight).unwrap_err();
+        assert!(e.contains("more than 3"), "{e}");
+        let e = parse_limited(r#"m{a=~"abcdef",b!~"ghijk"}"#, tight).unwrap_err();
+        assert!(e.contains("longer than 10 bytes"), "{e}");
+        // 400 matchers of `\w{200}` (the regex bomb) is refused at the count, before any
+        // compilation: quickly.
+        let bomb: Vec<String> = (0..400)
+            .map(|i| format!(r#"l_{i}=~"\\w{{200}}""#))
+            .collect();
+        let started = std::time::Instant::now();
+        let e = parse(&format!("{{{}}}", bomb.join(","))).unwrap_err();
+        assert!(e.contains("size limit") || e.contains("matchers"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let left = Limits::remaining(
+            tight,
+            &[
+                Matcher::new("a", MatchOp::Eq, "1").unwrap(),
+                Matcher::new("b", MatchOp::Re, "abcd").unwrap(),
+            ],
+        );
+        assert_eq!(
+            left,
+            Limits {
+                max_matchers: 1,
+                max_regex_bytes: 6
+            }
+        );
     }
 }
