@@ -19,7 +19,7 @@ case "$secs" in
 esac
 rss="${RSS_LIMIT_MB:-2048}"
 per_input="${TIMEOUT_S:-10}"
-targets="${TARGETS:-frame_decoder agent_config aggregator_config spool_reader}"
+targets="${TARGETS:-frame_decoder agent_config aggregator_config spool_reader ingest_batch}"
 
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
