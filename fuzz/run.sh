@@ -19,7 +19,7 @@ case "$secs" in
 esac
 rss="${RSS_LIMIT_MB:-2048}"
 per_input="${TIMEOUT_S:-10}"
-targets="${TARGETS:-frame_decoder agent_config aggregator_config spool_reader api_params}"
+targets="${TARGETS:-frame_decoder agent_config aggregator_config spool_reader api_params ingest_batch}"
 
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"

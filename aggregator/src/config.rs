@@ -149,6 +149,17 @@ pub struct IngestConfig {
     /// thirds of it. Default 30 days.
     #[serde(default = "default_agent_cert_days")]
     pub agent_cert_days: u32,
+    /// Points older than this are refused (`nines_ingest_points_refused_total`). Default
+    /// `[store.retention] raw`; set when the file is parsed.
+    #[serde(default, with = "humantime_serde")]
+    pub max_point_age: Option<Duration>,
+    /// Points further ahead of the aggregator's clock than this are refused. Default 10m.
+    #[serde(default = "default_max_future", with = "humantime_serde")]
+    pub max_future: Duration,
+}
+
+fn default_max_future() -> Duration {
+    crate::ingest_check::PointBounds::default().max_future
 }
 
 fn default_agent_cert_days() -> u32 {
@@ -208,6 +219,12 @@ impl IngestConfig {
             handshake_timeout: self.handshake_timeout,
             idle_timeout: self.idle_timeout,
             max_series_per_host: self.max_series_per_host,
+            points: crate::ingest_check::PointBounds {
+                max_age: self
+                    .max_point_age
+                    .unwrap_or_else(|| StoreOptions::default().raw_retention),
+                max_future: self.max_future,
+            },
         }
     }
 }
@@ -401,6 +418,21 @@ impl Config {
                     .into(),
             ));
         }
+        if i.max_future > Duration::from_secs(86_400) {
+            return Err(invalid(
+                "[ingest] max_future must be at most 1d (a clock further ahead is wrong)".into(),
+            ));
+        }
+        let age = *config
+            .ingest
+            .max_point_age
+            .get_or_insert(config.store.retention.raw);
+        if age < Duration::from_secs(60) || age > config.store.retention.rollup_1h {
+            return Err(invalid(
+                "[ingest] max_point_age must be from 1m to [store.retention] rollup_1h".into(),
+            ));
+        }
+        let i = &config.ingest;
         if !(1..=3650).contains(&i.agent_cert_days) {
             return Err(invalid(
                 "[ingest] agent_cert_days must be from 1 to 3650".into(),
@@ -521,6 +553,8 @@ mod tests {
                 "#header_read_timeout",
                 "#idle_timeout",
                 "#max_series_per_host",
+                "#max_point_age",
+                "#max_future",
                 "#head_max_age",
                 "#cache_mib",
                 "#raw",

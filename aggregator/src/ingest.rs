@@ -19,7 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::enroll::Enroller;
+use crate::ingest_check::PointBounds;
 use crate::ingest_tls::IngestTls;
+use crate::ratelimit::{FailureLimit, LogLimit};
 
 use crate::store::{BatchWrite, HelloWrite, Store, StoreError};
 
@@ -42,6 +44,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Series one host may have; points of further new series are dropped and counted.
     pub max_series_per_host: usize,
+    /// The time window points must fall in.
+    pub points: PointBounds,
 }
 
 impl Default for Limits {
@@ -53,11 +57,14 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             max_series_per_host: 20_000,
+            points: PointBounds::default(),
         }
     }
 }
 /// Batches of one connection waiting for their commit, at most; beyond, reading pauses.
 const MAX_PENDING_ACKS: usize = 256;
+/// Lines a minute about refused connections, batches and points, all connections together.
+const LOG_LINES_PER_MINUTE: u32 = 20;
 
 /// Why a connection ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +116,16 @@ pub struct Refusals {
     pub renewed: AtomicU64,
     /// Renewals refused.
     pub renew_refused: AtomicU64,
+    /// Enrollments refused unread: their address had failed too often.
+    pub enroll_rate: AtomicU64,
+    /// Batches refused for their sequence number (the connection is closed, nothing acked).
+    pub bad_sequence: AtomicU64,
+    /// Points refused as older than `max_point_age`.
+    pub points_too_old: AtomicU64,
+    /// Points refused as further ahead of the clock than `max_future`.
+    pub points_too_far_in_future: AtomicU64,
+    /// Points refused for a value that is not finite.
+    pub points_not_finite: AtomicU64,
 }
 
 /// Hosts with an open connection, how many connections are open from where, what was
@@ -123,6 +140,10 @@ pub struct Connections {
     revocations: std::sync::RwLock<Option<Arc<crate::revoke::Revocations>>>,
     /// Bumped when the revocation list changes: every connection checks itself again.
     generation: watch::Sender<u64>,
+    /// Failed enrollments per source address.
+    pub(crate) enroll_limit: FailureLimit,
+    /// Log lines about refused connections, batches and points.
+    pub(crate) log_limit: LogLimit,
 }
 
 impl Default for Connections {
@@ -134,6 +155,8 @@ impl Default for Connections {
             refused: Refusals::default(),
             revocations: std::sync::RwLock::new(None),
             generation: watch::channel(0).0,
+            enroll_limit: FailureLimit::default(),
+            log_limit: LogLimit::new(LOG_LINES_PER_MINUTE),
         }
     }
 }
@@ -236,6 +259,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limits = Arc::new(limits);
+    tls.check_revocations_with(connections.clone());
     let mut last_refusal_log = std::time::Instant::now() - Duration::from_secs(60);
     let mut accept_errors = crate::accept::AcceptErrors::new("ingest");
     loop {
@@ -275,12 +299,13 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             let _admitted = admitted;
+            let log = connections.clone();
             let conn = Conn {
                 store,
                 connections,
                 enroller: Some(enroller),
             };
-            match accept(tcp, acceptor, conn, &limits, shutdown).await {
+            match accept(tcp, acceptor, conn, &limits, shutdown, peer.ip()).await {
                 Ok(()) => {}
                 Err(IngestError::Proto(ProtoError::Io(e)))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof
@@ -288,18 +313,36 @@ pub async fn serve(
                 {
                     tracing::debug!(%peer, "connection dropped: {e}");
                 }
-                Err(e) => tracing::warn!(%peer, "connection refused or failed: {e}"),
+                // The verifier said so, with the host.
+                Err(IngestError::Handshake(e)) if is_revoked(&e) => {}
+                Err(e) => {
+                    if let Some(left_out) = log.log_limit.allow(std::time::Instant::now()) {
+                        tracing::warn!(%peer, left_out, "connection refused or failed: {e}");
+                    }
+                }
             }
         });
     }
 }
 
 /// What a connection's task shares with the rest of the aggregator.
-struct Conn {
-    store: Store,
-    connections: Arc<Connections>,
+pub(crate) struct Conn {
+    pub(crate) store: Store,
+    pub(crate) connections: Arc<Connections>,
     /// Signs enrollments and renewals; `None` where the caller offers neither.
-    enroller: Option<Arc<Enroller>>,
+    pub(crate) enroller: Option<Arc<Enroller>>,
+}
+
+/// Whether a failed handshake was the revocation check's refusal.
+fn is_revoked(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+            )
+        })
 }
 
 async fn accept(
@@ -308,6 +351,7 @@ async fn accept(
     conn: Conn,
     limits: &Limits,
     shutdown: watch::Receiver<bool>,
+    peer: IpAddr,
 ) -> Result<(), IngestError> {
     let connections = &conn.connections;
     let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
@@ -322,20 +366,24 @@ async fn accept(
     let stream = match handshake {
         Ok(s) => s,
         Err(e) => {
-            connections
-                .refused
-                .handshake
-                .fetch_add(1, Ordering::Relaxed);
+            // A revoked certificate was counted by the check that refused it.
+            if !matches!(&e, IngestError::Handshake(io) if is_revoked(io)) {
+                connections
+                    .refused
+                    .handshake
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             return Err(e);
         }
     };
     let (_, tls) = stream.get_ref();
     // The verifier checked any certificate presented against our CA; its CN is the host.
     let Some(cert) = tls.peer_certificates().and_then(|c| c.first()) else {
-        return enroll(stream, conn, limits).await;
+        return crate::ingest_enroll::enroll(stream, conn, limits, peer).await;
     };
     let host = tls::cert_host_id(cert).map_err(|e| IngestError::Identity(e.to_string()))?;
     let serial = crate::revoke::serial_of(cert).unwrap_or_default();
+    // The handshake refused revoked certificates; this catches a list changed since.
     if connections.is_revoked(host.as_str(), &serial) {
         connections.refused.revoked.fetch_add(1, Ordering::Relaxed);
         let (_, w) = tokio::io::split(stream);
@@ -350,69 +398,7 @@ async fn accept(
     serve_connection(stream, host, serial, conn, limits, shutdown).await
 }
 
-/// A connection without a client certificate: one `Enroll`, answered with a certificate or
-/// a refusal, then closed.
-async fn enroll<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    conn: Conn,
-    limits: &Limits,
-) -> Result<(), IngestError> {
-    let refused = &conn.connections.refused;
-    let (r, w) = tokio::io::split(stream);
-    let mut reader = FrameReader::new(r, limits.max_frame);
-    let mut writer = FrameWriter::new(w, limits.max_frame);
-    let first = tokio::time::timeout(limits.handshake_timeout, reader.read()).await;
-    let request = match first {
-        Ok(Ok(Some(Message::Enroll(e)))) if e.protocol == PROTOCOL_VERSION => e,
-        Ok(Ok(Some(Message::Enroll(e)))) => {
-            refused.enroll_refused.fetch_add(1, Ordering::Relaxed);
-            return Err(unsupported(&mut writer, e.protocol).await);
-        }
-        Ok(Ok(None)) => {
-            refused.no_certificate.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        Ok(Err(e)) => {
-            refused.no_certificate.fetch_add(1, Ordering::Relaxed);
-            return Err(refuse(&mut writer, e.code(), e.to_string()).await);
-        }
-        _ => {
-            refused.no_certificate.fetch_add(1, Ordering::Relaxed);
-            let msg = "no client certificate: this connection may only enroll \
-                       (`nines-agent enroll`); send a certificate signed by the nines CA"
-                .to_owned();
-            return Err(refuse(&mut writer, ErrorCode::UnexpectedMessage, msg).await);
-        }
-    };
-    let reply = match conn.enroller.clone() {
-        Some(e) => tokio::task::spawn_blocking(move || e.enroll(&request.token, &request.csr_der))
-            .await
-            .unwrap_or_else(|_| CertificateReply::Refused {
-                message: "internal error".into(),
-            }),
-        None => CertificateReply::Refused {
-            message: "enrollment is not offered here".into(),
-        },
-    };
-    let outcome = match &reply {
-        CertificateReply::Issued { .. } => {
-            refused.enrolled.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        CertificateReply::Refused { message } => {
-            refused.enroll_refused.fetch_add(1, Ordering::Relaxed);
-            Err(IngestError::Refused {
-                code: ErrorCode::UnexpectedMessage,
-                message: format!("enrollment refused: {message}"),
-            })
-        }
-    };
-    writer.write(&Message::Certificate(reply)).await?;
-    let _ = writer.shutdown().await;
-    outcome
-}
-
-async fn refuse<W: AsyncWrite + Unpin>(
+pub(crate) async fn refuse<W: AsyncWrite + Unpin>(
     writer: &mut FrameWriter<W>,
     code: ErrorCode,
     message: String,
@@ -671,12 +657,34 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 break Err(send_error(&ack_tx, err).await);
             }
         };
+        let checked =
+            crate::ingest_check::check_batch(batch.seq, batch.points, now_ms(), &limits.points);
+        let batch_points = match checked {
+            Ok((points, refused)) => {
+                count_refused_points(&connections, &host, batch.seq, &refused);
+                points
+            }
+            Err(bad) => {
+                connections
+                    .refused
+                    .bad_sequence
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(left_out) = connections.log_limit.allow(std::time::Instant::now()) {
+                    tracing::warn!(%host, seq = batch.seq, left_out, "{bad}; closing the connection");
+                }
+                let e = ErrorMsg {
+                    code: ErrorCode::BadSequence,
+                    message: bad.to_string(),
+                };
+                break Err(send_error(&ack_tx, e).await);
+            }
+        };
         let resolved = resolve(
             &store,
             &host,
             &mut dict,
             batch.series_defs,
-            batch.points,
+            batch_points,
             limits.max_series_per_host,
         );
         let points = match resolved {
@@ -786,7 +794,10 @@ async fn send_error(tx: &mpsc::Sender<Reply>, e: ErrorMsg) -> IngestError {
     err
 }
 
-async fn unsupported<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, v: u16) -> IngestError {
+pub(crate) async fn unsupported<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+    v: u16,
+) -> IngestError {
     refuse(
         writer,
         ErrorCode::UnsupportedProtocol,
@@ -811,9 +822,43 @@ fn kind(m: &Message) -> &'static str {
 /// A batch's points as store writes, and how many were dropped by the series limit.
 type Resolved = (Vec<(u32, i64, f64)>, u64);
 
+/// Counts the points a batch had refused, and says so in the log (rate-limited).
+fn count_refused_points(
+    connections: &Connections,
+    host: &HostId,
+    seq: u64,
+    r: &crate::ingest_check::Refused,
+) {
+    if r.total() == 0 {
+        return;
+    }
+    let c = &connections.refused;
+    c.points_too_old.fetch_add(r.too_old, Ordering::Relaxed);
+    c.points_too_far_in_future
+        .fetch_add(r.too_far_in_future, Ordering::Relaxed);
+    c.points_not_finite
+        .fetch_add(r.not_finite, Ordering::Relaxed);
+    if r.too_old + r.too_far_in_future == 0 {
+        // Non-finite values are routine (a collector's 0/0) and not worth a line.
+        return;
+    }
+    if let Some(left_out) = connections.log_limit.allow(std::time::Instant::now()) {
+        tracing::warn!(
+            %host,
+            seq,
+            too_old = r.too_old,
+            too_far_in_future = r.too_far_in_future,
+            first_ts_ms = r.first_ts_ms.unwrap_or_default(),
+            aggregator_ms = now_ms(),
+            left_out,
+            "points refused: outside [ingest] max_point_age / max_future of the aggregator's \
+             clock (a wrong clock on the host?); the rest of the batch is stored"
+        );
+    }
+}
+
 /// Applies a batch's series definitions to the connection dictionary (connection id → store
-/// series id) and resolves its points. Non-finite values are dropped (JSON cannot carry them
-/// and they poison aggregates).
+/// series id) and resolves its points, which [`crate::ingest_check::check_batch`] passed.
 fn resolve(
     store: &Store,
     host: &HostId,
@@ -837,9 +882,6 @@ fn resolve(
     let mut out = Vec::with_capacity(points.len());
     let mut dropped = 0;
     for p in points {
-        if !p.value.is_finite() {
-            continue;
-        }
         match dict.get(&p.series) {
             Some(&DROPPED) => dropped += 1,
             Some(id) => out.push((*id, p.ts_ms, p.value)),

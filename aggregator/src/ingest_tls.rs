@@ -1,12 +1,19 @@
 //! The ingest port's TLS configuration: the server certificate, its key and the CA bundle,
 //! re-read on SIGHUP or when one of the files changes. New connections get the new
-//! configuration; open ones keep theirs, so no agent is dropped.
+//! configuration; open ones keep theirs, so no agent is dropped. The client certificate
+//! verifier also consults the revocation list in force, so a revoked certificate fails the
+//! handshake (a `certificate_revoked` alert).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
+use std::sync::atomic::Ordering;
+
+use nines_common::tls::ClientCertCheck;
 use tokio_rustls::TlsAcceptor;
+
+use crate::ingest::Connections;
 
 /// What identifies a file's version: modification time and size.
 type Stamp = Option<(SystemTime, u64)>;
@@ -22,12 +29,50 @@ pub struct IngestTls {
     files: [PathBuf; 3],
     current: RwLock<Arc<rustls::ServerConfig>>,
     stamps: Mutex<[Stamp; 3]>,
+    revoked: Arc<Revoked>,
+}
+
+/// The handshake's revocation check: asks the connections' revocation list (the one that
+/// also disconnects open connections), once [`IngestTls::check_revocations_with`] named it.
+#[derive(Debug, Default)]
+struct Revoked(RwLock<Option<Arc<Connections>>>);
+
+impl ClientCertCheck for Revoked {
+    fn allowed(&self, der: &[u8]) -> bool {
+        let Some(connections) = self.0.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return true;
+        };
+        // A certificate without a valid host id is refused after the handshake, with a reason.
+        let Ok(host) =
+            nines_common::tls::cert_host_id(&rustls_pki_types::CertificateDer::from(der))
+        else {
+            return true;
+        };
+        let serial = crate::revoke::serial_of(der).unwrap_or_default();
+        if connections.is_revoked(host.as_str(), &serial) {
+            connections.refused.revoked.fetch_add(1, Ordering::Relaxed);
+            if let Some(left_out) = connections.log_limit.allow(std::time::Instant::now()) {
+                tracing::warn!(%host, serial, left_out, "revoked certificate refused at the TLS handshake");
+            }
+            return false;
+        }
+        true
+    }
 }
 
 /// Builds a server configuration from the CA bundle, certificate and key files.
 pub fn build(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+    build_checked(ca, cert, key, None)
+}
+
+fn build_checked(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    check: Option<Arc<dyn ClientCertCheck>>,
+) -> Result<rustls::ServerConfig, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
-    nines_common::tls::server_config(&read(ca)?, &read(cert)?, &read(key)?)
+    nines_common::tls::server_config_checked(&read(ca)?, &read(cert)?, &read(key)?, check)
         .map_err(|e| format!("ingest TLS: {e}"))
 }
 
@@ -36,12 +81,20 @@ impl IngestTls {
     pub fn load(ca: PathBuf, cert: PathBuf, key: PathBuf) -> Result<Self, String> {
         let files = [ca, cert, key];
         let stamps = files.clone().map(|f| stamp(&f));
-        let config = build(&files[0], &files[1], &files[2])?;
+        let revoked = Arc::new(Revoked::default());
+        let check: Arc<dyn ClientCertCheck> = revoked.clone();
+        let config = build_checked(&files[0], &files[1], &files[2], Some(check))?;
         Ok(Self {
             files,
             current: RwLock::new(Arc::new(config)),
             stamps: Mutex::new(stamps),
+            revoked,
         })
+    }
+
+    /// From now on, handshakes of certificates `connections` holds revoked fail.
+    pub fn check_revocations_with(&self, connections: Arc<Connections>) {
+        *self.revoked.0.write().unwrap_or_else(|p| p.into_inner()) = Some(connections);
     }
 
     /// An acceptor with the configuration in force.
@@ -57,7 +110,8 @@ impl IngestTls {
     /// Re-reads the files. A bad file keeps the configuration in force and says why.
     pub fn reload(&self) -> Result<(), String> {
         let stamps = self.files.clone().map(|f| stamp(&f));
-        let config = build(&self.files[0], &self.files[1], &self.files[2])?;
+        let check: Arc<dyn ClientCertCheck> = self.revoked.clone();
+        let config = build_checked(&self.files[0], &self.files[1], &self.files[2], Some(check))?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
         tracing::info!(

@@ -192,6 +192,42 @@ async fn metrics(server: &Server) -> String {
     out
 }
 
+/// 300 guesses in 0.6 s were all looked at; now an address gets 5 failures at once, one more
+/// every 10 s, and past that even a good token is refused unread (and not spent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_enrollments_from_one_address_are_slowed_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("nines test CA");
+    let server = start(&setup(dir.path(), &ca)).await;
+    let (addr, fp) = (server.ingest_addr, ca_fingerprint(&ca));
+    for _ in 0..5 {
+        let m = refused(enroll(addr, &fp, &new_token(), csr("web-1").1).await);
+        assert!(m.contains("unknown enrollment token"), "{m}");
+    }
+    let good = token_for(dir.path(), "web-1", 3600);
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        let m = refused(enroll(addr, &fp, &good, csr("web-1").1).await);
+        assert!(m.contains("too many failed enrollments"), "{m}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "the refill is 10 s"
+    );
+    let m = metrics(&server).await;
+    assert!(
+        m.contains("nines_ingest_connections_refused_total{reason=\"enrollment_rate_limit\"} 20"),
+        "{m}"
+    );
+    // One more attempt is allowed 10 s later; the good token was not spent by the refusals.
+    tokio::time::sleep(
+        Duration::from_secs(10).saturating_sub(started.elapsed()) + Duration::from_millis(500),
+    )
+    .await;
+    issued(enroll(addr, &fp, &good, csr("web-1").1).await.unwrap());
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_expired_and_other_hosts_tokens_get_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,13 @@ async fn start(dir: &std::path::Path, ca: &Ca) -> Server {
     Server::start(&Config::load(&path).unwrap()).await.unwrap()
 }
 
+/// An hour ago, fixed for the test run: ingest stores only points near its clock.
+fn base() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| nines_common::model::now_ms() - 3_600_000)
+}
+
+/// A batch with one point at `base() + ts`.
 fn batch(seq: u64, define: bool, ts: i64, v: f64) -> Message {
     Message::Batch(Batch {
         seq,
@@ -27,7 +34,7 @@ fn batch(seq: u64, define: bool, ts: i64, v: f64) -> Message {
         },
         points: vec![Point {
             series: 7,
-            ts_ms: ts,
+            ts_ms: base() + ts,
             value: v,
         }],
     })
@@ -124,10 +131,20 @@ async fn acked_batches_survive_a_restart_and_duplicates_are_stored_once() {
     let (store, writer) =
         nines_aggregator::store::Store::open(&dir.path().join("db/nines.redb")).unwrap();
     let (_, series) = store
-        .query("web-1", "memory_used_bytes", &[], (0, 10_000), None, 1000)
+        .query(
+            "web-1",
+            "memory_used_bytes",
+            &[],
+            (base(), base() + 10_000),
+            None,
+            1000,
+        )
         .unwrap();
     assert_eq!(series.len(), 1);
-    assert_eq!(series[0].points, vec![(1_000, 1.5), (2_000, 2.5)]);
+    assert_eq!(
+        series[0].points,
+        vec![(base() + 1_000, 1.5), (base() + 2_000, 2.5)]
+    );
     drop(store);
     writer.join();
 }

@@ -6,11 +6,16 @@
 
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use crate::model::HostId;
 use crate::proto::ALPN;
@@ -92,11 +97,97 @@ pub fn server_config(
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<ServerConfig, TlsError> {
+    server_config_checked(ca_pem, cert_pem, key_pem, None)
+}
+
+/// Decides, during the TLS handshake, whether a client certificate that chains to the CA
+/// and is within its validity is still allowed in (the aggregator's revocation list).
+pub trait ClientCertCheck: std::fmt::Debug + Send + Sync {
+    /// `false` refuses the handshake with a `certificate_revoked` alert. `end_entity` is the
+    /// client's DER certificate, already verified against the CA.
+    fn allowed(&self, end_entity: &[u8]) -> bool;
+}
+
+/// A client certificate verifier that asks a [`ClientCertCheck`] after the CA's verifier.
+#[derive(Debug)]
+struct Checked {
+    inner: Arc<dyn ClientCertVerifier>,
+    check: Arc<dyn ClientCertCheck>,
+}
+
+impl ClientCertVerifier for Checked {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self.check.allowed(end_entity.as_ref()) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// [`server_config`] whose client certificate verifier also asks `check`, if given.
+pub fn server_config_checked(
+    ca_pem: &[u8],
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    check: Option<Arc<dyn ClientCertCheck>>,
+) -> Result<ServerConfig, TlsError> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    if let Some(check) = check {
+        verifier = Arc::new(Checked {
+            inner: verifier,
+            check,
+        });
+    }
     let mut chain = parse_certs(cert_pem, "server certificate")?;
     for ca in parse_certs(ca_pem, "CA bundle")? {
         if !chain.contains(&ca) {

@@ -129,5 +129,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     seed.extend_from_slice(format!("{:020}\n", 1_765_000_000_001u64).as_bytes());
     seed.extend_from_slice(&segment);
     std::fs::write(spools.join("segment-acked"), seed)?;
+
+    // What ingest keeps of a batch: 24 bytes of clock, max age and max future, then a
+    // `Batch` payload carrying the integers that once got through (year 10000, i64::MAX,
+    // seq 2^64-1).
+    let batches = root.join("ingest_batch");
+    std::fs::create_dir_all(&batches)?;
+    let extreme = |seq: u64| {
+        Message::Batch(Batch {
+            seq,
+            series_defs: vec![SeriesDef {
+                id: 0,
+                name: "m".into(),
+                labels: vec![],
+            }],
+            points: [1_765_000_000_000, 253_402_300_800_000, i64::MAX, i64::MIN, -1]
+                .into_iter()
+                .map(|ts_ms| Point {
+                    series: 0,
+                    ts_ms,
+                    value: 1.0,
+                })
+                .collect(),
+        })
+    };
+    for (name, seq) in [("good", 1_765_000_000_042), ("seq-max", u64::MAX), ("seq-i64", 1 << 63)] {
+        let mut seed = Vec::new();
+        seed.extend_from_slice(&1_765_000_000_000u64.to_le_bytes());
+        seed.extend_from_slice(&(35 * 86_400_000u64).to_le_bytes());
+        seed.extend_from_slice(&600_000u64.to_le_bytes());
+        seed.extend_from_slice(&codec::encode(&extreme(seq), u64::from(DEFAULT_MAX_FRAME_BYTES))?);
+        std::fs::write(batches.join(name), seed)?;
+    }
     Ok(())
 }

@@ -213,7 +213,7 @@ fn render(state: &AppState) -> String {
     e.family(
         "nines_ingest_connections_refused_total",
         "counter",
-        "Ingest connections refused: over max_connections or max_connections_per_address (closed before TLS), a failed TLS handshake, a revoked certificate (refused, or disconnected when revoked), or no client certificate and no enrollment.",
+        "Ingest connections refused: over max_connections or max_connections_per_address (closed before TLS), a failed TLS handshake, a revoked certificate (refused at the handshake, or disconnected when revoked), no client certificate and no enrollment, or an enrollment refused unread after too many failed ones from its address.",
     );
     let r = &conns.refused;
     for (reason, v) in [
@@ -222,6 +222,7 @@ fn render(state: &AppState) -> String {
         ("handshake", &r.handshake),
         ("revoked", &r.revoked),
         ("no_certificate", &r.no_certificate),
+        ("enrollment_rate_limit", &r.enroll_rate),
     ] {
         e.sample(
             "nines_ingest_connections_refused_total",
@@ -289,6 +290,34 @@ fn render(state: &AppState) -> String {
         "nines_ingest_series_points_refused_total",
         [],
         r.series_points.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        None,
+    );
+    e.family(
+        "nines_ingest_points_refused_total",
+        "counter",
+        "Points refused at ingest, the rest of their batch stored: older than max_point_age, further ahead of the aggregator's clock than max_future, or a value that is not finite.",
+    );
+    for (reason, v) in [
+        ("too_old", &r.points_too_old),
+        ("too_far_in_future", &r.points_too_far_in_future),
+        ("not_finite", &r.points_not_finite),
+    ] {
+        e.sample(
+            "nines_ingest_points_refused_total",
+            [("reason", reason)],
+            v.load(Ordering::Relaxed) as f64,
+            None,
+        );
+    }
+    e.family(
+        "nines_ingest_batches_refused_total",
+        "counter",
+        "Batches refused whole, with an Error frame and no ack, and their connection closed: a sequence number of 0 or above 2^63-1.",
+    );
+    e.sample(
+        "nines_ingest_batches_refused_total",
+        [("reason", "bad_sequence")],
+        r.bad_sequence.load(Ordering::Relaxed) as f64,
         None,
     );
     let now = now_ms();

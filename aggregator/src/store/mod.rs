@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use nines_common::proto::MAX_SEQ;
 use nines_common::{HostId, SeriesKey};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
@@ -80,6 +81,15 @@ pub enum StoreError {
     /// The series catalog is full.
     #[error("the store holds {0} series, its limit")]
     TooManySeries(usize),
+    /// A batch's sequence number is 0 or above [`MAX_SEQ`]: storing it would make every later
+    /// batch of the host look like a duplicate.
+    #[error("batch of {host}: sequence number {seq} is outside 1..={MAX_SEQ}")]
+    BadSequence {
+        /// The host.
+        host: String,
+        /// The sequence number.
+        seq: u64,
+    },
 }
 
 /// How long each resolution is kept, and how heads are closed.
@@ -355,12 +365,25 @@ impl Store {
                     catalog.pad_to(id as usize);
                     catalog.push(&host, &key);
                 }
-                let h = txn.open_table(HOSTS).map_err(|e| err(e.into()))?;
+                let mut h = txn.open_table(HOSTS).map_err(|e| err(e.into()))?;
+                let mut repaired = Vec::new();
                 for row in h.iter().map_err(|e| err(e.into()))? {
                     let (k, v) = row.map_err(|e| err(e.into()))?;
-                    if let Ok(rec) = serde_json::from_str::<HostRecord>(v.value()) {
+                    if let Ok(mut rec) = serde_json::from_str::<HostRecord>(v.value()) {
+                        if repair(&mut rec, nines_common::model::now_ms()) {
+                            repaired.push(rec.clone());
+                        }
                         hosts.insert(k.value().to_owned(), rec);
                     }
+                }
+                // Written in the transaction that opens the store: repaired once, said once.
+                for rec in repaired {
+                    let json = serde_json::to_string(&rec).map_err(|e| StoreError::Db {
+                        path: path.to_owned(),
+                        detail: e.to_string(),
+                    })?;
+                    h.insert(rec.host.as_str(), json.as_str())
+                        .map_err(|e| err(e.into()))?;
                 }
                 let c = txn.open_table(CLOSED).map_err(|e| err(e.into()))?;
                 closed.resize(catalog.len(), 0);
@@ -534,6 +557,12 @@ impl Store {
         if let Some(why) = self.failure() {
             return Err(StoreError::Failed(why));
         }
+        if !(1..=MAX_SEQ).contains(&batch.seq) {
+            return Err(StoreError::BadSequence {
+                host: batch.host.to_string(),
+                seq: batch.seq,
+            });
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Op::Batch(batch, reply))
@@ -683,6 +712,44 @@ impl Store {
         Ok((before, size()?))
     }
 }
+
+/// Repairs a host record an older version let hostile input poison, and says so; `true` if
+/// it changed (docs/design.md, "Poisoned marks").
+///
+/// - A sequence mark above [`MAX_SEQ`] (a batch numbered near `u64::MAX` was stored) would
+///   make every later batch a "duplicate", acked and dropped. The store keeps only the
+///   highest mark, so the sane one it replaced is unknown: the mark becomes 0, and the agent
+///   sends everything its spool still holds.
+/// - A newest-sample time more than a day ahead of the clock (a point from year 10000) would
+///   make the host look up for ever: it becomes the clock, so the host is judged by what it
+///   sends from now on.
+fn repair(rec: &mut HostRecord, now_ms: i64) -> bool {
+    let mut changed = false;
+    if rec.last_seq > MAX_SEQ {
+        tracing::warn!(
+            host = %rec.host,
+            mark = rec.last_seq,
+            "stored sequence mark is above {MAX_SEQ} (a hostile or damaged batch): reset to 0, \
+             so the agent's spooled batches are stored again instead of being dropped as duplicates"
+        );
+        rec.last_seq = 0;
+        changed = true;
+    }
+    if rec.last_sample_ms > now_ms.saturating_add(REPAIR_FUTURE_MS) {
+        tracing::warn!(
+            host = %rec.host,
+            last_sample_ms = rec.last_sample_ms,
+            "stored newest-sample time is more than a day ahead of the clock: set to now"
+        );
+        rec.last_sample_ms = now_ms;
+        changed = true;
+    }
+    changed
+}
+
+/// How far ahead of the clock a host's newest-sample time may be before it is repaired at
+/// open: the largest `[ingest] max_future`.
+const REPAIR_FUTURE_MS: i64 = 86_400_000;
 
 /// Replaces `table` by a copy written in key order, if it exists.
 fn rewrite<K: redb::Key + 'static, V: redb::Value + 'static>(

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use nines_common::model::now_ms;
+use nines_common::proto::MAX_SEQ;
 use redb::{ReadableTable, Table, WriteTransaction};
 use tokio::sync::mpsc;
 
@@ -400,7 +401,8 @@ impl Writer {
                         rec.kernel.clone_from(&h.hello.kernel);
                         rec.boot_id.clone_from(&h.hello.boot_id);
                         rec.interval_ms = h.hello.interval_ms;
-                        replies.push(rec.last_seq + 1);
+                        // Marks are at most MAX_SEQ (refused above it, repaired at open).
+                        replies.push(rec.last_seq.min(MAX_SEQ) + 1);
                     }
                     (Some(b), None) => {
                         if !hosts.contains_key(b.host.as_str())

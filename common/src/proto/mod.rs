@@ -15,6 +15,11 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// The TLS ALPN protocol id of the ingest port.
 pub const ALPN: &[u8] = b"nines/1";
 
+/// Highest `Batch::seq` the aggregator accepts (`i64::MAX`): an agent's spool numbers from the
+/// clock's milliseconds, one per tick, so no honest agent gets near it, and the aggregator's
+/// `resume_from_seq` (the stored mark + 1) can never overflow.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
 /// Default largest accepted frame payload, in bytes.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 4 * 1024 * 1024;
 
@@ -179,6 +184,8 @@ pub enum ErrorCode {
     StorageUnavailable,
     /// The aggregator is shutting down.
     ShuttingDown,
+    /// A `Batch`'s `seq` is 0 or above [`MAX_SEQ`]: the batch is not acknowledged.
+    BadSequence,
 }
 
 impl std::fmt::Display for ErrorCode {
