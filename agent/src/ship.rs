@@ -1,5 +1,7 @@
 //! The shipper: sends spooled batches over one mTLS connection, advances the spool on acks,
-//! and reconnects with exponential backoff and full jitter.
+//! and reconnects: at once after losing a working connection, then with a short capped backoff
+//! while the aggregator is unreachable (it is restarting), and a long one only when it refuses
+//! this agent (docs/protocol.md, "Reconnecting").
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,9 +23,16 @@ use crate::certs::Credentials;
 use crate::config::{AggregatorConfig, split_host_port};
 use crate::spool::{Cursor, Spool, SpoolError, SpoolRecord};
 
-/// Longest wait between reconnection attempts.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Longest wait between attempts while the aggregator cannot be reached (refused, reset or
+/// timed-out connections: it is restarting or the network is down), so that an agent is back
+/// within a few seconds of the aggregator.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(4);
+/// Longest wait between attempts while the aggregator refuses this agent (a certificate it
+/// does not accept, a host or protocol mismatch): retrying sooner would not help.
+pub const REFUSED_BACKOFF_CAP: Duration = Duration::from_secs(60);
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// The first attempt after a working connection ended waits at most this (jitter only).
+const FIRST_RETRY_JITTER: Duration = Duration::from_millis(100);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a session with an aggregator ended.
@@ -36,6 +45,8 @@ pub enum ShipError {
         addr: String,
         /// The cause.
         detail: String,
+        /// The TLS handshake failed on a certificate (refused by either side), not the network.
+        tls_refused: bool,
     },
     /// Framing or transport error.
     #[error("protocol: {0}")]
@@ -65,14 +76,61 @@ pub enum ShipError {
     Renewed,
 }
 
-/// Delay before reconnection attempt `attempt` (0-based): uniformly random between zero and
-/// `min(cap, base · 2^attempt)` ("full jitter"), so that many agents cut off at once do not
-/// return at once.
-pub fn backoff(attempt: u32) -> Duration {
+/// How a session failed, for the backoff: whether retrying soon can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The aggregator could not be reached or dropped the connection: it heals by itself.
+    Transient,
+    /// The aggregator refused this agent (TLS alert, `HostMismatch`, unsupported protocol, a
+    /// batch it will not take): it heals only when someone acts.
+    Refused,
+}
+
+impl ShipError {
+    /// Whether retrying soon can help.
+    pub fn failure(&self) -> Failure {
+        use nines_common::proto::ErrorCode;
+        match self {
+            Self::Refused { code, .. } => match code {
+                ErrorCode::StorageUnavailable | ErrorCode::ShuttingDown => Failure::Transient,
+                _ => Failure::Refused,
+            },
+            Self::Connect { tls_refused, .. } if *tls_refused => Failure::Refused,
+            // A TLS alert read after the handshake (TLS 1.3 sends the server's verdict on the
+            // client's certificate then): the aggregator refused the certificate.
+            Self::Proto(ProtoError::Io(e)) if is_tls_refusal(e) => Failure::Refused,
+            Self::Unexpected(_) => Failure::Refused,
+            _ => Failure::Transient,
+        }
+    }
+}
+
+/// Whether an I/O error carries a TLS refusal (an alert or a certificate rustls rejects),
+/// not a network failure.
+fn is_tls_refusal(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some()
+}
+
+/// Delay before reconnection attempt `attempt` after a failure of kind `failure`, drawn
+/// from `rng`. Attempt 0 follows a connection that worked: it waits at most 100 ms (jitter
+/// only, so agents cut off together do not all return in the same millisecond). Attempt `n`
+/// waits between half of and the whole of `min(cap, 250 ms · 2^(n-1))`, the cap 4 s while
+/// the aggregator is unreachable, 60 s while it refuses the agent: bounded jitter, so no
+/// agent waits the full cap by chance while its aggregator is already back.
+pub fn backoff(attempt: u32, failure: Failure, rng: &mut fastrand::Rng) -> Duration {
+    if attempt == 0 {
+        return FIRST_RETRY_JITTER.mul_f64(rng.f64());
+    }
+    let cap = match failure {
+        Failure::Transient => BACKOFF_CAP,
+        Failure::Refused => REFUSED_BACKOFF_CAP,
+    };
     let ceiling = BACKOFF_BASE
-        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
-        .min(BACKOFF_CAP);
-    ceiling.mul_f64(fastrand::f64())
+        .saturating_mul(1u32.checked_shl((attempt - 1).min(16)).unwrap_or(u32::MAX))
+        .min(cap);
+    ceiling.mul_f64(0.5 + 0.5 * rng.f64())
 }
 
 /// Everything a shipper needs.
@@ -106,6 +164,7 @@ impl Shipper {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut attempt = 0u32;
         let mut index = 0usize;
+        let mut rng = fastrand::Rng::new();
         loop {
             let addr = &self.config.addresses[index % self.config.addresses.len()];
             match self.session(addr, &mut shutdown).await {
@@ -125,7 +184,7 @@ impl Shipper {
                         // Try the next aggregator in the list.
                         index = index.wrapping_add(1);
                     }
-                    let delay = backoff(attempt);
+                    let delay = backoff(attempt, error.failure(), &mut rng);
                     tracing::warn!(aggregator = %addr, retry_in = ?delay, "{error}");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -154,6 +213,7 @@ impl Shipper {
         let connect_err = |detail: String| ShipError::Connect {
             addr: addr.to_owned(),
             detail,
+            tls_refused: false,
         };
         let (host, port) =
             split_host_port(addr).ok_or_else(|| connect_err("not host:port".into()))?;
@@ -170,7 +230,11 @@ impl Shipper {
         timeout(HANDSHAKE_TIMEOUT, connector.connect(server_name, tcp))
             .await
             .map_err(|_| connect_err("TLS handshake timed out".into()))?
-            .map_err(|e| connect_err(format!("TLS: {e}")))
+            .map_err(|e| ShipError::Connect {
+                addr: addr.to_owned(),
+                detail: format!("TLS: {e}"),
+                tls_refused: is_tls_refusal(&e),
+            })
     }
 
     async fn session_inner(
@@ -412,24 +476,105 @@ mod tests {
     use nines_common::Sample;
 
     #[test]
-    fn backoff_grows_to_the_cap_with_full_jitter() {
-        for attempt in 0..40 {
-            let ceiling = BACKOFF_BASE
-                .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
-                .min(BACKOFF_CAP);
-            for _ in 0..50 {
-                assert!(backoff(attempt) <= ceiling);
+    fn the_first_retry_is_at_once_and_an_unreachable_aggregator_is_retried_within_4_s() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..1000 {
+            for failure in [Failure::Transient, Failure::Refused] {
+                assert!(backoff(0, failure, &mut rng) <= Duration::from_millis(100));
             }
         }
-        let late: Vec<Duration> = (0..200).map(|_| backoff(30)).collect();
-        assert!(late.iter().all(|d| *d <= BACKOFF_CAP));
+        // Attempt n waits within [c/2, c], c = min(cap, 250 ms * 2^(n-1)).
+        let mut total = Duration::ZERO;
+        for attempt in 1..200 {
+            let c = (Duration::from_millis(250) * 2u32.pow((attempt - 1).min(16))).min(BACKOFF_CAP);
+            for _ in 0..50 {
+                let d = backoff(attempt, Failure::Transient, &mut rng);
+                assert!(
+                    d >= c / 2 && d <= c,
+                    "attempt {attempt}: {d:?} outside {c:?}"
+                );
+            }
+            if attempt <= 8 {
+                total += c;
+            }
+        }
+        // So an agent that has been retrying for any time tries again at most 4 s after the
+        // aggregator is back, and the first eight attempts span under 20 s.
+        assert_eq!(BACKOFF_CAP, Duration::from_secs(4));
+        assert!(total < Duration::from_secs(20), "{total:?}");
+        let late: Vec<Duration> = (0..500)
+            .map(|_| backoff(30, Failure::Transient, &mut rng))
+            .collect();
         assert!(
-            late.iter().any(|d| *d > Duration::from_secs(30)),
-            "reaches the cap"
+            late.iter().any(|d| *d < Duration::from_millis(2500)),
+            "jittered"
         );
         assert!(
-            late.iter().any(|d| *d < Duration::from_secs(30)),
-            "jittered"
+            late.iter().any(|d| *d > Duration::from_millis(3500)),
+            "reaches the cap"
+        );
+    }
+
+    #[test]
+    fn a_refusing_aggregator_is_retried_slowly_up_to_a_minute() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let late: Vec<Duration> = (0..500)
+            .map(|_| backoff(30, Failure::Refused, &mut rng))
+            .collect();
+        assert!(
+            late.iter()
+                .all(|d| *d >= Duration::from_secs(30) && *d <= REFUSED_BACKOFF_CAP)
+        );
+        assert!(late.iter().any(|d| *d > Duration::from_secs(55)));
+        // Deterministic for a seed: the property tests above are reproducible.
+        let a: Vec<_> = (1..20)
+            .map(|n| backoff(n, Failure::Refused, &mut fastrand::Rng::with_seed(3)))
+            .collect();
+        let b: Vec<_> = (1..20)
+            .map(|n| backoff(n, Failure::Refused, &mut fastrand::Rng::with_seed(3)))
+            .collect();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn failures_are_told_apart_by_whether_they_heal_by_themselves() {
+        use nines_common::proto::ErrorCode;
+        let refused = |code| ShipError::Refused {
+            code,
+            message: String::new(),
+        };
+        assert_eq!(
+            refused(ErrorCode::ShuttingDown).failure(),
+            Failure::Transient
+        );
+        assert_eq!(
+            refused(ErrorCode::StorageUnavailable).failure(),
+            Failure::Transient
+        );
+        assert_eq!(refused(ErrorCode::HostMismatch).failure(), Failure::Refused);
+        assert_eq!(
+            refused(ErrorCode::UnsupportedProtocol).failure(),
+            Failure::Refused
+        );
+        let connect = |tls_refused| ShipError::Connect {
+            addr: "a:1".into(),
+            detail: String::new(),
+            tls_refused,
+        };
+        assert_eq!(connect(false).failure(), Failure::Transient);
+        assert_eq!(connect(true).failure(), Failure::Refused);
+        let io = |e: std::io::Error| ShipError::Proto(ProtoError::Io(e));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(io(reset).failure(), Failure::Transient);
+        let alert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRevoked),
+        );
+        assert_eq!(io(alert).failure(), Failure::Refused);
+        assert_eq!(ShipError::Closed.failure(), Failure::Transient);
+        assert_eq!(
+            ShipError::AckTimeout(Duration::from_secs(1)).failure(),
+            Failure::Transient
         );
     }
 

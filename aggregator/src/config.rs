@@ -80,7 +80,7 @@ pub struct StatusConfig {
 }
 
 /// `[alerts]` section.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     /// The rules file (docs/alerts.md); relative to this file's directory. Without it, no
@@ -89,6 +89,24 @@ pub struct AlertsConfig {
     /// The URL people reach this aggregator's API at, for links in notifications.
     #[serde(default)]
     pub external_url: String,
+    /// After a start, hosts known before it start no `host_down` alert and no host-down
+    /// incident for this long: their agents are reconnecting. Default 60s.
+    #[serde(default = "default_startup_grace", with = "humantime_serde")]
+    pub startup_grace: Duration,
+}
+
+fn default_startup_grace() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            rules: None,
+            external_url: String::new(),
+            startup_grace: default_startup_grace(),
+        }
+    }
 }
 
 fn default_ingest_listen() -> SocketAddr {
@@ -451,6 +469,12 @@ impl Config {
             }
         }
         config.api.validate().map_err(invalid)?;
+        if config.alerts.startup_grace > Duration::from_secs(3600) {
+            return Err(invalid(
+                "[alerts] startup_grace must be at most 1h (hosts down meanwhile go unreported)"
+                    .into(),
+            ));
+        }
         if config.ingest.listen == config.api.listen && config.api.listen.port() != 0 {
             return Err(invalid(format!(
                 "[ingest] and [api] both listen on {}",
@@ -560,6 +584,7 @@ mod tests {
                 "#raw",
                 "#rollup_",
                 "#query_",
+                "#startup_grace",
             ]
             .iter()
             .any(|k| line.starts_with(k));
@@ -570,6 +595,8 @@ mod tests {
         assert_eq!(u.store, c.store);
         assert_eq!(u.ingest, c.ingest);
         assert_eq!(u.api, c.api);
+        assert_eq!(u.alerts, c.alerts);
+        assert_eq!(c.alerts.startup_grace, Duration::from_secs(60));
         assert_eq!(c.ingest.limits(), crate::ingest::Limits::default());
         assert_eq!(c.api.limits(), crate::api_serve::Limits::default());
         assert_eq!(

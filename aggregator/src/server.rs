@@ -129,6 +129,9 @@ impl Server {
             config.alerts.rules.clone(),
             config.alerts.external_url.trim_end_matches('/').to_owned(),
         )?;
+        let started_ms = crate::ingest::now_ms();
+        let grace_ms = i64::try_from(config.alerts.startup_grace.as_millis()).unwrap_or(i64::MAX);
+        alerts.with_engine(|e| e.set_startup_grace(started_ms, grace_ms))?;
         let ingest_listener = bind(config.ingest.listen).await?;
         let api_listener = bind(config.api.listen).await?;
         let ingest_addr = ingest_listener
@@ -188,6 +191,7 @@ impl Server {
         let tracker_task = tokio::spawn(track_incidents(
             store_for_tracker,
             config.services.clone(),
+            config.alerts.startup_grace,
             rx.clone(),
         ));
         let api_task = tokio::spawn(crate::api_serve::serve(
@@ -333,16 +337,20 @@ async fn watch_files(
 }
 
 /// Records automatic incidents as they open and close, once a minute (docs/api.md,
-/// "Incidents").
+/// "Incidents"), the first time once `grace` has passed: by then the agents have reconnected
+/// and sent what they spooled while the aggregator was down, so its own outage is not
+/// recorded as theirs.
 async fn track_incidents(
     store: Store,
     services: Vec<crate::availability::config::ServiceConfig>,
+    grace: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     if services.is_empty() {
         return;
     }
-    let mut every = tokio::time::interval(Duration::from_secs(60));
+    let mut every =
+        tokio::time::interval_at(tokio::time::Instant::now() + grace, Duration::from_secs(60));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -59,6 +59,12 @@ fn ca_init_and_issue_write_certificates_the_config_accepts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Short-lived like enrolled certificates (docs/security.md): 30 days unless --days says.
+    let pem = std::fs::read(pki.join("agents/web-1.pem")).unwrap();
+    let der = nines_common::tls::parse_certs(&pem, "agent").unwrap();
+    let (not_before, not_after) = nines_common::tls::cert_validity(der[0].as_ref()).unwrap();
+    let days = (not_after - not_before) as f64 / 86_400.0;
+    assert!((29.9..30.1).contains(&days), "{days} days");
     for key in ["ca.key", "server.key", "agents/web-1.key"] {
         let mode = std::fs::metadata(pki.join(key))
             .unwrap()

@@ -249,7 +249,7 @@ async fn good_agents_are_served_within_a_second_through_hostile_input() {
     let points: Vec<Point> = (0..60)
         .map(|i| Point {
             series: i,
-            ts_ms: 1,
+            ts_ms: nines_common::model::now_ms(),
             value: 1.0,
         })
         .collect();

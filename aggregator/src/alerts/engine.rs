@@ -234,6 +234,19 @@ pub struct Engine {
     transitions: Vec<Transition>,
     /// Maintenance seen at the last evaluation, by host.
     maintenance: BTreeMap<String, String>,
+    /// When this run of the aggregator started and until when hosts known before it are not
+    /// judged down ([`Engine::set_startup_grace`]).
+    startup: Option<Startup>,
+}
+
+/// The aggregator's start: hosts first seen before `started_ms` had no way to reach it while it
+/// was down, so until `until_ms` their silence is not theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Startup {
+    /// When this run started, ms.
+    pub started_ms: i64,
+    /// When the grace ends, ms.
+    pub until_ms: i64,
 }
 
 /// Stable 64-bit FNV-1a of the labels, in hex.
@@ -302,7 +315,19 @@ impl Engine {
             external_url,
             transitions: Vec::new(),
             maintenance: BTreeMap::new(),
+            startup: None,
         }
+    }
+
+    /// From `started_ms` to `started_ms + grace_ms`, a host known before `started_ms` does not
+    /// start a `host_down` alert (one already firing stays firing): its agent is reconnecting
+    /// and sending what it spooled while the aggregator was down. A host still silent after the
+    /// grace is judged from its real last sample, so nothing real is hidden for long.
+    pub fn set_startup_grace(&mut self, started_ms: i64, grace_ms: i64) {
+        self.startup = Some(Startup {
+            started_ms,
+            until_ms: started_ms.saturating_add(grace_ms.max(0)),
+        });
     }
 
     /// Puts back what a previous run persisted.
@@ -458,8 +483,9 @@ impl Engine {
             .filter_map(|h| Some((h.host.clone(), data.maintenance(&h.host, now)?)))
             .collect();
         let rules = self.rules.rules.clone();
+        let startup = self.startup.filter(|s| now < s.until_ms);
         for rule in &rules {
-            let obs = observe(rule, &hosts, data, now);
+            let obs = observe(rule, &hosts, data, now, startup);
             let mut seen = BTreeSet::new();
             for o in obs {
                 let fp = fingerprint(&o.labels);
@@ -821,7 +847,13 @@ pub fn flap_change(history: &[bool]) -> f64 {
     total / (n - 1) as f64
 }
 
-fn observe(rule: &Rule, hosts: &[HostInfo], data: &dyn Data, now: i64) -> Vec<Observation> {
+fn observe(
+    rule: &Rule,
+    hosts: &[HostInfo],
+    data: &dyn Data,
+    now: i64,
+    startup: Option<Startup>,
+) -> Vec<Observation> {
     let mut out = Vec::new();
     let window = rule.window.as_millis() as i64;
     for h in hosts.iter().filter(|h| glob(&rule.hosts, &h.host)) {
@@ -838,10 +870,12 @@ fn observe(rule: &Rule, hosts: &[HostInfo], data: &dyn Data, now: i64) -> Vec<Ob
                 let silent_ms = now - last;
                 let limit = i64::from(rule.intervals) * h.interval_ms.max(1);
                 let bad = silent_ms > limit;
+                // In the startup grace, a host known before the start starts no alert.
+                let in_grace = startup.is_some_and(|s| h.first_seen_ms < s.started_ms);
                 out.push(Observation {
                     labels: base(&Labels::new()),
                     value: silent_ms as f64 / 1000.0,
-                    bad,
+                    bad: bad && !in_grace,
                     still_bad: bad,
                     extra: [("last_sample".to_owned(), rfc3339(h.last_sample_ms))].into(),
                 });

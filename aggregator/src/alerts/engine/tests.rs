@@ -524,3 +524,77 @@ fn rules_reloaded_keep_the_state_of_rules_that_stay() {
     assert_eq!(e.alerts.len(), 1);
     assert_eq!(e.alerts.values().next().unwrap().firing_since_ms, since);
 }
+
+/// The names of the firing alerts, by host.
+fn firing(e: &Engine) -> Vec<String> {
+    e.alerts
+        .values()
+        .filter(|a| a.state == State::Firing)
+        .map(|a| a.labels["host"].clone())
+        .collect()
+}
+
+#[test]
+fn hosts_known_before_a_restart_are_not_judged_down_during_the_startup_grace() {
+    let mut e = Engine::new(
+        rules(FAST, &rule("HostDown", "kind = \"host_down\"")),
+        String::new(),
+    );
+    // The aggregator was down from MONDAY to MONDAY + 10 m; it starts with a 60 s grace.
+    let start = MONDAY + 10 * M;
+    e.set_startup_grace(start, 60 * S);
+    let d = Mem::default();
+    // web1 reconnects 5 s after the start and sends its backlog; web2 stays silent.
+    d.host("web1", 10 * S, MONDAY);
+    d.host("web2", 10 * S, MONDAY);
+    e.evaluate(start, &d);
+    assert!(firing(&e).is_empty(), "nothing fires at the start");
+    assert!(e.flush(start).is_empty());
+    d.host("web1", 10 * S, start + 5 * S);
+    for t in (start..start + 60 * S).step_by(10_000) {
+        e.evaluate(t, &d);
+        assert!(firing(&e).is_empty(), "fired at {}", t - start);
+        assert!(e.flush(t).is_empty(), "notified at {}", t - start);
+    }
+    // After the grace: web2, still silent, fires at once (its silence is 11 minutes, counted
+    // from its real last sample); web1, which came back, never does.
+    let after = start + 60 * S;
+    d.host("web1", 10 * S, after - 5 * S);
+    e.evaluate(after, &d);
+    assert_eq!(firing(&e), ["web2"]);
+    let sent = e.flush(after);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].payload["alerts"][0]["labels"]["host"], "web2");
+}
+
+#[test]
+fn a_host_new_since_the_start_is_judged_at_once_and_a_firing_alert_stays_firing() {
+    let mut e = Engine::new(
+        rules(FAST, &rule("HostDown", "kind = \"host_down\"")),
+        String::new(),
+    );
+    let d = Mem::default();
+    d.host("web1", 10 * S, MONDAY);
+    // Firing before the restart (restored from the store).
+    e.evaluate(MONDAY + M, &d);
+    assert_eq!(firing(&e), ["web1"]);
+    let start = MONDAY + 2 * M;
+    e.set_startup_grace(start, 60 * S);
+    e.evaluate(start + S, &d);
+    assert_eq!(
+        firing(&e),
+        ["web1"],
+        "the grace does not resolve what was firing"
+    );
+    // A host first seen after the start is not covered by the grace.
+    d.hosts.borrow_mut().push(HostInfo {
+        host: "web9".into(),
+        interval_ms: 10 * S,
+        last_sample_ms: 0,
+        first_seen_ms: start + S,
+    });
+    e.evaluate(start + 40 * S, &d);
+    let mut f = firing(&e);
+    f.sort();
+    assert_eq!(f, ["web1", "web9"]);
+}
