@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, AppState, bad_request, one, params, parse_time, rfc3339};
-use crate::forecast::{Fit, least_squares};
+use crate::forecast::{Fit, evidence, is_ratio, least_squares};
 use crate::ingest::now_ms;
 use crate::store::{AggFn, Step, Store};
 
@@ -78,7 +78,10 @@ fn step_for(span_ms: i64) -> Option<Step> {
 }
 
 fn fit_json(f: &Fit) -> Value {
-    json!({ "slope": f.slope, "intercept": f.intercept, "r": f.r, "r2": f.r2, "n": f.n })
+    json!({
+        "slope": f.slope, "intercept": f.intercept, "r": f.r, "r2": f.r2, "n": f.n,
+        "residual_sd": f.residual_sd,
+    })
 }
 
 async fn run<T: Send + 'static>(
@@ -147,6 +150,7 @@ pub(crate) async fn forecast(
         .filter(|t| crate::time::in_range(*t))
         .ok_or_else(|| bad_request("to + horizon is after the year 9999"))?;
     let store = state.store().clone();
+    let ratio = is_ratio(&name);
     let series = run(move || {
         let mut out = Vec::new();
         for host in &hosts {
@@ -159,29 +163,58 @@ pub(crate) async fn forecast(
                     .map(|&(t, v)| ((t - from) as f64 / 1000.0, v))
                     .collect();
                 let latest = s.points.iter().rev().find(|p| p.1.is_finite()).copied();
-                let Some(fit) = least_squares(&xy) else {
-                    out.push(json!({
-                        "host": host, "labels": s.labels, "n": xy.len(), "fit": null,
-                        "latest": latest.map(|l| l.1),
-                        "why": "fewer than two points with different times",
-                    }));
-                    continue;
+                let ts: Vec<i64> = s
+                    .points
+                    .iter()
+                    .filter(|p| p.1.is_finite())
+                    .map(|p| p.0)
+                    .collect();
+                let fit = evidence(&ts, to - from)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        least_squares(&xy).ok_or_else(|| "the points do not vary in time".into())
+                    });
+                let fit = match fit {
+                    Ok(fit) => fit,
+                    Err(why) => {
+                        out.push(json!({
+                            "host": host, "labels": s.labels, "status": "insufficient_data",
+                            "n": xy.len(),
+                            "covered_seconds": ts.last().zip(ts.first()).map_or(0, |(b, a)| (b - a) / 1000),
+                            "fit": null, "latest": latest.map(|l| l.1), "why": why,
+                        }));
+                        continue;
+                    }
                 };
                 let to_x = (to - from) as f64 / 1000.0;
-                let at_horizon = fit.at(to_x + horizon_ms as f64 / 1000.0);
-                let reached = threshold.and_then(|y| fit.crosses(y, to_x));
+                let horizon_x = to_x + horizon_ms as f64 / 1000.0;
+                let clamp = |y: f64| if ratio { y.clamp(0.0, 1.0) } else { y };
+                let at_horizon = fit.at(horizon_x);
+                let spread = fit.interval(horizon_x);
+                let (low, high) = (clamp(at_horizon - spread), clamp(at_horizon + spread));
+                let crossing = threshold.and_then(|y| fit.crosses(y, to_x).map(|x| (y, x)));
+                // A date only when even the near edge of the interval at the horizon is past
+                // the threshold (the far edge when the line falls): a line through noise
+                // or through a few minutes "crosses" anything.
+                let supported = crossing.is_some_and(|(y, _)| {
+                    if fit.at(to_x) < y { low >= y } else { high <= y }
+                });
                 // A nearly flat line "reaches" it in a million years: that is never.
-                let reached_ms = reached
-                    .map(|x| x * 1000.0)
+                let reached_ms = crossing
+                    .filter(|_| supported)
+                    .map(|(_, x)| x * 1000.0)
                     .filter(|ms| ms.is_finite() && ms.abs() < 1e14)
                     .map(|ms| from.saturating_add(ms as i64));
                 out.push(json!({
                     "host": host,
                     "labels": s.labels,
+                    "status": "ok",
                     "fit": fit_json(&fit),
                     "slope_per_hour": fit.slope * 3600.0,
                     "latest": latest.map(|l| l.1),
-                    "predicted": at_horizon,
+                    "predicted": clamp(at_horizon),
+                    "predicted_low": low,
+                    "predicted_high": high,
                     "threshold_reached_at": reached_ms.map(rfc3339),
                     "within_horizon": reached_ms.is_some_and(|t| t <= horizon_at),
                 }));

@@ -104,7 +104,8 @@ enum ReportCommand {
     /// met, 1 a target missed, 2 no report (bad arguments, token, network, API).
     Availability(ReportArgs),
     /// Series whose least-squares forecast reaches a threshold within a horizon, on every
-    /// host. Exit status: 0 none does, 1 one does, 2 no report.
+    /// host. Exit status: 0 none does, 1 one does, 3 unknown (no such series, or too little
+    /// data for a forecast), 2 no report.
     Capacity(CapacityArgs),
 }
 

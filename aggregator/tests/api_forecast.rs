@@ -134,10 +134,14 @@ async fn forecast_and_capacity_give_the_known_answers() {
     );
     assert!((f["fit"]["r2"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{f}");
     assert!((f["latest"].as_f64().unwrap() - 0.55).abs() < 1e-9, "{f}");
-    assert!(
-        (f["predicted"].as_f64().unwrap() - (0.55 + 0.48)).abs() < 1e-9,
-        "{f}"
+    // The line reaches 1.03 in 2 days; a ratio stops at 1, and so does its interval.
+    assert_eq!(f["status"], "ok");
+    assert_eq!(f["predicted"], 1.0, "{f}");
+    assert_eq!(
+        (f["predicted_low"].as_f64(), f["predicted_high"].as_f64()),
+        (Some(1.0), Some(1.0))
     );
+    assert!(f["fit"]["residual_sd"].as_f64().unwrap() < 1e-6, "{f}");
     let reached = humantime::parse_rfc3339(f["threshold_reached_at"].as_str().unwrap()).unwrap();
     let reached_ms = reached
         .duration_since(std::time::UNIX_EPOCH)
@@ -145,6 +149,65 @@ async fn forecast_and_capacity_give_the_known_answers() {
         .as_millis() as i64;
     assert!((reached_ms - (to + 35 * 3_600_000)).abs() <= 1, "{f}");
     assert_eq!(f["within_horizon"], true);
+    // Three minutes of a fast-rising ratio (25 points) against a 1 h window: the finding was
+    // a prediction of 182.85 and a threshold date; now no forecast, and why.
+    let short: Vec<(i64, f64)> = (0..25)
+        .map(|i| (to - 240_000 + i * 10_000, 0.3 + 0.01 * i as f64))
+        .collect();
+    write(
+        &store,
+        &host,
+        SeriesKey::new("memory_used_ratio", &[]),
+        &short,
+        5,
+    )
+    .await;
+    let (s, v) = get(
+        &app,
+        &format!("/api/v1/forecast?host=db-1&name=memory_used_ratio&window=1h&horizon=2d&threshold=0.9&to={to}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let m = &v["series"][0];
+    assert_eq!(m["status"], "insufficient_data", "{m}");
+    assert_eq!(m["fit"], Value::Null);
+    assert!(
+        m.get("threshold_reached_at").is_none() && m.get("predicted").is_none(),
+        "{m}"
+    );
+    assert!(
+        m["why"].as_str().unwrap().contains("25 points over 240 s"),
+        "{m}"
+    );
+    // Noise around a flat 0.5 with a slight upward drift over 6 h: the line heads for 0.9,
+    // but the interval does not support a date.
+    let noisy: Vec<(i64, f64)> = (0..=36)
+        .map(|i| {
+            let wobble = if i % 2 == 0 { 0.15 } else { -0.15 };
+            (
+                to - 6 * 3_600_000 + i * 600_000,
+                0.5 + 0.0005 * i as f64 + wobble,
+            )
+        })
+        .collect();
+    write(
+        &store,
+        &host,
+        SeriesKey::new("swap_used_ratio", &[]),
+        &noisy,
+        6,
+    )
+    .await;
+    let (_, v) = get(
+        &app,
+        &format!("/api/v1/forecast?host=db-1&name=swap_used_ratio&window=6h&horizon=2d&threshold=0.9&to={to}"),
+    )
+    .await;
+    let n = &v["series"][0];
+    assert_eq!(n["status"], "ok", "{n}");
+    assert!(n["predicted_low"].as_f64().unwrap() < 0.9, "{n}");
+    assert_eq!(n["threshold_reached_at"], Value::Null, "{n}");
+    assert_eq!(n["within_horizon"], false, "{n}");
     // Every host when none is named; a bad duration is a 400; an unknown host a 404.
     let (_, all) = get(
         &app,

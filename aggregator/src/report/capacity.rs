@@ -1,6 +1,8 @@
 //! `nines-aggregator report capacity`: the series whose least-squares forecast reaches a
 //! threshold within a horizon, from `GET /api/v1/forecast` over every host, in the same formats
-//! as the availability report. Exit status: 0 when none does, 1 when one does, 2 on error.
+//! as the availability report. Exit status: 0 (met) when every series has a forecast and none
+//! reaches it, 1 (missed) when one does, 3 (unknown) when none does but there is no series or
+//! one has too little data to say, 2 on error.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::client::{FetchError, api_url, get_body, http_client, read_token};
-use super::{EXIT_MET, EXIT_MISSED, Format, ReportError};
+use super::{EXIT_MET, EXIT_MISSED, EXIT_UNKNOWN, Format, ReportError};
 use crate::status::page::esc;
 
 /// `report capacity` as given on the command line.
@@ -55,6 +57,17 @@ pub struct Crossing {
     pub reached_at: String,
 }
 
+/// One series without a forecast: too few points, or too short a span of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unknown {
+    /// Host.
+    pub host: String,
+    /// Series labels, `k=v` joined by commas.
+    pub labels: String,
+    /// What the aggregator said it lacked.
+    pub why: String,
+}
+
 /// The report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Capacity {
@@ -70,6 +83,33 @@ pub struct Capacity {
     pub series: usize,
     /// Those that reach the threshold within the horizon, soonest first.
     pub crossing: Vec<Crossing>,
+    /// Those without a forecast.
+    pub unknown: Vec<Unknown>,
+}
+
+impl Capacity {
+    /// Met, missed or unknown, as an exit status.
+    pub fn exit_code(&self) -> u8 {
+        if !self.crossing.is_empty() {
+            EXIT_MISSED
+        } else if self.series == 0 || !self.unknown.is_empty() {
+            EXIT_UNKNOWN
+        } else {
+            EXIT_MET
+        }
+    }
+}
+
+fn labels_of(s: &serde_json::Value) -> String {
+    s["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 fn parse(body: &str, o: &Options) -> Result<Capacity, FetchError> {
@@ -83,15 +123,7 @@ fn parse(body: &str, o: &Options) -> Result<Capacity, FetchError> {
         .filter(|s| s["within_horizon"] == true)
         .map(|s| Crossing {
             host: s["host"].as_str().unwrap_or("").to_owned(),
-            labels: s["labels"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default(),
+            labels: labels_of(s),
             latest: s["latest"].as_f64().unwrap_or(f64::NAN),
             slope_per_day: s["slope_per_hour"].as_f64().unwrap_or(0.0) * 24.0,
             r2: s["fit"]["r2"].as_f64().unwrap_or(0.0),
@@ -99,6 +131,15 @@ fn parse(body: &str, o: &Options) -> Result<Capacity, FetchError> {
         })
         .collect();
     crossing.sort_by(|a, b| a.reached_at.cmp(&b.reached_at));
+    let unknown = list
+        .iter()
+        .filter(|s| s["fit"].is_null())
+        .map(|s| Unknown {
+            host: s["host"].as_str().unwrap_or("").to_owned(),
+            labels: labels_of(s),
+            why: s["why"].as_str().unwrap_or("no forecast").to_owned(),
+        })
+        .collect();
     Ok(Capacity {
         name: o.name.clone(),
         threshold: o.threshold,
@@ -106,6 +147,7 @@ fn parse(body: &str, o: &Options) -> Result<Capacity, FetchError> {
         horizon: humantime::format_duration(o.horizon).to_string(),
         series: list.len(),
         crossing,
+        unknown,
     })
 }
 
@@ -115,11 +157,20 @@ pub fn render(c: &Capacity, format: Format) -> String {
         "nines capacity: {} reaching {} within {} (fitted over {})",
         c.name, c.threshold, c.horizon, c.window
     );
-    let verdict = if c.crossing.is_empty() {
-        format!("none of {} series", c.series)
-    } else {
-        format!("{} of {} series", c.crossing.len(), c.series)
+    let verdict = match (c.crossing.len(), c.unknown.len(), c.series) {
+        (_, _, 0) => "unknown: no such series".to_owned(),
+        (0, 0, n) => format!("none of {n} series"),
+        (0, u, n) => {
+            format!("unknown: none of {n} series reaches it, but {u} have too little data to say")
+        }
+        (k, 0, n) => format!("{k} of {n} series"),
+        (k, u, n) => format!("{k} of {n} series ({u} with too little data to say)"),
     };
+    let unknown_lines: Vec<String> = c
+        .unknown
+        .iter()
+        .map(|u| format!("{} {}: {}", u.host, u.labels, u.why))
+        .collect();
     let mut s = String::new();
     match format {
         Format::Text => {
@@ -145,6 +196,9 @@ pub fn render(c: &Capacity, format: Format) -> String {
                     );
                 }
             }
+            for l in &unknown_lines {
+                let _ = writeln!(s, "no forecast: {l}");
+            }
         }
         Format::Markdown => {
             let _ = writeln!(s, "# {title}\n\n{verdict}\n");
@@ -157,6 +211,9 @@ pub fn render(c: &Capacity, format: Format) -> String {
                         x.host, x.labels, x.latest, x.slope_per_day, x.r2, x.reached_at
                     );
                 }
+            }
+            for l in &unknown_lines {
+                let _ = writeln!(s, "- no forecast: {l}");
             }
         }
         Format::Csv => {
@@ -204,14 +261,16 @@ pub fn render(c: &Capacity, format: Format) -> String {
                 }
                 s.push_str("</table>");
             }
+            for l in &unknown_lines {
+                let _ = write!(s, "<p>no forecast: {}</p>", esc(l));
+            }
             s.push_str("</html>\n");
         }
     }
     s
 }
 
-/// Fetches and renders; returns [`EXIT_MET`] when nothing reaches the threshold, else
-/// [`EXIT_MISSED`].
+/// Fetches and renders; returns [`Capacity::exit_code`].
 pub async fn run(o: &Options, out: &mut impl Write) -> Result<u8, ReportError> {
     let token = read_token(&o.token_file)?;
     let mut query = vec![
@@ -230,11 +289,7 @@ pub async fn run(o: &Options, out: &mut impl Write) -> Result<u8, ReportError> {
     out.write_all(render(&c, o.format).as_bytes())
         .and_then(|()| out.flush())
         .map_err(ReportError::Output)?;
-    Ok(if c.crossing.is_empty() {
-        EXIT_MET
-    } else {
-        EXIT_MISSED
-    })
+    Ok(c.exit_code())
 }
 
 #[cfg(test)]
@@ -284,10 +339,40 @@ mod tests {
         assert_eq!(json, c);
         assert!(render(&c, Format::Html).contains("<td>mount=/var</td>"));
         assert!(render(&c, Format::Markdown).contains("| db-1 | mount=/var |"));
+        assert_eq!(c.exit_code(), EXIT_MISSED);
         let none = Capacity {
             crossing: Vec::new(),
             ..c
         };
         assert!(render(&none, Format::Text).contains("none of 3 series"));
+        assert_eq!(none.exit_code(), EXIT_MET);
+    }
+
+    #[test]
+    fn no_series_or_too_little_data_is_unknown_not_green() {
+        // The finding: `--name nosuch_metric` said "none of 0 series" and exited 0.
+        let c = parse(r#"{"series": []}"#, &opts()).unwrap();
+        assert_eq!(c.exit_code(), EXIT_UNKNOWN);
+        assert!(render(&c, Format::Text).contains("unknown: no such series"));
+        // One series with three minutes of data: no forecast, and no verdict.
+        let body = serde_json::json!({"series": [
+            {"host": "vm", "labels": {"mount": "/"}, "status": "insufficient_data", "fit": null,
+             "latest": 0.4, "n": 25, "why": "25 points over 240 s; a forecast needs at least 30 points over 1800 s (half the window)"},
+            {"host": "db-1", "labels": {"mount": "/"}, "status": "ok", "latest": 0.3, "slope_per_hour": 0.0,
+             "fit": {"r2": 0.0}, "threshold_reached_at": null, "within_horizon": false}
+        ]})
+        .to_string();
+        let c = parse(&body, &opts()).unwrap();
+        assert_eq!(c.exit_code(), EXIT_UNKNOWN);
+        let text = render(&c, Format::Text);
+        assert!(
+            text.contains("unknown: none of 2 series reaches it, but 1 have too little data"),
+            "{text}"
+        );
+        assert!(
+            text.contains("no forecast: vm mount=/: 25 points over 240 s"),
+            "{text}"
+        );
+        assert!(render(&c, Format::Html).contains("<p>no forecast: vm mount=/: 25 points"));
     }
 }

@@ -26,6 +26,9 @@ pub const EXIT_MET: u8 = 0;
 pub const EXIT_MISSED: u8 = 1;
 /// No report: bad arguments, token file, network, or the API refused.
 pub const EXIT_ERROR: u8 = 2;
+/// A report, but not enough data to say met or missed (Nagios' UNKNOWN): no series, or a
+/// series without enough points for a forecast.
+pub const EXIT_UNKNOWN: u8 = 3;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
