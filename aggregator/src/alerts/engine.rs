@@ -924,7 +924,16 @@ fn observe(
                     }
                     let horizon = rule.horizon.as_millis() as f64;
                     let full = fit.reaches(1.0, now as f64);
-                    let bad = full.is_some_and(|t| t <= now as f64 + horizon);
+                    let due = full.is_some_and(|t| t <= now as f64 + horizon);
+                    // Too little data (docs/api.md, "Forecast and capacity": 30 points over
+                    // half the window) starts no alert; one already firing is judged as before.
+                    let ts: Vec<i64> = points
+                        .iter()
+                        .filter(|p| p.1.is_finite())
+                        .map(|p| p.0)
+                        .collect();
+                    let evidence = crate::forecast::evidence(&ts, window).is_ok();
+                    let bad = due && evidence;
                     let mut extra = Labels::new();
                     extra.insert(
                         "slope_per_hour".into(),
@@ -941,7 +950,7 @@ fn observe(
                         labels: base(&labels),
                         value: latest,
                         bad,
-                        still_bad: bad,
+                        still_bad: due,
                         extra,
                     });
                 }

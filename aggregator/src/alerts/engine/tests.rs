@@ -598,3 +598,29 @@ fn a_host_new_since_the_start_is_judged_at_once_and_a_firing_alert_stays_firing(
     f.sort();
     assert_eq!(f, ["web1", "web9"]);
 }
+
+#[test]
+fn a_disk_forecast_from_a_few_minutes_of_data_fires_nothing() {
+    let r = rule(
+        "DiskFullSoon",
+        "kind = \"disk_full_forecast\"\nwindow = \"6h\"\nhorizon = \"24h\"",
+    );
+    let mut e = Engine::new(rules(FAST, &r), String::new());
+    let d = Mem::default();
+    // Three minutes of a file system "filling" 10 % a minute: full within the hour on the
+    // line, but 19 points over 3 minutes is no evidence for a 6 h window.
+    let now = MONDAY + 3 * M;
+    d.host("db-1", 10 * S, now);
+    for i in 0..=18 {
+        d.point(
+            "db-1",
+            "filesystem_used_ratio",
+            &[("mount", "/")],
+            MONDAY + i * 10 * S,
+            0.5 + 0.1 * (i as f64 / 6.0),
+        );
+    }
+    e.evaluate(now, &d);
+    assert!(e.flush(now).is_empty());
+    assert!(e.alerts.values().all(|a| a.state != State::Firing));
+}
