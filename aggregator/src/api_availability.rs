@@ -95,8 +95,13 @@ fn find_service<'a>(state: &'a AppState, name: &str) -> Result<&'a ServiceConfig
 }
 
 fn minutes(v: f64) -> Value {
-    // Stable JSON: minutes to 1/1000, percentages to 1e-6.
-    json!((v * 1000.0).round() / 1000.0)
+    // Stable JSON: minutes to 1/1000, percentages to 1e-6; `+ 0.0` turns a -0.0 (a tiny
+    // negative rounded) into 0.
+    json!((v * 1000.0).round() / 1000.0 + 0.0)
+}
+
+fn percent(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6 + 0.0
 }
 
 fn incident_json(i: &Incident, lost: Option<f64>) -> Value {
@@ -131,7 +136,7 @@ fn report_json(r: &ServiceReport) -> Value {
         "service": r.service,
         "scheduled_minutes": minutes(s.scheduled_minutes),
         "downtime_minutes": minutes(s.downtime_minutes),
-        "availability_percent": (s.availability_percent * 1e6).round() / 1e6,
+        "availability_percent": percent(s.availability_percent),
         "target_percent": s.target_percent,
         "met": s.met,
         "error_budget_minutes": minutes(s.error_budget_minutes),
@@ -213,8 +218,8 @@ pub(crate) async fn availability(
         "to": rfc3339(range.end.min(now)),
         "services": reports.iter().map(report_json).collect::<Vec<_>>(),
         "total": {
-            "weighted_percent": (t.weighted_percent * 1e6).round() / 1e6,
-            "serial_percent": (t.serial_percent * 1e6).round() / 1e6,
+            "weighted_percent": percent(t.weighted_percent),
+            "serial_percent": percent(t.serial_percent),
             "met": summaries.iter().all(|s| s.met),
         },
     })))

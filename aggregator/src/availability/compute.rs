@@ -144,7 +144,9 @@ fn weighted_downtime(scheduled: &[Interval], outages: &[Outage]) -> f64 {
                 .sum();
             seg.minutes() * weight.min(1.0)
         })
-        .sum()
+        // An empty f64 sum is -0.0, which JSON and text would print as "-0.0".
+        .sum::<f64>()
+        + 0.0
 }
 
 /// Several services together: minute-weighted, and as a serial chain.
@@ -159,8 +161,8 @@ pub struct Total {
 
 /// Totals over `parts`.
 pub fn total(parts: &[Summary]) -> Total {
-    let scheduled: f64 = parts.iter().map(|s| s.scheduled_minutes).sum();
-    let down: f64 = parts.iter().map(|s| s.downtime_minutes).sum();
+    let scheduled: f64 = parts.iter().map(|s| s.scheduled_minutes).sum::<f64>() + 0.0;
+    let down: f64 = parts.iter().map(|s| s.downtime_minutes).sum::<f64>() + 0.0;
     Total {
         weighted_percent: if scheduled > 0.0 {
             100.0 * (scheduled - down) / scheduled
@@ -345,4 +347,17 @@ mod tests {
     }
 
     use jiff::tz::TimeZone;
+
+    #[test]
+    fn no_outage_is_zero_downtime_not_negative_zero() {
+        // An empty f64 sum is -0.0: "downtime_minutes": -0.0 in JSON, "-0.0" in a report.
+        let s = summarize(&week(), &[], 99.9);
+        assert!(s.downtime_minutes == 0.0 && s.downtime_minutes.is_sign_positive());
+        assert_eq!(format!("{:.1}", s.downtime_minutes), "0.0");
+        assert_eq!(serde_json::to_string(&s.downtime_minutes).unwrap(), "0.0");
+        let none = summarize(&[], &[], 99.9);
+        assert!(
+            none.scheduled_minutes.is_sign_positive() && none.downtime_minutes.is_sign_positive()
+        );
+    }
 }

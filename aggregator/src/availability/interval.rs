@@ -57,7 +57,8 @@ pub fn normalize(mut v: Vec<Interval>) -> Vec<Interval> {
 
 /// Total length in minutes of a normalized set.
 pub fn minutes(set: &[Interval]) -> f64 {
-    set.iter().map(Interval::minutes).sum()
+    // An empty f64 sum is -0.0; minutes are never negative.
+    set.iter().map(Interval::minutes).sum::<f64>() + 0.0
 }
 
 /// `a ∩ b` of two normalized sets.
