@@ -15,7 +15,7 @@ use crate::availability::records::{
     self, Change, Incident, Maintenance, MaintenanceWhen, RecordError,
 };
 use crate::availability::service::{self, ServiceReport};
-use crate::availability::{Interval, total};
+use crate::availability::{Interval, Verdict, total};
 use crate::config::Role;
 use crate::ingest::now_ms;
 use crate::openapi::ErrorBody;
@@ -132,13 +132,17 @@ fn incident_json(i: &Incident, lost: Option<f64>) -> Value {
 
 fn report_json(r: &ServiceReport) -> Value {
     let s = &r.summary;
+    let judged = r.verdict != Verdict::Unknown;
     json!({
         "service": r.service,
+        "verdict": r.verdict,
+        "monitored_since": r.monitored_since.map_or(Value::Null, rfc3339),
+        "not_monitored_minutes": minutes(r.not_monitored_minutes),
         "scheduled_minutes": minutes(s.scheduled_minutes),
         "downtime_minutes": minutes(s.downtime_minutes),
-        "availability_percent": percent(s.availability_percent),
+        "availability_percent": if judged { json!(percent(s.availability_percent)) } else { Value::Null },
         "target_percent": s.target_percent,
-        "met": s.met,
+        "met": r.verdict == Verdict::Met,
         "error_budget_minutes": minutes(s.error_budget_minutes),
         "error_budget_minutes_left": minutes(s.error_budget_minutes_left),
         "maintenance_minutes": minutes(r.maintenance_minutes),
@@ -148,22 +152,6 @@ fn report_json(r: &ServiceReport) -> Value {
         "incidents": r.incidents.iter().map(|i| incident_json(&i.incident, Some(i.lost_minutes))).collect::<Vec<_>>(),
         "without_root_cause": r.without_root_cause,
     })
-}
-
-/// The service a `?host=H` report is about: the host alone, 24x7 in UTC.
-fn host_service(host: &str, target: f64) -> ServiceConfig {
-    ServiceConfig {
-        name: format!("host:{host}"),
-        target_percent: target,
-        schedule: Default::default(),
-        members: vec![host.to_owned()],
-        require: None,
-        k: None,
-        processes: Vec::new(),
-        alert_rules: Vec::new(),
-        exclude_maintenance: true,
-        share_groups: Vec::new(),
-    }
 }
 
 #[utoipa::path(get, path = "/api/v1/availability", tag = "availability", params(("service" = Option<String>, Query, description = "Service name"), ("host" = Option<String>, Query, description = "Host id"), ("target" = Option<f64>, Query, description = "Target percent for a host"), ("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339")), responses((status = 200, description = "Availability report", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown service or host", body = ErrorBody)))]
@@ -199,7 +187,7 @@ pub(crate) async fn availability(
                         bad_request(format!("target={v:?}: use a percent such as 99.9"))
                     })?,
             };
-            vec![host_service(h, target)]
+            vec![ServiceConfig::for_host(h, target)]
         }
         (None, None) => state.services.to_vec(),
     };
@@ -213,29 +201,71 @@ pub(crate) async fn availability(
     .await?;
     let summaries: Vec<_> = reports.iter().map(|r| r.summary.clone()).collect();
     let t = total(&summaries);
+    let verdict = total_verdict(reports.iter().map(|r| r.verdict));
+    let judged = reports.iter().any(|r| r.verdict != Verdict::Unknown);
     Ok(Json(json!({
         "from": rfc3339(range.start),
         "to": rfc3339(range.end.min(now)),
         "services": reports.iter().map(report_json).collect::<Vec<_>>(),
         "total": {
-            "weighted_percent": percent(t.weighted_percent),
-            "serial_percent": percent(t.serial_percent),
-            "met": summaries.iter().all(|s| s.met),
+            "verdict": verdict,
+            "weighted_percent": if judged { json!(percent(t.weighted_percent)) } else { Value::Null },
+            "serial_percent": if judged { json!(percent(t.serial_percent)) } else { Value::Null },
+            "met": verdict == Verdict::Met,
         },
     })))
 }
 
-#[utoipa::path(get, path = "/api/v1/incidents", tag = "availability", params(("service" = Option<String>, Query, description = "Service name"), ("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339")), responses((status = 200, description = "Incidents", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown service", body = ErrorBody)))]
+/// Missed if any part missed; else unknown if any part has nothing to judge (or there is no
+/// part); else met.
+fn total_verdict(parts: impl Iterator<Item = Verdict>) -> Verdict {
+    let parts: Vec<Verdict> = parts.collect();
+    if parts.contains(&Verdict::Missed) {
+        Verdict::Missed
+    } else if parts.is_empty() || parts.contains(&Verdict::Unknown) {
+        Verdict::Unknown
+    } else {
+        Verdict::Met
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "availability", params(("service" = Option<String>, Query, description = "Service name"), ("host" = Option<String>, Query, description = "Host id: the host's own incidents"), ("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339")), responses((status = 200, description = "Incidents", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown service", body = ErrorBody)))]
 pub(crate) async fn list_incidents(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let p = params(raw);
+    for (k, _) in &p {
+        if !["service", "host", "from", "to"].contains(&k.as_str()) {
+            return Err(bad_request(format!("unknown parameter {k:?}")));
+        }
+    }
     let now = now_ms();
     let range = period(&p, now)?;
-    let services: Vec<ServiceConfig> = match one(&p, "service") {
-        Some(s) => vec![find_service(&state, s)?.clone()],
-        None => state.services.to_vec(),
+    let services: Vec<ServiceConfig> = match (one(&p, "service"), one(&p, "host")) {
+        (Some(_), Some(_)) => return Err(bad_request("give service or host, not both")),
+        (Some(s), None) => vec![find_service(&state, s)?.clone()],
+        (None, Some(h)) => {
+            if state.store().host(h).is_none() {
+                return Err(ApiError(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown host {h:?}"),
+                ));
+            }
+            vec![ServiceConfig::for_host(h, 99.9)]
+        }
+        // Every service's, and every host's own.
+        (None, None) => {
+            let mut all = state.services.to_vec();
+            all.extend(
+                state
+                    .store()
+                    .hosts()
+                    .iter()
+                    .map(|h| ServiceConfig::for_host(&h.host, 99.9)),
+            );
+            all
+        }
     };
     let store = state.store().clone();
     let mut list = blocking(move || {
@@ -392,7 +422,12 @@ pub(crate) async fn update_incident(
                             format!("no incident {id:?}"),
                         )));
                     };
-                    let Some(cfg) = services.iter().find(|s| s.name == svc) else {
+                    let host = svc
+                        .strip_prefix("host:")
+                        .filter(|h| store.host(h).is_some())
+                        .map(|h| ServiceConfig::for_host(h, 99.9));
+                    let Some(cfg) = services.iter().find(|s| s.name == svc).or(host.as_ref())
+                    else {
                         return Ok(Err(ApiError(
                             StatusCode::NOT_FOUND,
                             format!("no incident {id:?}"),

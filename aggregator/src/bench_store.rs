@@ -355,7 +355,8 @@ pub async fn run(opts: &StoreBenchOptions, mut out: impl Write) -> Result<(), St
         SeriesKey::new("cpu_usage_ratio", &[("cpu", "total")]),
     )?;
     let n = 30 * 8640;
-    let end = nines_common::model::now_ms() / 10_000 * 10_000;
+    // Half past an hour, so the 30 days span 721 hourly buckets whatever the time of the run.
+    let end = nines_common::model::now_ms() / 3_600_000 * 3_600_000 - 1_800_000;
     let start = end - n as i64 * 10_000;
     let batches = (0..n / 360)
         .map(|b| BatchWrite {

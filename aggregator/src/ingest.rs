@@ -28,6 +28,24 @@ use crate::store::{BatchWrite, HelloWrite, Store, StoreError};
 /// A series id standing for "dropped": the host was at its series limit when it was defined.
 const DROPPED: u32 = u32::MAX;
 
+/// The series the aggregator derives from every batch it stores: one point per distinct
+/// sample timestamp, valued with the number of samples the host sent for it. A host's
+/// liveness is judged from it (docs/design.md, "Monitored time"), so a host that ships
+/// anything is alive whichever of its collectors fail or are turned off.
+pub const HOST_SAMPLES: &str = "nines_host_samples";
+
+/// `points` plus one [`HOST_SAMPLES`] point (series `id`) per distinct timestamp among them.
+pub fn with_host_samples(id: u32, mut points: Vec<(u32, i64, f64)>) -> Vec<(u32, i64, f64)> {
+    let mut per_ts: std::collections::BTreeMap<i64, u32> = std::collections::BTreeMap::new();
+    for &(series, ts, _) in &points {
+        if series != id {
+            *per_ts.entry(ts).or_default() += 1;
+        }
+    }
+    points.extend(per_ts.into_iter().map(|(ts, n)| (id, ts, f64::from(n))));
+    points
+}
+
 /// Bounds on what one connection, one source address, one host and everyone together may
 /// hold (`[ingest]` in the configuration).
 #[derive(Debug, Clone, PartialEq)]
@@ -582,6 +600,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 
     let mut dict: HashMap<u32, u32> = HashMap::new();
     let mut warned_series_limit = false;
+    let mut host_samples_id: Option<u32> = None;
     let result = loop {
         let msg = tokio::select! {
             m = tokio::time::timeout(limits.idle_timeout, reader.read()) => Some(Some(m)),
@@ -714,11 +733,28 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 break Err(send_error(&ack_tx, e).await);
             }
         };
+        let id = match host_samples_id {
+            Some(id) => Ok(id),
+            None => store.series_id(&host, SeriesKey::new(HOST_SAMPLES, &[])),
+        };
+        let id = match id {
+            Ok(id) => {
+                host_samples_id = Some(id);
+                id
+            }
+            Err(e) => {
+                let err = ErrorMsg {
+                    code: ErrorCode::StorageUnavailable,
+                    message: e.to_string(),
+                };
+                break Err(send_error(&ack_tx, err).await);
+            }
+        };
         let rx = match store
             .submit_batch(BatchWrite {
                 host: host.clone(),
                 seq: batch.seq,
-                points,
+                points: with_host_samples(id, points),
             })
             .await
         {

@@ -101,7 +101,8 @@ fn generate_docs(dir: &std::path::Path) -> std::io::Result<()> {
 #[derive(Debug, Subcommand)]
 enum ReportCommand {
     /// Availability of every service (or one) over a period. Exit status: 0 every target
-    /// met, 1 a target missed, 2 no report (bad arguments, token, network, API).
+    /// met, 1 a target missed, 3 unknown (a service not monitored in the period), 2 no report
+    /// (bad arguments, token, network, API).
     Availability(ReportArgs),
     /// Series whose least-squares forecast reaches a threshold within a horizon, on every
     /// host. Exit status: 0 none does, 1 one does, 3 unknown (no such series, or too little

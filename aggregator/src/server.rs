@@ -346,9 +346,6 @@ async fn track_incidents(
     grace: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if services.is_empty() {
-        return;
-    }
     let mut every =
         tokio::time::interval_at(tokio::time::Instant::now() + grace, Duration::from_secs(60));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -360,8 +357,13 @@ async fn track_incidents(
         let (store, services) = (store.clone(), services.clone());
         let _ = tokio::task::spawn_blocking(move || {
             let now = crate::ingest::now_ms();
-            for svc in &services {
-                if let Err(e) = crate::availability::service::track(&store, svc, now) {
+            // Every service's outages, and every host's own (`host:H`).
+            let hosts = store
+                .hosts()
+                .into_iter()
+                .map(|h| crate::availability::config::ServiceConfig::for_host(&h.host, 99.9));
+            for svc in services.iter().cloned().chain(hosts) {
+                if let Err(e) = crate::availability::service::track(&store, &svc, now) {
                     tracing::warn!(service = %svc.name, "tracking incidents: {e}");
                 }
             }

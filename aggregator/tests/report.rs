@@ -58,7 +58,8 @@ async fn setup() -> Setup {
              [[api.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
              [store]\npath = \"db/nines.redb\"\n\
              [[services]]\nname = \"shop\"\ntarget_percent = 99.9\n\
-             [[services]]\nname = \"api\"\ntarget_percent = 99.0\n",
+             [[services]]\nname = \"api\"\ntarget_percent = 99.0\n\
+             [[services]]\nname = \"edge\"\ntarget_percent = 99.0\nmembers = [\"edge-1\"]\n",
             token_hash(READ),
             token_hash(ADMIN)
         ),
@@ -226,6 +227,49 @@ async fn the_report_has_the_exact_numbers_and_exits_by_the_targets() {
             .contains("<tr class=\"flag\"><td class=\"n\">60.0</td><td>shop</td>")
     );
     assert!(!r.stdout.contains("<script"));
+
+    // A service whose member was never seen has nothing to judge: unknown, exit 3, never a
+    // green 100 %.
+    let r = report(
+        &url,
+        &s.token_file,
+        &[
+            "--period",
+            &s.period,
+            "--format",
+            "json",
+            "--service",
+            "edge",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let edge = service(&v, "edge");
+    assert_eq!(edge["verdict"], "unknown");
+    assert_eq!(edge["availability_percent"], Value::Null);
+    assert_eq!(edge["scheduled_minutes"], 0.0);
+    assert_eq!(edge["not_monitored_minutes"], 10080.0);
+    assert_eq!(edge["monitored_since"], Value::Null);
+    assert_eq!(v["total"]["verdict"], "unknown");
+    let r = report(
+        &url,
+        &s.token_file,
+        &["--period", &s.period, "--service", "edge"],
+    )
+    .await;
+    assert_eq!(r.code, 3);
+    assert!(
+        r.stdout
+            .contains("UNKNOWN: not monitored in the period: edge"),
+        "{}",
+        r.stdout
+    );
+    let edge_row = r.stdout.lines().find(|l| l.starts_with("edge ")).unwrap();
+    assert_eq!(
+        edge_row.split_whitespace().collect::<Vec<_>>(),
+        ["edge", "n/a", "99", "0.0", "0.0", "0", "n/a"]
+    );
     s.server.stop().await;
 }
 

@@ -62,6 +62,31 @@ pub struct Summary {
     pub mtbf_minutes: Option<f64>,
 }
 
+/// What a period says of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Availability reached the target.
+    Met,
+    /// It did not.
+    Missed,
+    /// Nothing to judge: no monitored scheduled time in the period.
+    Unknown,
+}
+
+impl Summary {
+    /// Met or missed; unknown when no scheduled minute of the period was monitored.
+    pub fn verdict(&self) -> Verdict {
+        if self.scheduled_minutes <= 0.0 {
+            Verdict::Unknown
+        } else if self.met {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        }
+    }
+}
+
 /// The scheduled set: `scheduled` minus `maintenance` when `exclude_maintenance`.
 pub fn effective_schedule(
     scheduled: Vec<Interval>,
@@ -159,8 +184,12 @@ pub struct Total {
     pub serial_percent: f64,
 }
 
-/// Totals over `parts`.
+/// Totals over `parts`; parts with nothing to judge ([`Verdict::Unknown`]) do not count.
 pub fn total(parts: &[Summary]) -> Total {
+    let parts: Vec<&Summary> = parts
+        .iter()
+        .filter(|s| s.verdict() != Verdict::Unknown)
+        .collect();
     let scheduled: f64 = parts.iter().map(|s| s.scheduled_minutes).sum::<f64>() + 0.0;
     let down: f64 = parts.iter().map(|s| s.downtime_minutes).sum::<f64>() + 0.0;
     Total {

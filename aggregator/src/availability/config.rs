@@ -37,6 +37,10 @@ pub struct ServiceConfig {
     /// Groups of users and the fraction of all users each carries, for manual incidents.
     #[serde(default)]
     pub share_groups: Vec<ShareGroup>,
+    /// When the service's time starts to count (RFC 3339). Without it, when enough of its
+    /// members were first seen to carry it (docs/design.md, "Monitored time").
+    #[serde(default)]
+    pub since: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -114,6 +118,31 @@ impl ScheduleConfig {
 }
 
 impl ServiceConfig {
+    /// The service a host's own availability is about (`GET /api/v1/availability?host=H`,
+    /// its automatic incidents): the host alone, 24x7 in UTC, named `host:H`.
+    pub fn for_host(host: &str, target_percent: f64) -> Self {
+        Self {
+            name: format!("host:{host}"),
+            target_percent,
+            schedule: ScheduleConfig::default(),
+            members: vec![host.to_owned()],
+            require: None,
+            k: None,
+            processes: Vec::new(),
+            alert_rules: Vec::new(),
+            exclude_maintenance: true,
+            share_groups: Vec::new(),
+            since: None,
+        }
+    }
+
+    /// `since`, ms UTC; `None` when not configured (or invalid, which `validate` refuses).
+    pub fn since_ms(&self) -> Option<i64> {
+        self.since
+            .as_deref()
+            .and_then(|v| crate::time::parse_ms("since", v).ok())
+    }
+
     /// Members that must be up: `k`, or all of them.
     pub fn required_up(&self) -> usize {
         self.k.unwrap_or(self.members.len())
@@ -157,6 +186,9 @@ pub fn validate(services: &[ServiceConfig]) -> Result<(), String> {
         s.schedule
             .to_schedule()
             .map_err(|e| format!("{at}: schedule: {e}"))?;
+        if let Some(v) = &s.since {
+            crate::time::parse_ms("since", v).map_err(|e| format!("{at}: {e}"))?;
+        }
         for m in &s.members {
             nines_common::HostId::new(m.clone())
                 .map_err(|e| format!("{at}: members: {m:?}: {e}"))?;

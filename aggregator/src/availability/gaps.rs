@@ -9,10 +9,11 @@ use super::interval::{Interval, normalize};
 pub const DOWN_AFTER_INTERVALS: i64 = 3;
 
 /// Where a host was down within `range`, from its sample timestamps (sorted, any span;
-/// include those up to three intervals before `range` so a gap across its start is seen).
-/// Time before `known_since` (the host's first contact) is not judged. The end of `range` is
-/// judged against `now`: a host whose last sample is older than three intervals at `now` is
-/// down from that sample on.
+/// include those up to three intervals before `range` so a gap across its start is seen, and
+/// up to three intervals after it so one across its end is). Time before `known_since` (the
+/// host's first contact) is not judged. A gap across the end of `range` is judged by the next
+/// sample after it, or, when there is none yet, against `now`: a host whose last sample is
+/// older than three intervals at `now` is down from that sample on.
 pub fn host_down(
     timestamps: &[i64],
     interval_ms: i64,
@@ -27,13 +28,18 @@ pub fn host_down(
     }
     let mut out = Vec::new();
     let mut prev = judged.start;
-    for &t in timestamps.iter().filter(|&&t| t <= judged.end) {
+    let mut next = None;
+    for &t in timestamps {
+        if t > judged.end {
+            next = Some(t);
+            break;
+        }
         if t - prev > limit {
             out.push(Interval::new(prev, t));
         }
         prev = prev.max(t);
     }
-    if now - prev > limit {
+    if next.unwrap_or(now) - prev > limit {
         out.push(Interval::new(prev, judged.end));
     }
     normalize(out.into_iter().map(|i| i.intersect(&judged)).collect())
@@ -99,6 +105,21 @@ mod tests {
         );
         // Not yet three intervals since the last sample: up.
         assert!(host_down(&ts, 10 * S, Interval::new(0, 2020 * S), 1000 * S, 2020 * S).is_empty());
+    }
+
+    #[test]
+    fn a_period_that_ended_is_judged_by_the_sample_after_it_not_by_now() {
+        // Samples every 10 s all day; a report of the first hour, asked a day later, must not
+        // find the host down between its last sample in the hour and the hour's end.
+        let ts: Vec<i64> = (0..=8640).map(|i| i * 10 * S).collect();
+        let hour = Interval::new(0, 3600 * S - 5 * S);
+        assert!(host_down(&ts, 10 * S, hour, 0, 86_400 * S).is_empty());
+        // Silent from 3000 s to 4000 s: down up to the hour's end.
+        let ts: Vec<i64> = (0..=300).chain(400..=8640).map(|i| i * 10 * S).collect();
+        assert_eq!(
+            host_down(&ts, 10 * S, Interval::new(0, 3600 * S), 0, 86_400 * S),
+            vec![Interval::new(3000 * S, 3600 * S)]
+        );
     }
 
     #[test]

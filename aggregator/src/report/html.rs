@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::render::{one_line, percent, short_time, weight};
-use super::{Availability, Period};
+use super::render::{met_cell, one_line, percent, percent_or, short_time, verdict, weight};
+use super::{Availability, Period, Verdict};
 
 /// Text escaped for HTML element content and quoted attribute values.
 pub(crate) fn esc(s: &str) -> String {
@@ -26,7 +26,7 @@ const STYLE: &str = "
 body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
 h1{font-size:1.4em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:2em}
 .verdict{font-weight:bold;padding:.3em .6em;border-radius:4px;display:inline-block}
-.met{background:#e3f4e3;color:#1d5e1d}.missed{background:#fbe3e3;color:#8a1c1c}
+.met{background:#e3f4e3;color:#1d5e1d}.missed{background:#fbe3e3;color:#8a1c1c}.unknown{background:#eee;color:#444}
 .svc{margin:1em 0}.svc .name{font-weight:bold}.svc .nums{color:#555;font-size:.9em}
 .bar{position:relative;height:1.2em;background:#eee;border-radius:3px;overflow:hidden;margin:.3em 0}
 .fill{position:absolute;left:0;top:0;bottom:0}.fill.ok{background:#4a9e4a}.fill.bad{background:#c94040}
@@ -63,20 +63,24 @@ pub fn page(r: &Availability, p: &Period) -> String {
         from = esc(&short_time(&r.from)),
         to = esc(&short_time(&r.to)),
     );
-    if r.met() {
-        o.push_str("<p class=\"verdict met\">Every target met</p>\n");
-    } else {
-        let _ = writeln!(
-            o,
-            "<p class=\"verdict missed\">Target missed: {}</p>",
-            esc(&r.missed().join(", "))
-        );
+    match r.verdict() {
+        Verdict::Met => o.push_str("<p class=\"verdict met\">Every target met</p>\n"),
+        Verdict::Missed => {
+            let _ = writeln!(
+                o,
+                "<p class=\"verdict missed\">Target missed: {}</p>",
+                esc(&r.missed().join(", "))
+            );
+        }
+        Verdict::Unknown => {
+            let _ = writeln!(o, "<p class=\"verdict unknown\">{}</p>", esc(&verdict(r)));
+        }
     }
     let _ = writeln!(
         o,
         "<p>Total: {} % minute-weighted, {} % serial.</p>\n<h2>Services</h2>",
-        percent(r.total.weighted_percent, 4),
-        percent(r.total.serial_percent, 4)
+        percent_or(r.total.weighted_percent, 4),
+        percent_or(r.total.serial_percent, 4)
     );
     for s in &r.services {
         let floor = scale_floor(s.target_percent);
@@ -92,11 +96,11 @@ pub fn page(r: &Availability, p: &Period) -> String {
              budget {budget:.1} min, {left:.1} min left, {inc} incidents, \
              {maint:.0} min maintenance</div>\n</div>",
             name = esc(&s.service),
-            avail = percent(s.availability_percent, 4),
+            avail = percent_or(s.availability_percent, 4),
             target = s.target_percent,
-            met = if s.met { "met" } else { "missed" },
-            cls = if s.met { "ok" } else { "bad" },
-            fill = position(s.availability_percent, floor),
+            met = met_cell(s, "met", "missed"),
+            cls = met_cell(s, "ok", "bad"),
+            fill = s.availability_percent.map_or(0.0, |a| position(a, floor)),
             mark = position(s.target_percent, floor),
             floor = percent(floor, 2),
             sched = s.scheduled_minutes,

@@ -2,8 +2,9 @@
 //! availability and renders it for a cron mail, a wiki, a spreadsheet, a script or a browser.
 //!
 //! Exit status, so cron can branch: [`EXIT_MET`] when every target is met, [`EXIT_MISSED`] when
-//! one is missed, [`EXIT_ERROR`] when there is no report (bad arguments, unreadable token
-//! file, aggregator unreachable, token refused).
+//! one is missed, [`EXIT_UNKNOWN`] when none is missed but one has nothing to judge (no
+//! monitored scheduled minute in the period), [`EXIT_ERROR`] when there is no report (bad
+//! arguments, unreadable token file, aggregator unreachable, token refused).
 
 pub mod capacity;
 pub mod client;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::availability::Verdict;
 pub use client::{Fetch, FetchError, fetch, read_token};
 pub use period::{Period, PeriodError};
 
@@ -26,8 +28,9 @@ pub const EXIT_MET: u8 = 0;
 pub const EXIT_MISSED: u8 = 1;
 /// No report: bad arguments, token file, network, or the API refused.
 pub const EXIT_ERROR: u8 = 2;
-/// A report, but not enough data to say met or missed (Nagios' UNKNOWN): no series, or a
-/// series without enough points for a forecast.
+/// A report, but not enough data to say met or missed (Nagios' UNKNOWN): a service not
+/// monitored in the period; for capacity, no series, or a series without enough points for a
+/// forecast.
 pub const EXIT_UNKNOWN: u8 = 3;
 
 /// Output formats.
@@ -62,10 +65,14 @@ pub struct Availability {
 /// Totals over the services of a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Total {
-    /// Availability with each service weighted by its scheduled minutes.
-    pub weighted_percent: f64,
+    /// Missed if a service missed; else unknown if one has nothing to judge; else met.
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+    /// Availability with each service weighted by its scheduled minutes (the services with
+    /// something to judge); `None` when none has.
+    pub weighted_percent: Option<f64>,
     /// Product of the availabilities: a chain of services that are all required.
-    pub serial_percent: f64,
+    pub serial_percent: Option<f64>,
     /// Every service met its target.
     pub met: bool,
 }
@@ -75,12 +82,21 @@ pub struct Total {
 pub struct ServiceAvailability {
     /// Service name.
     pub service: String,
-    /// Minutes of the schedule in the period, maintenance excluded where configured.
+    /// Met, missed, or unknown (nothing monitored to judge).
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+    /// When the service's time started to count, RFC 3339; `None`: not yet.
+    #[serde(default)]
+    pub monitored_since: Option<String>,
+    /// Scheduled minutes of the period before it was monitored: not counted.
+    #[serde(default)]
+    pub not_monitored_minutes: f64,
+    /// Monitored minutes of the schedule in the period, maintenance excluded where configured.
     pub scheduled_minutes: f64,
     /// Outage minutes in scheduled time, weighted by share and impact.
     pub downtime_minutes: f64,
-    /// Availability, percent.
-    pub availability_percent: f64,
+    /// Availability, percent; `None` when nothing was monitored to judge.
+    pub availability_percent: Option<f64>,
     /// Target, percent.
     pub target_percent: f64,
     /// The target is met.
@@ -142,22 +158,59 @@ impl Incident {
     }
 }
 
+impl ServiceAvailability {
+    /// The verdict; from `met` when an older aggregator sent none.
+    pub fn verdict(&self) -> Verdict {
+        self.verdict.unwrap_or(if self.met {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        })
+    }
+}
+
 impl Availability {
+    /// Missed if a service missed; else unknown if one has nothing to judge or there is no
+    /// service; else met.
+    pub fn verdict(&self) -> Verdict {
+        let v: Vec<Verdict> = self.services.iter().map(|s| s.verdict()).collect();
+        if v.contains(&Verdict::Missed) {
+            Verdict::Missed
+        } else if v.is_empty() || v.contains(&Verdict::Unknown) {
+            Verdict::Unknown
+        } else {
+            Verdict::Met
+        }
+    }
+
     /// Every target met.
     pub fn met(&self) -> bool {
-        self.total.met && self.services.iter().all(|s| s.met)
+        self.verdict() == Verdict::Met
     }
 
     /// The exit status for this report.
     pub fn exit_code(&self) -> u8 {
-        if self.met() { EXIT_MET } else { EXIT_MISSED }
+        match self.verdict() {
+            Verdict::Met => EXIT_MET,
+            Verdict::Missed => EXIT_MISSED,
+            Verdict::Unknown => EXIT_UNKNOWN,
+        }
     }
 
     /// Services that missed their target.
     pub fn missed(&self) -> Vec<&str> {
+        self.with(Verdict::Missed)
+    }
+
+    /// Services with nothing to judge in the period.
+    pub fn unknown(&self) -> Vec<&str> {
+        self.with(Verdict::Unknown)
+    }
+
+    fn with(&self, v: Verdict) -> Vec<&str> {
         self.services
             .iter()
-            .filter(|s| !s.met)
+            .filter(|s| s.verdict() == v)
             .map(|s| s.service.as_str())
             .collect()
     }
@@ -207,8 +260,8 @@ pub enum ReportError {
     Output(std::io::Error),
 }
 
-/// Fetches and renders the report into `out`; returns the exit status ([`EXIT_MET`] or
-/// [`EXIT_MISSED`]). Arguments are checked before the token file is read, and the token file
+/// Fetches and renders the report into `out`; returns the exit status ([`EXIT_MET`],
+/// [`EXIT_MISSED`] or [`EXIT_UNKNOWN`]). Arguments are checked before the token file is read, and the token file
 /// before anything goes over the network.
 pub async fn run(
     opts: &Options,

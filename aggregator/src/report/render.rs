@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use jiff::Timestamp;
 
-use super::{Availability, Period, ServiceAvailability};
+use super::{Availability, Period, ServiceAvailability, Verdict};
 
 /// Widest line of the text format.
 pub const TEXT_WIDTH: usize = 80;
@@ -36,6 +36,11 @@ pub(crate) fn percent(v: f64, decimals: usize) -> String {
     format!("{:.*}", decimals, (v * scale + 1e-6).floor() / scale)
 }
 
+/// [`percent`], or `n/a` when there was nothing to judge.
+pub(crate) fn percent_or(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| percent(v, decimals))
+}
+
 /// A weight such as share × impact to at most three decimals: `0.02`, not
 /// `0.020000000000000004`.
 pub(crate) fn weight(v: f64) -> String {
@@ -52,11 +57,24 @@ pub(crate) fn short_time(rfc3339: &str) -> String {
         .unwrap_or_else(|_| one_line(rfc3339))
 }
 
-fn verdict(r: &Availability) -> String {
-    if r.met() {
-        "every target met".to_owned()
-    } else {
-        format!("TARGET MISSED: {}", r.missed().join(", "))
+pub(crate) fn verdict(r: &Availability) -> String {
+    match r.verdict() {
+        Verdict::Met => "every target met".to_owned(),
+        Verdict::Missed => format!("TARGET MISSED: {}", r.missed().join(", ")),
+        Verdict::Unknown if r.services.is_empty() => "UNKNOWN: no service to judge".to_owned(),
+        Verdict::Unknown => format!(
+            "UNKNOWN: not monitored in the period: {}",
+            r.unknown().join(", ")
+        ),
+    }
+}
+
+/// The "met" cell of a service.
+pub(crate) fn met_cell<'a>(s: &ServiceAvailability, yes: &'a str, no: &'a str) -> &'a str {
+    match s.verdict() {
+        Verdict::Met => yes,
+        Verdict::Missed => no,
+        Verdict::Unknown => "n/a",
     }
 }
 
@@ -94,20 +112,31 @@ pub fn text(r: &Availability, p: &Period) -> String {
         line(format!(
             "{:<22} {:>8} {:>7} {:>9.1} {:>9.1} {:>4} {:>5}",
             fit(&s.service, 22),
-            percent(s.availability_percent, 4),
+            percent_or(s.availability_percent, 4),
             s.target_percent,
             s.downtime_minutes,
             s.error_budget_minutes_left,
             s.incident_count,
-            if s.met { "yes" } else { "NO" }
+            met_cell(s, "yes", "NO")
         ));
     }
     line(String::new());
     line(format!(
         "total: {} % minute-weighted, {} % serial",
-        percent(r.total.weighted_percent, 4),
-        percent(r.total.serial_percent, 4)
+        percent_or(r.total.weighted_percent, 4),
+        percent_or(r.total.serial_percent, 4)
     ));
+    for s in r.services.iter().filter(|s| s.not_monitored_minutes > 0.0) {
+        line(format!(
+            "{}: {:.0} scheduled min not monitored ({})",
+            s.service,
+            s.not_monitored_minutes,
+            s.monitored_since.as_deref().map_or_else(
+                || "not monitored yet".to_owned(),
+                |t| format!("monitored since {}", short_time(t))
+            )
+        ));
+    }
     let maint: Vec<String> = r
         .services
         .iter()
@@ -167,9 +196,9 @@ pub fn markdown(r: &Availability, p: &Period) -> String {
             o,
             "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
             md_cell(&s.service),
-            percent(s.availability_percent, 4),
+            percent_or(s.availability_percent, 4),
             s.target_percent,
-            if s.met { "yes" } else { "**no**" },
+            met_cell(s, "yes", "**no**"),
             s.scheduled_minutes,
             s.downtime_minutes,
             s.error_budget_minutes_left,
@@ -182,8 +211,8 @@ pub fn markdown(r: &Availability, p: &Period) -> String {
     let _ = writeln!(
         o,
         "\nTotal: {} % minute-weighted, {} % serial.",
-        percent(r.total.weighted_percent, 4),
-        percent(r.total.serial_percent, 4)
+        percent_or(r.total.weighted_percent, 4),
+        percent_or(r.total.serial_percent, 4)
     );
     let incidents = r.incidents_by_loss();
     if !incidents.is_empty() {
@@ -222,6 +251,8 @@ pub const CSV_HEADER: &[&str] = &[
     "target_percent",
     "availability_percent",
     "met",
+    "verdict",
+    "not_monitored_minutes",
     "scheduled_minutes",
     "downtime_minutes",
     "error_budget_minutes",
@@ -255,8 +286,10 @@ fn csv_service(r: &Availability, s: &ServiceAvailability) -> Vec<String> {
         r.to.clone(),
         s.service.clone(),
         s.target_percent.to_string(),
-        s.availability_percent.to_string(),
+        opt(s.availability_percent),
         s.met.to_string(),
+        verdict_word(s.verdict()).to_owned(),
+        s.not_monitored_minutes.to_string(),
         s.scheduled_minutes.to_string(),
         s.downtime_minutes.to_string(),
         s.error_budget_minutes.to_string(),
@@ -267,6 +300,14 @@ fn csv_service(r: &Availability, s: &ServiceAvailability) -> Vec<String> {
         opt(s.mtbf_minutes),
         s.without_root_cause.len().to_string(),
     ]
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Met => "met",
+        Verdict::Missed => "missed",
+        Verdict::Unknown => "unknown",
+    }
 }
 
 /// CSV (RFC 4180, CRLF line ends): [`CSV_HEADER`], then one row per service, numbers as the
