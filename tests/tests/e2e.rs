@@ -113,6 +113,35 @@ async fn demo_streams_every_metric_family_over_mtls_within_15_seconds() {
         .as_f64();
     assert_eq!(last, Some(1.0));
 
+    // Liveness comes from everything the host sends: one nines_host_samples point per tick,
+    // valued with the number of samples of that tick.
+    let q = format!("{url}/api/v1/query?host={id}&name=nines_host_samples");
+    let doc = get_json(&client, &q, &token).await.unwrap();
+    let points = doc["series"][0]["points"].as_array().unwrap();
+    assert!(points.len() >= 2, "{doc}");
+    let ts: Vec<i64> = points.iter().map(|p| p[0].as_i64().unwrap()).collect();
+    assert!(ts.windows(2).all(|w| w[1] - w[0] == 1000), "{ts:?}");
+    assert!(
+        points.iter().all(|p| p[1].as_f64().unwrap() >= 20.0),
+        "{doc}"
+    );
+    // The host's own availability counts from its first contact, seconds ago, not 30 days.
+    let doc = get_json(
+        &client,
+        &format!("{url}/api/v1/availability?host={id}"),
+        &token,
+    )
+    .await
+    .unwrap();
+    let h = &doc["services"][0];
+    assert!(h["monitored_since"].is_string(), "{doc}");
+    assert!(h["scheduled_minutes"].as_f64().unwrap() < 5.0, "{doc}");
+    assert!(
+        h["not_monitored_minutes"].as_f64().unwrap() > 43_000.0,
+        "{doc}"
+    );
+    assert_ne!(h["verdict"], "unknown", "{doc}");
+
     // Ctrl-C (SIGTERM here) stops both cleanly.
     let status = demo.terminate(Duration::from_secs(15)).expect("demo stops");
     assert!(status.success(), "{status:?}");
