@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nines_common::proto::{Hello, PROTOCOL_VERSION};
-use nines_common::{HostId, Sample, tls};
+use nines_common::{HostId, Sample, SeriesKey, tls};
 use tokio::sync::{Notify, watch};
 
 use crate::certs::Credentials;
@@ -271,7 +271,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         spool: spool.clone(),
         appended: appended.clone(),
     };
-    let ship_task = tokio::spawn(shipper.run(shutdown.clone()));
+    // The shipper stops after the goodbye below is spooled, so it can send it.
+    let (stop_shipper, shipper_stop) = watch::channel(false);
+    let ship_task = tokio::spawn(shipper.run(shipper_stop));
 
     let mut collectors = collect::registry(&config.collect);
     // Beside the system collectors: checks, which run in their own tasks, and business
@@ -327,6 +329,22 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             Err(e) => tracing::error!("cannot spool this tick's samples: {e}"),
         }
     };
+    if result.is_ok() {
+        // A clean stop says goodbye: the silence that follows is not monitored time, not an
+        // outage (docs/metrics.md, `agent_stopping`).
+        let ts_ms = now_ms();
+        let goodbye = vec![Sample {
+            key: SeriesKey::new(nines_common::model::AGENT_STOPPING, &[]),
+            ts_ms,
+            value: 1.0,
+        }];
+        let mut spool = spool.lock().unwrap_or_else(|p| p.into_inner());
+        match spool.append(ts_ms, goodbye) {
+            Ok(_) => appended.notify_one(),
+            Err(e) => tracing::error!("cannot spool the agent's goodbye: {e}"),
+        }
+    }
+    let _ = stop_shipper.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), ship_task).await;
     tracing::info!("nines-agent stopped");
     result

@@ -159,8 +159,12 @@ fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
     spool.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How long a stopping agent goes on sending what is spooled, its goodbye last.
+const DRAIN: Duration = Duration::from_secs(2);
+
 impl Shipper {
-    /// Ships until `shutdown` turns true.
+    /// Ships until `shutdown` turns true; then, on an open connection, sends what is left in
+    /// the spool and waits for its acknowledgement for up to [`DRAIN`].
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut attempt = 0u32;
         let mut index = 0usize;
@@ -293,6 +297,7 @@ impl Shipper {
 
         let mut dict: HashMap<SeriesKey, u32> = HashMap::new();
         let mut inflight: VecDeque<(u64, Instant)> = VecDeque::new();
+        let mut draining: Option<tokio::time::Instant> = None;
         loop {
             while inflight.len() < self.config.window {
                 let record = lock(&self.spool).read(&mut cursor)?;
@@ -311,6 +316,11 @@ impl Shipper {
             // The renewal is sent after the select: awaiting inside an arm would hold the
             // shutdown receiver's guard across the await.
             let mut renew_now = false;
+            if draining.is_some() && inflight.is_empty() {
+                // Stopping, and everything spooled is acknowledged: the goodbye too.
+                let _ = timeout(Duration::from_secs(2), writer.shutdown()).await;
+                return Ok(());
+            }
             let event = tokio::select! {
                 msg = rx.recv() => Some(msg),
                 _ = tokio::time::sleep(renew_in), if renewal_key.is_none() => {
@@ -321,7 +331,13 @@ impl Shipper {
                 _ = sleep_until_opt(deadline) => {
                     return Err(ShipError::AckTimeout(self.config.ack_timeout));
                 }
-                _ = shutdown.wait_for(|s| *s) => None,
+                _ = shutdown.wait_for(|s| *s), if draining.is_none() => {
+                    // Send what is spooled (the agent's goodbye last) and wait for its ack,
+                    // briefly; what is left stays spooled for the next start.
+                    draining = Some(tokio::time::Instant::now() + DRAIN);
+                    continue;
+                }
+                _ = sleep_until_opt(draining), if draining.is_some() => None,
             };
             if renew_now {
                 renewal_key = self.ask_renewal(&mut writer).await?;

@@ -172,6 +172,10 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// The series a cleanly stopping agent sends once, as its last sample (value 1): the silence
+/// that follows is not monitored time, not an outage (docs/metrics.md).
+pub const AGENT_STOPPING: &str = "agent_stopping";
+
 /// Milliseconds since the Unix epoch, UTC, by the system clock (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -33,6 +33,9 @@ pub struct HostInfo {
     pub last_sample_ms: i64,
     /// When it first said hello, ms.
     pub first_seen_ms: i64,
+    /// Its newest sample is its agent's goodbye (`agent_stopping`): it stopped cleanly, and
+    /// its silence is no outage (docs/design.md, "Monitored time and liveness").
+    pub stopped: bool,
 }
 
 /// Where the engine reads samples from: the store, or a test's table.
@@ -869,7 +872,7 @@ fn observe(
                 let last = h.last_sample_ms.max(h.first_seen_ms);
                 let silent_ms = now - last;
                 let limit = i64::from(rule.intervals) * h.interval_ms.max(1);
-                let bad = silent_ms > limit;
+                let bad = silent_ms > limit && !h.stopped;
                 // In the startup grace, a host known before the start starts no alert.
                 let in_grace = startup.is_some_and(|s| h.first_seen_ms < s.started_ms);
                 out.push(Observation {

@@ -63,6 +63,21 @@ impl<'a> StoreData<'a> {
     }
 }
 
+/// Whether `h`'s newest sample is its agent's goodbye.
+pub fn said_goodbye(store: &Store, h: &crate::store::HostRecord) -> bool {
+    h.last_sample_ms > 0
+        && store
+            .query(
+                &h.host,
+                nines_common::model::AGENT_STOPPING,
+                &[],
+                (h.last_sample_ms, h.last_sample_ms),
+                None,
+                16,
+            )
+            .is_ok_and(|(_, s)| s.iter().any(|s| !s.points.is_empty()))
+}
+
 impl Data for StoreData<'_> {
     fn hosts(&self) -> Vec<HostInfo> {
         self.store
@@ -72,6 +87,7 @@ impl Data for StoreData<'_> {
                 interval_ms: i64::from(h.interval_ms),
                 last_sample_ms: h.last_sample_ms,
                 first_seen_ms: h.first_seen_ms,
+                stopped: said_goodbye(self.store, &h),
                 host: h.host,
             })
             .collect()

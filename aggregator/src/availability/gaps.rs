@@ -8,12 +8,17 @@ use super::interval::{Interval, normalize};
 /// Gaps longer than this many intervals are down time.
 pub const DOWN_AFTER_INTERVALS: i64 = 3;
 
-/// Where a host was down within `range`, from its sample timestamps (sorted, any span;
-/// include those up to three intervals before `range` so a gap across its start is seen, and
-/// up to three intervals after it so one across its end is). Time before `known_since` (the
-/// host's first contact) is not judged. A gap across the end of `range` is judged by the next
-/// sample after it, or, when there is none yet, against `now`: a host whose last sample is
-/// older than three intervals at `now` is down from that sample on.
+/// A host's silences within a judged range.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Silence {
+    /// Gaps after which nothing said why: down time.
+    pub down: Vec<Interval>,
+    /// Gaps that follow the agent's goodbye (a clean stop): not monitored.
+    pub stopped: Vec<Interval>,
+}
+
+/// Where a host was down within `range`, from its sample timestamps: [`host_silence`] without
+/// goodbyes.
 pub fn host_down(
     timestamps: &[i64],
     interval_ms: i64,
@@ -21,13 +26,41 @@ pub fn host_down(
     known_since: i64,
     now: i64,
 ) -> Vec<Interval> {
+    host_silence(timestamps, &[], interval_ms, range, known_since, now).down
+}
+
+/// Where a host was silent within `range`, from its sample timestamps (sorted, any span;
+/// include those up to three intervals before `range` so a gap across its start is seen, and
+/// up to three intervals after it so one across its end is): any gap of more than three
+/// intervals. A gap that follows one of `goodbyes` (sorted timestamps of the agent's
+/// `agent_stopping` sample) is a clean stop; any other is down time. Time before
+/// `known_since` (the host's first contact) is not judged. A gap across the end of `range` is
+/// judged by the next sample after it, or, when there is none yet, against `now`: a host whose
+/// last sample is older than three intervals at `now` is silent from that sample on.
+pub fn host_silence(
+    timestamps: &[i64],
+    goodbyes: &[i64],
+    interval_ms: i64,
+    range: Interval,
+    known_since: i64,
+    now: i64,
+) -> Silence {
     let limit = DOWN_AFTER_INTERVALS * interval_ms.max(1);
     let judged = Interval::new(range.start.max(known_since), range.end.min(now));
+    let mut out = Silence::default();
     if judged.is_empty() {
-        return Vec::new();
+        return out;
     }
-    let mut out = Vec::new();
+    let mut gap = |from: i64, to: i64, last: Option<i64>| {
+        let i = Interval::new(from, to).intersect(&judged);
+        if last.is_some_and(|l| goodbyes.binary_search(&l).is_ok()) {
+            out.stopped.push(i);
+        } else {
+            out.down.push(i);
+        }
+    };
     let mut prev = judged.start;
+    let mut last = None;
     let mut next = None;
     for &t in timestamps {
         if t > judged.end {
@@ -35,14 +68,17 @@ pub fn host_down(
             break;
         }
         if t - prev > limit {
-            out.push(Interval::new(prev, t));
+            gap(prev, t, last);
         }
         prev = prev.max(t);
+        last = Some(t);
     }
     if next.unwrap_or(now) - prev > limit {
-        out.push(Interval::new(prev, judged.end));
+        gap(prev, judged.end, last);
     }
-    normalize(out.into_iter().map(|i| i.intersect(&judged)).collect())
+    out.down = normalize(out.down);
+    out.stopped = normalize(out.stopped);
+    out
 }
 
 /// Where a process was reported not running within `range`, from `(timestamp, process_up)`
@@ -120,6 +156,37 @@ mod tests {
             host_down(&ts, 10 * S, Interval::new(0, 3600 * S), 0, 86_400 * S),
             vec![Interval::new(3000 * S, 3600 * S)]
         );
+    }
+
+    #[test]
+    fn silence_after_a_goodbye_is_a_stop_not_an_outage() {
+        // Ticks every 10 s; the agent stops cleanly at 1005 s (its goodbye) and starts again
+        // at 1600 s; it is killed at 2500 s and comes back at 3000 s.
+        let mut ts: Vec<i64> = (0..=100).map(|i| i * 10 * S).collect();
+        ts.push(1005 * S);
+        ts.extend((160..=250).map(|i| i * 10 * S));
+        ts.extend((300..=360).map(|i| i * 10 * S));
+        let s = host_silence(
+            &ts,
+            &[1005 * S],
+            10 * S,
+            Interval::new(0, 3600 * S),
+            0,
+            3600 * S,
+        );
+        assert_eq!(s.stopped, vec![Interval::new(1005 * S, 1600 * S)]);
+        assert_eq!(s.down, vec![Interval::new(2500 * S, 3000 * S)]);
+        // Still stopped at the end of the range: not monitored up to it, not down.
+        let s = host_silence(
+            &ts[..102],
+            &[1005 * S],
+            10 * S,
+            Interval::new(0, 1500 * S),
+            0,
+            1500 * S,
+        );
+        assert_eq!(s.stopped, vec![Interval::new(1005 * S, 1500 * S)]);
+        assert!(s.down.is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::interval::{self, Interval};
 use super::records::{self, Incident, RecordError};
 use crate::ingest::HOST_SAMPLES;
 use crate::store::{QueryError, Store};
+use nines_common::model::AGENT_STOPPING;
 
 /// How far before a period outages are looked for, so one running across its start keeps
 /// the start (and id) it had.
@@ -101,17 +102,30 @@ fn sample_times(store: &Store, host: &str, range: (i64, i64)) -> Result<Vec<i64>
     Ok(ts)
 }
 
-/// Intervals of `judged` in which `host` does not serve `svc`: not seen yet, silent, a
-/// required process not running, or a counted alert firing; each with what was wrong.
-fn member_down(
+/// What the data says of one member over the judged time.
+#[derive(Debug, Default)]
+struct MemberState {
+    /// Where it did not serve the service, with what was wrong.
+    down: Vec<(Interval, String)>,
+    /// Where its agent had stopped cleanly: not known either way.
+    stopped: Vec<Interval>,
+}
+
+/// Intervals of `judged` in which `host` does not serve `svc` (not seen yet, silent, a
+/// required process not running, or a counted alert firing; each with what was wrong), and
+/// those in which its agent had stopped cleanly.
+fn member_state(
     store: &Store,
     svc: &ServiceConfig,
     host: &str,
     judged: Interval,
     now: i64,
-) -> Result<Vec<(Interval, String)>, RecordError> {
+) -> Result<MemberState, RecordError> {
     let Some(rec) = store.host(host) else {
-        return Ok(vec![(judged, format!("{host}: no data yet"))]);
+        return Ok(MemberState {
+            down: vec![(judged, format!("{host}: no data yet"))],
+            stopped: Vec::new(),
+        });
     };
     let mut out: Vec<(Interval, String)> = Vec::new();
     if rec.first_seen_ms > judged.start {
@@ -124,8 +138,18 @@ fn member_down(
     let margin = gaps::DOWN_AFTER_INTERVALS * interval_ms;
     let wide = (judged.start - margin, judged.end);
     let ts = sample_times(store, host, (wide.0, judged.end + margin + 1))?;
+    let (_, series) = store
+        .query(host, AGENT_STOPPING, &[], wide, None, u64::MAX)
+        .map_err(store_err)?;
+    let mut goodbyes: Vec<i64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    goodbyes.sort_unstable();
+    let silence = gaps::host_silence(&ts, &goodbyes, interval_ms, judged, rec.first_seen_ms, now);
     out.extend(
-        gaps::host_down(&ts, interval_ms, judged, rec.first_seen_ms, now)
+        silence
+            .down
             .into_iter()
             .map(|i| (i, format!("{host} down"))),
     );
@@ -152,7 +176,10 @@ fn member_down(
         }
     }
     out.retain(|(i, _)| !i.is_empty());
-    Ok(out)
+    Ok(MemberState {
+        down: out,
+        stopped: silence.stopped,
+    })
 }
 
 /// Outages of `svc` seen in the data within `range`, as automatic incidents: exactly the
@@ -165,27 +192,51 @@ pub fn automatic_incidents(
     range: Interval,
     now: i64,
 ) -> Result<Vec<Incident>, RecordError> {
+    Ok(derive(store, svc, range, now)?.0)
+}
+
+/// [`automatic_incidents`], and the monitored time within `range` that is not known either
+/// way because agents had stopped cleanly: where the service would be down if the stopped
+/// members were, and is not down with them up.
+fn derive(
+    store: &Store,
+    svc: &ServiceConfig,
+    range: Interval,
+    now: i64,
+) -> Result<(Vec<Incident>, Vec<Interval>), RecordError> {
     let Some(since) = monitored_since(store, svc) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let judged = Interval::new(range.start.max(since), range.end.min(now));
     if judged.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
-    let mut per_member = Vec::new();
+    let mut states = Vec::new();
     for m in &svc.members {
-        per_member.push(member_down(store, svc, m, judged, now)?);
+        states.push(member_state(store, svc, m, judged, now)?);
     }
+    let per_member: Vec<&Vec<(Interval, String)>> = states.iter().map(|s| &s.down).collect();
     let downs: Vec<Vec<Interval>> = per_member
         .iter()
         .map(|v| v.iter().map(|(i, _)| *i).collect())
         .collect();
-    let pool = interval::fewer_than_k_up(&downs, svc.required_up(), judged);
+    let k = svc.required_up();
+    let pool = interval::fewer_than_k_up(&downs, k, judged);
+    let unknown_or_down: Vec<Vec<Interval>> = downs
+        .iter()
+        .zip(&states)
+        .map(|(d, s)| d.iter().chain(&s.stopped).copied().collect())
+        .collect();
+    let stopped = interval::subtract(
+        &interval::fewer_than_k_up(&unknown_or_down, k, judged),
+        &pool,
+    );
     let mut out = Vec::new();
     for i in pool {
         let mut causes: Vec<&str> = Vec::new();
         for (_, c) in per_member
             .iter()
+            .copied()
             .flatten()
             .filter(|(d, _)| !d.intersect(&i).is_empty())
         {
@@ -210,7 +261,7 @@ pub fn automatic_incidents(
             history: Vec::new(),
         });
     }
-    Ok(out)
+    Ok((out, stopped))
 }
 
 /// An incident the recorder took back: later data showed no outage.
@@ -398,7 +449,11 @@ pub fn report(
 
     let stored = records::incidents(store)?;
     let look = Interval::new(range.start - LOOKBACK_MS, range.end);
-    let derived = automatic_incidents(store, svc, look, now)?;
+    let (derived, stopped) = derive(store, svc, look, now)?;
+    let stopped = interval::intersect(&stopped, &[range]);
+    let not_monitored_minutes =
+        not_monitored_minutes + interval::minutes(&interval::intersect(&scheduled, &stopped));
+    let scheduled = interval::subtract(&scheduled, &stopped);
     let mut incidents = merge_automatic(&stored, &svc.name, derived, look);
     incidents.extend(
         stored
@@ -940,6 +995,51 @@ mod tests {
         assert_eq!(
             recorded(&store, "host:vm"),
             vec![(t + 2 * MIN - 10_000, Some(t + 2 * MIN + 50_000))]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_clean_stop_is_not_monitored_and_a_kill_is_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _w) = Store::open(&dir.path().join("s.redb")).unwrap();
+        let t = base();
+        hello_at(&store, "h1", t).await;
+        let every = |from: i64, to: i64| (from..to).step_by(10_000).collect::<Vec<_>>();
+        // Stopped cleanly at 10m + 3 s (its goodbye), started again at 20m; killed at 30m,
+        // back at 40m.
+        let mut ts = every(t, t + 10 * MIN);
+        ts.push(t + 10 * MIN + 3_000);
+        ts.extend(every(t + 20 * MIN, t + 30 * MIN));
+        ts.extend(every(t + 40 * MIN, t + 50 * MIN));
+        ticks(&store, "h1", &ts, 1).await;
+        let h = HostId::new("h1").unwrap();
+        let id = store
+            .series_id(&h, SeriesKey::new(AGENT_STOPPING, &[]))
+            .unwrap();
+        store
+            .write_batch(BatchWrite {
+                host: h,
+                seq: 2,
+                points: vec![(id, t + 10 * MIN + 3_000, 1.0)],
+            })
+            .await
+            .unwrap();
+        let now = t + 50 * MIN;
+        let svc = service(&["h1"], None);
+        let r = report(&store, &svc, Interval::new(t, now), now).unwrap();
+        assert!(
+            (r.not_monitored_minutes - (10.0 - 3.0 / 60.0)).abs() < 1e-9,
+            "{r:?}"
+        );
+        assert!((r.summary.scheduled_minutes - (40.0 + 3.0 / 60.0)).abs() < 1e-9);
+        let down = 10.0 + 10.0 / 60.0;
+        assert!((r.summary.downtime_minutes - down).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.incidents.len(), 1, "{:?}", r.incidents);
+        assert_eq!(r.incidents[0].incident.start_ms, t + 30 * MIN - 10_000);
+        track(&store, &svc, now).unwrap();
+        assert_eq!(
+            recorded(&store, "shop"),
+            vec![(t + 30 * MIN - 10_000, Some(t + 40 * MIN))]
         );
     }
 

@@ -28,6 +28,7 @@ impl Mem {
             interval_ms,
             last_sample_ms,
             first_seen_ms: 1,
+            stopped: false,
         });
     }
 
@@ -592,6 +593,7 @@ fn a_host_new_since_the_start_is_judged_at_once_and_a_firing_alert_stays_firing(
         interval_ms: 10 * S,
         last_sample_ms: 0,
         first_seen_ms: start + S,
+        stopped: false,
     });
     e.evaluate(start + 40 * S, &d);
     let mut f = firing(&e);
@@ -623,4 +625,25 @@ fn a_disk_forecast_from_a_few_minutes_of_data_fires_nothing() {
     e.evaluate(now, &d);
     assert!(e.flush(now).is_empty());
     assert!(e.alerts.values().all(|a| a.state != State::Firing));
+}
+
+#[test]
+fn a_host_whose_agent_said_goodbye_is_not_down() {
+    let mut e = Engine::new(
+        rules(FAST, &rule("HostDown", "kind = \"host_down\"")),
+        String::new(),
+    );
+    let d = Mem::default();
+    d.host("web1", 10 * S, MONDAY);
+    d.host("web2", 10 * S, MONDAY);
+    // web2 stopped cleanly: its newest sample is the goodbye.
+    d.hosts
+        .borrow_mut()
+        .iter_mut()
+        .filter(|h| h.host == "web2")
+        .for_each(|h| h.stopped = true);
+    for t in 0..12 {
+        e.evaluate(MONDAY + t * 10 * S, &d);
+    }
+    assert_eq!(firing(&e), ["web1"]);
 }
