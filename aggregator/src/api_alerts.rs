@@ -116,7 +116,7 @@ pub(crate) async fn rules(State(state): State<AppState>) -> Result<Json<Value>, 
     })))
 }
 
-#[utoipa::path(get, path = "/api/v1/alerts/history", tag = "alerts", params(("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339"), ("limit" = Option<usize>, Query, description = "1 to 10000")), responses((status = 200, description = "State changes, newest first", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/alerts/history", tag = "alerts", params(("from" = Option<String>, Query, description = "Start: ms since the epoch, RFC 3339 or now-relative (now-6h)"), ("to" = Option<String>, Query, description = "End: ms since the epoch, RFC 3339 or now-relative (now-6h)"), ("limit" = Option<usize>, Query, description = "1 to 10000")), responses((status = 200, description = "State changes, newest first", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody)))]
 pub(crate) async fn history(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,

@@ -1,8 +1,8 @@
 //! What wraps every route of the HTTP API: a panic in a handler answers 500 (and is logged)
 //! instead of ending the connection or the process; error answers that axum's extractors write
 //! as plain text (a body over the limit, a bad content type) are rewritten into the documented
-//! JSON error; and every response carries the security headers (docs/api.md, "Errors" and
-//! "Security headers").
+//! JSON error; every response carries the security headers (docs/api.md, "Errors" and
+//! "Security headers"); and every time parameter of one request reads the same `now`.
 
 use std::any::Any;
 use std::sync::OnceLock;
@@ -26,6 +26,12 @@ pub(crate) fn wrap(router: Router) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::map_response(security_headers))
+        .layer(middleware::from_fn(request_now))
+}
+
+/// One `now` per request: `from=now-1h&to=now` is exactly an hour.
+async fn request_now(req: Request, next: Next) -> Response {
+    crate::time::with_now(crate::time::now_ms(), next.run(req)).await
 }
 
 /// A handler panicked: the message goes to the log, the caller gets [`crate::api::INTERNAL_ERROR`].

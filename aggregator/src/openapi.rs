@@ -42,7 +42,7 @@ pub struct ErrorBody {
         crate::api_forecast::forecast,
         crate::api_forecast::capacity,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, crate::api::SeriesList, crate::api::SeriesEntry)),
     modifiers(&Bearer),
     security(("bearer" = []))
 )]

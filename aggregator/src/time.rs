@@ -1,6 +1,7 @@
 //! Times as nines writes and reads them: i64 milliseconds since the Unix epoch, bounded to the
-//! years 1970 to 9999, formatted as RFC 3339 by checked functions that never panic. Below
-//! every layer that shows a time (HTTP, status page, notifications, availability records).
+//! years 1970 to 9999, formatted as RFC 3339 by checked functions that never panic, and read
+//! from parameters as milliseconds, RFC 3339 or `now`-relative (`now-6h`). Below every layer
+//! that shows or takes a time (HTTP, status page, notifications, availability records).
 
 /// The first instant a time parameter may name: 1970-01-01T00:00:00.000Z.
 pub const MIN_MS: i64 = 0;
@@ -66,9 +67,9 @@ pub fn rfc3339_or_raw(ms: i64) -> String {
 /// Why a time or duration parameter was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimeError {
-    /// Not a number nor RFC 3339.
+    /// Not a number, RFC 3339 nor `now`-relative.
     #[error(
-        "{name}={value:?}: use milliseconds since the epoch or RFC 3339 (2026-11-22T10:00:00Z), in the years 1970 to 9999"
+        "{name}={value:?}: use milliseconds since the epoch, RFC 3339 (2026-11-22T10:00:00Z) or a time relative to now (now, now-6h, now-30m, now+1h; units ms, s, m, h, d, w), in the years 1970 to 9999"
     )]
     Malformed {
         /// The parameter.
@@ -94,11 +95,38 @@ pub enum TimeError {
     },
 }
 
-/// A time parameter: integer milliseconds since the epoch or RFC 3339, in the years 1970 to
-/// 9999.
+tokio::task_local! {
+    /// The instant a request's `now` means, set once per HTTP request so that `from=now-1h`
+    /// and `to=now` name the same `now`.
+    static REQUEST_NOW: i64;
+}
+
+/// Runs `f` with `now` (ms) as the `now` of every time parameter it parses.
+pub async fn with_now<F: std::future::Future>(now: i64, f: F) -> F::Output {
+    REQUEST_NOW.scope(now, f).await
+}
+
+/// The current request's `now` (see [`with_now`]), else the system clock, ms since the epoch.
+pub fn now_ms() -> i64 {
+    REQUEST_NOW.try_with(|n| *n).unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    })
+}
+
+/// A time parameter: integer milliseconds since the epoch, RFC 3339, or relative to now
+/// ([`parse_relative`]), in the years 1970 to 9999.
 pub fn parse_ms(name: &str, v: &str) -> Result<i64, TimeError> {
+    parse_ms_at(name, v, now_ms())
+}
+
+/// [`parse_ms`] with `now` given.
+pub fn parse_ms_at(name: &str, v: &str, now: i64) -> Result<i64, TimeError> {
     let ms = if let Ok(ms) = v.parse::<i64>() {
         Some(ms)
+    } else if let Some(rel) = parse_relative(v, now) {
+        rel
     } else if let Ok(ts) = v.parse::<jiff::Timestamp>() {
         Some(ts.as_millisecond())
     } else {
@@ -114,6 +142,51 @@ pub fn parse_ms(name: &str, v: &str) -> Result<i64, TimeError> {
         }),
         Some(ms) => checked(name, v, ms),
     }
+}
+
+/// Grafana's relative times: `now`, then any number of `+N<unit>` or `-N<unit>` terms with
+/// units `ms`, `s`, `m`, `h`, `d` (24 h) and `w` (7 d): `now-6h`, `now-1d-12h`, `now+30m`.
+/// A space counts as `+`, as an unencoded `+` arrives in a query string. `None` if `v` does
+/// not start with `now`; `Some(None)` if it does but is not well formed; `Some(Some(i64::MAX))`
+/// for an offset no `i64` holds, which the range check then refuses.
+pub fn parse_relative(v: &str, now: i64) -> Option<Option<i64>> {
+    let rest = v.strip_prefix("now")?;
+    let mut t = now;
+    let mut rest = rest.as_bytes();
+    while let Some((&sign, after)) = rest.split_first() {
+        let negative = match sign {
+            b'-' => true,
+            b'+' | b' ' => false,
+            _ => return Some(None),
+        };
+        let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (number, after) = after.split_at(digits);
+        let letters = after.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+        let (unit, after) = after.split_at(letters);
+        rest = after;
+        let Some(n) = std::str::from_utf8(number)
+            .ok()
+            .and_then(|n| n.parse::<i64>().ok())
+        else {
+            return Some(None);
+        };
+        let unit_ms: i64 = match unit {
+            b"ms" => 1,
+            b"s" => 1000,
+            b"m" => 60_000,
+            b"h" => 3_600_000,
+            b"d" => 86_400_000,
+            b"w" => 7 * 86_400_000,
+            _ => return Some(None),
+        };
+        let offset = n.saturating_mul(unit_ms);
+        t = if negative {
+            t.saturating_sub(offset)
+        } else {
+            t.saturating_add(offset)
+        };
+    }
+    Some(Some(t))
 }
 
 /// `ms` if it lies in the years 1970 to 9999, else [`TimeError::OutOfRange`] naming `name`.
@@ -207,6 +280,66 @@ mod tests {
         for v in ["", "soon", "99999999999999999999", "10000-01-01T00:00:00Z"] {
             assert!(parse_ms("to", v).is_err(), "{v}");
         }
+    }
+
+    #[test]
+    fn times_relative_to_now_take_grafanas_syntax() {
+        let now = 1_795_341_600_000; // 2026-11-22T10:00:00Z
+        for (v, want) in [
+            ("now", now),
+            ("now-6h", now - 6 * 3_600_000),
+            ("now-30m", now - 30 * 60_000),
+            ("now-7d", now - 7 * 86_400_000),
+            ("now+1h", now + 3_600_000),
+            ("now 1h", now + 3_600_000),
+            ("now-2w", now - 14 * 86_400_000),
+            ("now-90s", now - 90_000),
+            ("now-250ms", now - 250),
+            ("now-1d-12h", now - 36 * 3_600_000),
+        ] {
+            assert_eq!(parse_ms_at("from", v, now), Ok(want), "{v}");
+        }
+        for v in [
+            "now-", "now-6", "now-6y", "now-h", "nowish", "now/d", "now-1d/d", "now--1h", "now-6H",
+            "Now", " now",
+        ] {
+            let e = parse_ms_at("from", v, now).unwrap_err();
+            assert!(matches!(e, TimeError::Malformed { .. }), "{v}: {e:?}");
+            assert!(e.to_string().contains("now-6h"), "{e}");
+            assert!(e.to_string().contains("RFC 3339"), "{e}");
+        }
+        // The years 1970 to 9999 bound relative times too.
+        for v in [
+            "now-60w*",
+            "now-3000w",
+            "now+500000w",
+            "now-99999999999999999w",
+        ] {
+            assert!(parse_ms_at("from", v, now).is_err(), "{v}");
+        }
+        assert!(matches!(
+            parse_ms_at("from", "now-3000w", now),
+            Err(TimeError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            parse_ms_at("from", "now+99999999999999999w", now),
+            Err(TimeError::OutOfRange { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_requests_now_is_one_instant() {
+        let got = with_now(1_000_000, async {
+            tokio::task::yield_now().await;
+            (
+                parse_ms("to", "now").unwrap(),
+                parse_ms("from", "now-1s").unwrap(),
+            )
+        })
+        .await;
+        assert_eq!(got, (1_000_000, 999_000));
+        let outside = parse_ms("to", "now").unwrap();
+        assert!(outside > 1_700_000_000_000, "{outside}");
     }
 
     #[test]

@@ -369,6 +369,11 @@ impl Engine {
         self.rules = rules;
     }
 
+    /// When the rules were last evaluated, ms.
+    pub fn last_evaluation_ms(&self) -> Option<i64> {
+        self.last_eval_ms
+    }
+
     /// The id the next notification will get.
     pub fn next_notification_id(&self) -> u64 {
         self.next_notification

@@ -41,6 +41,8 @@ pub struct StoreData<'a> {
     services: &'a [ServiceConfig],
     /// Read on first use, once: the alert loop ticks every second but evaluates less often.
     maintenance: std::cell::OnceCell<Vec<Maintenance>>,
+    /// Series reads that failed (the evaluation went on without them).
+    errors: std::cell::Cell<u64>,
 }
 
 impl<'a> StoreData<'a> {
@@ -50,6 +52,7 @@ impl<'a> StoreData<'a> {
             store,
             services,
             maintenance: std::cell::OnceCell::new(),
+            errors: std::cell::Cell::new(0),
         }
     }
 
@@ -121,6 +124,7 @@ impl Data for StoreData<'_> {
                 .collect(),
             Err(e) => {
                 tracing::warn!("alerts: reading {host} {metric}: {e}");
+                self.errors.set(self.errors.get() + 1);
                 Vec::new()
             }
         }
@@ -149,6 +153,10 @@ pub struct Alerting {
     rules_path: Option<PathBuf>,
     reload_error: Mutex<Option<String>>,
     counts: Mutex<std::collections::BTreeMap<String, NotificationCounts>>,
+    /// How long evaluations took (`/metrics`).
+    evaluation_seconds: crate::histogram::Histogram,
+    /// Evaluations that failed: a series unreadable, the state unsaved, or a panic.
+    evaluation_failures: std::sync::atomic::AtomicU64,
 }
 
 /// Delivery attempts of one notifier since start.
@@ -191,6 +199,8 @@ impl Alerting {
             rules_path,
             reload_error: Mutex::new(None),
             counts: Mutex::default(),
+            evaluation_seconds: Default::default(),
+            evaluation_failures: Default::default(),
         }))
     }
 
@@ -244,19 +254,48 @@ impl Alerting {
     /// Evaluates and flushes at `now`, persists, and returns the ids of notifications due for
     /// delivery.
     pub fn tick(&self, now: i64) -> Result<Vec<u64>, PersistError> {
+        let started = std::time::Instant::now();
         let data = StoreData::new(&self.store, &self.services);
         let mut e = lock(&self.engine);
         let before = e.next_notification_id();
+        let evaluated_before = e.last_evaluation_ms();
         let made = e.tick(now, &data);
+        let evaluated = e.last_evaluation_ms() != evaluated_before;
         let transitions = e.take_transitions();
-        if !made.is_empty() || !transitions.is_empty() || e.next_notification_id() != before {
-            persist::save(&self.store, &e, &transitions, &[])?;
+        let changed =
+            !made.is_empty() || !transitions.is_empty() || e.next_notification_id() != before;
+        if changed && let Err(err) = persist::save(&self.store, &e, &transitions, &[]) {
+            self.evaluation_failed();
+            return Err(err);
+        }
+        if evaluated {
+            self.evaluation_seconds.observe(started.elapsed());
+            if data.errors.get() > 0 {
+                self.evaluation_failed();
+            }
         }
         Ok(e.outbox
             .values()
             .filter(|n| n.next_attempt_ms <= now)
             .map(|n| n.id)
             .collect())
+    }
+
+    fn evaluation_failed(&self) {
+        self.evaluation_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long the evaluations since start took (saving the state included).
+    pub fn evaluation_seconds(&self) -> crate::histogram::Snapshot {
+        self.evaluation_seconds.snapshot()
+    }
+
+    /// Evaluations since start that failed: a series could not be read, the state could not
+    /// be saved, or the evaluation panicked.
+    pub fn evaluation_failures(&self) -> u64 {
+        self.evaluation_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Delivered and failed attempts by notifier, since start.
@@ -374,7 +413,10 @@ impl Alerting {
                         tracing::warn!("alerts: {e}");
                         continue;
                     }
-                    Err(_) => continue,
+                    Err(_) => {
+                        self.evaluation_failed();
+                        continue;
+                    }
                 };
                 for id in due {
                     if !in_flight.insert(id) {

@@ -393,3 +393,26 @@ async fn a_bad_rules_file_on_reload_keeps_the_rules_in_force() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn evaluations_are_timed_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, writer) = open_store(dir.path()).await;
+    hello(&store, "web-1").await;
+    let a = open(
+        &store,
+        &rules_text("webhook = { url = \"http://127.0.0.1:9/hook\" }"),
+    );
+    let now = now_ms();
+    a.tick(now).unwrap();
+    // Ticks within the 1 s evaluation interval flush, and are not evaluations.
+    a.tick(now + 300).unwrap();
+    a.tick(now + 600).unwrap();
+    assert_eq!(a.evaluation_seconds().count, 1);
+    a.tick(now + 1_000).unwrap();
+    let s = a.evaluation_seconds();
+    assert_eq!(s.count, 2);
+    assert!(s.sum_seconds > 0.0);
+    assert_eq!(a.evaluation_failures(), 0);
+    drop(writer);
+}

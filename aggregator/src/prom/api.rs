@@ -117,7 +117,8 @@ fn one<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
     crate::api::one(p, k)
 }
 
-/// A time: float Unix seconds or RFC 3339, to ms, in the years 1970 to 9999.
+/// A time: float Unix seconds, RFC 3339 or `now`-relative (`now-6h`, which Prometheus itself
+/// does not take), to ms, in the years 1970 to 9999.
 pub fn parse_time(name: &str, v: &str) -> Result<i64, PromError> {
     let out_of_range = || {
         bad_data(format!(
@@ -136,7 +137,7 @@ pub fn parse_time(name: &str, v: &str) -> Result<i64, PromError> {
         Ok(ms) => Ok(ms),
         Err(crate::time::TimeError::OutOfRange { .. }) => Err(out_of_range()),
         _ => Err(bad_data(format!(
-            "invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp"
+            "invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp (use Unix seconds, RFC 3339 or now-relative such as now-6h)"
         ))),
     }
 }

@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use super::promql::{self, LOOKBACK_MS, Matcher};
 use super::text::{CONTENT_TYPE, Exposition};
 use crate::api::{ApiError, AppState, bad_request, params};
+use crate::api_metrics::HttpMetrics;
 use crate::api_serve::ApiConnections;
+use crate::histogram::Snapshot;
 use crate::ingest::now_ms;
 
 fn text(body: String) -> Response {
@@ -51,6 +53,10 @@ pub async fn metrics(
     let body = tokio::task::spawn_blocking(move || {
         let mut body = render(&st);
         render_api(&mut body, api.map(|a| a.0).as_deref());
+        body.push_str(&render_http(&st.http));
+        let mut e = Exposition::default();
+        super::process::expose(&mut e);
+        body.push_str(&e.finish());
         body
     })
     .await
@@ -107,6 +113,69 @@ fn render_api(body: &mut String, api: Option<&ApiConnections>) {
     body.push_str(&e.finish());
 }
 
+/// A histogram's `_bucket`, `_sum` and `_count` samples, each with `labels` (and `le`).
+fn histogram(e: &mut Exposition, name: &str, labels: &[(&str, &str)], s: &Snapshot) {
+    let bucket = format!("{name}_bucket");
+    for (le, count) in &s.buckets {
+        let le = super::text::float(*le);
+        e.sample(
+            &bucket,
+            labels.iter().copied().chain([("le", le.as_str())]),
+            *count as f64,
+            None,
+        );
+    }
+    e.sample(
+        &format!("{name}_sum"),
+        labels.iter().copied(),
+        s.sum_seconds,
+        None,
+    );
+    e.sample(
+        &format!("{name}_count"),
+        labels.iter().copied(),
+        s.count as f64,
+        None,
+    );
+}
+
+/// Requests by matched route template, method and status code.
+fn render_http(http: &HttpMetrics) -> String {
+    let mut e = Exposition::default();
+    e.family(
+        "nines_http_requests_total",
+        "counter",
+        "HTTP requests answered, by matched route template, method and status code.",
+    );
+    for ((route, method, code), n) in http.requests() {
+        let code = code.to_string();
+        e.sample(
+            "nines_http_requests_total",
+            [
+                ("route", route.as_str()),
+                ("method", method),
+                ("code", code.as_str()),
+            ],
+            n as f64,
+            None,
+        );
+    }
+    e.family(
+        "nines_http_request_duration_seconds",
+        "histogram",
+        "Time from a request's arrival to its response head, by matched route template.",
+    );
+    for (route, s) in http.durations() {
+        histogram(
+            &mut e,
+            "nines_http_request_duration_seconds",
+            &[("route", route.as_str())],
+            &s,
+        );
+    }
+    e.finish()
+}
+
 fn render(state: &AppState) -> String {
     let store = state.store();
     let stats = store.stats();
@@ -145,20 +214,14 @@ fn render(state: &AppState) -> String {
     }
     e.family(
         "nines_store_commit_duration_seconds",
-        "summary",
+        "histogram",
         "Time group commits took, durable sync included.",
     );
-    e.sample(
-        "nines_store_commit_duration_seconds_sum",
-        [],
-        stats.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
-        None,
-    );
-    e.sample(
-        "nines_store_commit_duration_seconds_count",
-        [],
-        stats.commits.load(Ordering::Relaxed) as f64,
-        None,
+    histogram(
+        &mut e,
+        "nines_store_commit_duration_seconds",
+        &[],
+        &stats.commit_seconds.snapshot(),
     );
     e.family(
         "nines_store_last_commit_duration_seconds",
@@ -344,6 +407,28 @@ fn render(state: &AppState) -> String {
         }
     }
     if let Some(alerts) = &state.alerts {
+        e.family(
+            "nines_alert_evaluation_duration_seconds",
+            "histogram",
+            "Time each evaluation of the alert rules took, saving the alert state included.",
+        );
+        histogram(
+            &mut e,
+            "nines_alert_evaluation_duration_seconds",
+            &[],
+            &alerts.evaluation_seconds(),
+        );
+        e.family(
+            "nines_alert_evaluation_failures_total",
+            "counter",
+            "Alert evaluations that failed: a series could not be read, the alert state could not be saved, or the evaluation panicked.",
+        );
+        e.sample(
+            "nines_alert_evaluation_failures_total",
+            [],
+            alerts.evaluation_failures() as f64,
+            None,
+        );
         let counts = alerts.notification_counts();
         e.family(
             "nines_notifications_sent_total",

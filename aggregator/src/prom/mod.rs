@@ -5,6 +5,7 @@
 pub mod api;
 pub mod limits;
 pub mod metrics;
+pub mod process;
 pub mod promql;
 pub mod text;
 

@@ -206,6 +206,8 @@ pub struct StoreStats {
     pub last_commit_us: AtomicU64,
     /// Duration of every commit since start, summed, µs.
     pub commit_us_total: AtomicU64,
+    /// Durations of the commits since start, fsync included.
+    pub commit_seconds: crate::histogram::Histogram,
 }
 
 /// Shared read side and a handle to the writer thread.

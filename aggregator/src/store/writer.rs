@@ -300,7 +300,9 @@ impl Writer {
                 stats.points.fetch_add(points, Ordering::Relaxed);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.chunks_closed.fetch_add(chunks, Ordering::Relaxed);
-                let us = started.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
+                let took = started.elapsed();
+                stats.commit_seconds.observe(took);
+                let us = took.as_micros().try_into().unwrap_or(u64::MAX);
                 stats.last_commit_us.store(us, Ordering::Relaxed);
                 stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
                 for ((_, _, reply), value) in batches.into_iter().zip(replies) {
