@@ -36,6 +36,7 @@ fn talks_to_api(text: &str) -> bool {
         "/api/v1/",
         "/healthz",
         "/federate",
+        "nines-aggregator report",
     ]
     .iter()
     .any(|s| text.contains(s))
