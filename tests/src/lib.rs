@@ -4,6 +4,8 @@
 pub mod blackhole;
 pub mod check;
 pub mod cluster;
+pub mod demo;
+pub mod privileged;
 pub mod prometheus;
 pub mod wire;
 
