@@ -357,13 +357,20 @@ async fn track_incidents(
         let (store, services) = (store.clone(), services.clone());
         let _ = tokio::task::spawn_blocking(move || {
             let now = crate::ingest::now_ms();
-            // Every service's outages, and every host's own (`host:H`).
+            use crate::availability::{config::ServiceConfig, service};
+            // Every service's outages over the last day, and every host's own (`host:H`)
+            // over the last two hours.
             let hosts = store
                 .hosts()
                 .into_iter()
-                .map(|h| crate::availability::config::ServiceConfig::for_host(&h.host, 99.9));
-            for svc in services.iter().cloned().chain(hosts) {
-                if let Err(e) = crate::availability::service::track(&store, &svc, now) {
+                .map(|h| ServiceConfig::for_host(&h.host, 99.9));
+            let all = services
+                .iter()
+                .cloned()
+                .map(|s| (s, 24))
+                .chain(hosts.map(|h| (h, 2)));
+            for (svc, hours) in all {
+                if let Err(e) = service::track_within(&store, &svc, now, hours * 3_600_000) {
                     tracing::warn!(service = %svc.name, "tracking incidents: {e}");
                 }
             }

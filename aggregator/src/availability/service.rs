@@ -336,6 +336,18 @@ const TRACK_MAX_LOOKBACK_MS: i64 = 30 * 24 * 3600 * 1000;
 /// spool arrived late: it was not an outage). Returns how many incidents it changed. The
 /// aggregator runs it every minute for every service and every host.
 pub fn track(store: &Store, svc: &ServiceConfig, now: i64) -> Result<usize, RecordError> {
+    track_within(store, svc, now, LOOKBACK_MS)
+}
+
+/// [`track`] searching only `lookback_ms` back (and to the start of any incident still open):
+/// for every host's own incidents, where a day of every host's samples a minute would cost
+/// more than data arriving later than that is worth. Reports recompute from the data anyway.
+pub fn track_within(
+    store: &Store,
+    svc: &ServiceConfig,
+    now: i64,
+    lookback_ms: i64,
+) -> Result<usize, RecordError> {
     let stored: Vec<Incident> = records::incidents(store)?
         .into_iter()
         .filter(|s| s.automatic && s.service == svc.name)
@@ -347,7 +359,7 @@ pub fn track(store: &Store, svc: &ServiceConfig, now: i64) -> Result<usize, Reco
         .min()
         .unwrap_or(now);
     let look = Interval::new(
-        (now - LOOKBACK_MS)
+        (now - lookback_ms)
             .min(oldest_open)
             .max(now - TRACK_MAX_LOOKBACK_MS),
         now,
