@@ -105,8 +105,9 @@ pub fn effective_schedule(
 pub fn summarize(scheduled: &[Interval], outages: &[Outage], target_percent: f64) -> Summary {
     let scheduled_minutes = interval::minutes(scheduled);
     let downtime_minutes = weighted_downtime(scheduled, outages).min(scheduled_minutes);
+    // Clamped: 100 × s / s can come out a rounding step above 100.
     let availability_percent = if scheduled_minutes > 0.0 {
-        100.0 * (scheduled_minutes - downtime_minutes) / scheduled_minutes
+        (100.0 * (scheduled_minutes - downtime_minutes) / scheduled_minutes).clamp(0.0, 100.0)
     } else {
         100.0
     };
@@ -194,7 +195,7 @@ pub fn total(parts: &[Summary]) -> Total {
     let down: f64 = parts.iter().map(|s| s.downtime_minutes).sum::<f64>() + 0.0;
     Total {
         weighted_percent: if scheduled > 0.0 {
-            100.0 * (scheduled - down) / scheduled
+            (100.0 * (scheduled - down) / scheduled).clamp(0.0, 100.0)
         } else {
             100.0
         },
