@@ -547,8 +547,8 @@ impl Config {
             let keys: Vec<Key<'_>> = keys.iter().map(|k| Key::Name(k)).collect();
             errors.push(Diagnostic::error(path, text, &keys, message));
         };
-        if let Err(e) = config.api.validate() {
-            invalid(&["api"], e);
+        for (key, e) in config.api.problems() {
+            invalid(&["api", key], e);
         }
         if config.alerts.startup_grace > Duration::from_secs(3600) {
             invalid(
@@ -918,6 +918,37 @@ mod tests {
             e.contains("alerts.toml") && e.contains("counts alert rule \"Typo\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn every_problem_is_reported_each_at_its_key() {
+        let text = "[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\nmax_future = \"2d\"\n\
+                    [api]\ntls_cert = \"api.pem\"\nquery_concurrency = 0\n[alerts]\nstartup_grace = \"2h\"\n";
+        let e = Config::parse(text, Path::new("a.toml")).unwrap_err();
+        let found: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].starts_with("a.toml:5:14: [ingest] max_future"),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|d| d.starts_with("a.toml:7:12: [api] tls_cert is set")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|d| d.contains("[api] query limits")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|d| d.starts_with("a.toml:10:17: [alerts] startup_grace")),
+            "{found:?}"
+        );
+        // serve prints every one, a line each.
+        assert_eq!(e.to_string().lines().count(), 4, "{e}");
     }
 
     #[test]
