@@ -224,8 +224,26 @@ impl Config {
                 "[spool] max_bytes must be at least 1 MiB".into(),
             );
         }
-        if let Err(e) = crate::checks::validate(&config.checks) {
-            invalid(&[name("checks")], e);
+        // Each entry on its own, so that every bad one is named; then the names together.
+        for (i, check) in config.checks.iter().enumerate() {
+            let at = [name("checks"), Key::Index(i)];
+            if let Err(e) = crate::checks::validate(std::slice::from_ref(check)) {
+                let e = e.replacen(
+                    "[[checks]] entry 1 (",
+                    &format!("[[checks]] entry {} (", i + 1),
+                    1,
+                );
+                invalid(&at, e);
+            } else if config.checks[..i].iter().any(|c| c.name == check.name) {
+                invalid(
+                    &[name("checks"), Key::Index(i), name("name")],
+                    format!(
+                        "[[checks]] entry {} (name = {:?}): another check has this name; names must be unique",
+                        i + 1,
+                        check.name
+                    ),
+                );
+            }
         }
         if !(1..=1_000_000).contains(&config.collect.textfile.max_series) {
             invalid(

@@ -63,6 +63,36 @@ fn every_error_of_a_file_is_reported_with_its_place_and_counted() {
 }
 
 #[test]
+fn every_bad_check_is_named_at_its_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        "[aggregator]\naddresses = [\"a:1\"]\nca = \"c\"\ncert = \"c\"\nkey = \"k\"\n\
+         [[checks]]\nname = \"db\"\ntcp = \"localhost\"\n\
+         [[checks]]\nname = \"ok\"\ntcp = \"127.0.0.1:22\"\n\
+         [[checks]]\nname = \"web\"\n\
+         [[checks]]\nname = \"ok\"\ntcp = \"127.0.0.1:23\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&path, false);
+    assert_eq!(code, Some(64), "{stderr}");
+    let file = path.display().to_string();
+    for want in [
+        format!(
+            "error: {file}:6:1: [[checks]] entry 1 (name = \"db\"): tcp = \"localhost\" is not \"host:port\""
+        ),
+        format!("error: {file}:12:1: [[checks]] entry 3 (name = \"web\"): says nothing to run"),
+        format!(
+            "error: {file}:15:8: [[checks]] entry 4 (name = \"ok\"): another check has this name"
+        ),
+    ] {
+        assert!(stderr.contains(&want), "{want}\n{stderr}");
+    }
+    assert!(stderr.contains("3 errors, 0 warnings"), "{stderr}");
+}
+
+#[test]
 fn a_textfile_metric_named_like_the_agents_is_warned_about_and_fails_only_under_strict() {
     let dir = tempfile::tempdir().unwrap();
     let textfile = dir.path().join("textfile");

@@ -602,8 +602,16 @@ impl Config {
                     .into(),
             );
         }
-        if let Err(e) = crate::availability::config::validate(&config.services) {
-            invalid(&["services"], e);
+        // Each service on its own, so that every bad one is named; then the names together.
+        for (n, service) in config.services.iter().enumerate() {
+            if let Err(e) = crate::availability::config::validate(std::slice::from_ref(service)) {
+                let keys = [Key::Name("services"), Key::Index(n)];
+                errors.push(Diagnostic::error(path, text, &keys, e));
+            } else if config.services[..n].iter().any(|o| o.name == service.name) {
+                let keys = [Key::Name("services"), Key::Index(n), Key::Name("name")];
+                let message = format!("[[services]] {:?}: name is used twice", service.name);
+                errors.push(Diagnostic::error(path, text, &keys, message));
+            }
         }
         for (n, glob) in config.check.known_metrics.iter().enumerate() {
             let ok = !glob.is_empty()

@@ -200,6 +200,30 @@ fn every_error_of_a_file_is_reported_with_its_place_and_counted() {
 }
 
 #[test]
+fn every_bad_service_is_named_at_its_entry() {
+    let services = "\n[[services]]\nname = \"shop\"\ntarget_percent = 120.0\nmembers = [\"web-1\"]\n\
+                    \n[[services]]\nname = \"api\"\ntarget_percent = 99.9\nmembers = [\"web-1\"]\n\
+                    \n[[services]]\nname = \"db\"\ntarget_percent = 99.9\nmembers = [\"db-1\"]\nk = 2\n\
+                    \n[[services]]\nname = \"api\"\ntarget_percent = 99.9\nmembers = [\"web-2\"]\n";
+    let (_dir, config) = setup(services, NOTIFIER);
+    let out = check(&config, false);
+    assert_eq!(out.code, Some(64), "{}", out.stderr);
+    let file = config.display().to_string();
+    for want in [
+        format!("error: {file}:10:1: [[services]] \"shop\": target_percent = 120"),
+        format!("error: {file}:20:1: [[services]] \"db\""),
+        format!("error: {file}:27:8: [[services]] \"api\": name is used twice"),
+    ] {
+        assert!(out.stderr.contains(&want), "{want}\n{}", out.stderr);
+    }
+    assert!(
+        out.stderr.contains("3 errors, 0 warnings"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn serve_refuses_a_file_with_several_errors_naming_each() {
     let (_dir, config) = setup("", NOTIFIER);
     let text = std::fs::read_to_string(&config).unwrap().replace(
