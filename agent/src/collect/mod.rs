@@ -646,7 +646,8 @@ mod registry_tests {
     use super::{CollectConfig, Runner, registry, testing, textfile};
 
     /// The names the collectors send over two ticks on the system under `root` (or this host),
-    /// with process watches and a textfile directory configured.
+    /// with process watches and a textfile directory configured. Every label of a registered
+    /// metric must be one the registry lists for it.
     fn emitted(root: Option<&Path>) -> BTreeSet<String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("shop.prom"), "shop_orders_total 3\n").unwrap();
@@ -672,7 +673,18 @@ mod registry_tests {
         for secs in 0..2 {
             let mut samples = Vec::new();
             runner.run(&testing::tick(start, secs), &mut samples);
-            names.extend(samples.into_iter().map(|s| s.key.name));
+            for s in samples {
+                if let Some(m) = metrics::lookup(&s.key.name) {
+                    for (label, _) in &s.key.labels {
+                        assert!(
+                            m.labels.contains(&label.as_str()),
+                            "{root:?}: {} has label {label:?}, which the registry does not list",
+                            s.key.name
+                        );
+                    }
+                }
+                names.insert(s.key.name);
+            }
         }
         names.remove("shop_orders_total");
         names
@@ -700,11 +712,18 @@ mod registry_tests {
             }
             all.extend(names);
         }
-        // Every collector's metrics were seen somewhere, so this test covers them.
+        // Every collector was seen sending, so this test covers them. (CPU ratios are absent
+        // when no clock tick passed between the two readings, as on a fixture.)
         for m in [
-            "cpu_usage_ratio",
-            "process_up",
+            "load_average_1m",
+            "memory_used_ratio",
+            "swap_used_ratio",
             "disk_busy_ratio",
+            "filesystem_used_ratio",
+            "network_up",
+            "process_up",
+            "host_uptime_seconds",
+            "agent_collector_failures_total",
             "agent_textfile_series",
         ] {
             assert!(all.contains(m), "{m}");
