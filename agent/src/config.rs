@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nines_common::HostId;
+use nines_common::diag::{Diagnostic, Key, Severity};
 use serde::Deserialize;
 
 use crate::checks::CheckConfig;
@@ -28,14 +29,39 @@ pub enum ConfigError {
         /// Parser message with line, column and key.
         message: String,
     },
-    /// A value is out of range or inconsistent.
-    #[error("config {path}: {message}")]
+    /// Values out of range or inconsistent: every one found, each with its place in the file
+    /// where known. One line each: `config FILE:LINE:COLUMN: what is wrong and how to fix it`.
+    #[error("{}", show_all(errors))]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What is wrong and how to fix it.
-        message: String,
+        /// What is wrong and how to fix it, one entry per problem (at least one).
+        errors: Vec<Diagnostic>,
     },
+}
+
+fn show_all(errors: &[Diagnostic]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| format!("config {e}")).collect();
+    lines.join("\n")
+}
+
+impl ConfigError {
+    /// Every problem, each with its file and, where known, line and column.
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        match self {
+            Self::Invalid { errors, .. } => errors.clone(),
+            Self::Read { path, .. } | Self::Parse { path, .. } => {
+                let message = self.to_string();
+                let prefix = format!("config {}: ", path.display());
+                vec![Diagnostic {
+                    severity: Severity::Error,
+                    file: path.clone(),
+                    position: None,
+                    message: message.strip_prefix(&prefix).unwrap_or(&message).to_owned(),
+                }]
+            }
+        }
+    }
 }
 
 fn default_interval() -> Duration {
@@ -151,48 +177,92 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
+        // Every problem is collected, each located at its key, so that one run of
+        // check-config names them all.
+        let mut errors: Vec<Diagnostic> = Vec::new();
+        let mut invalid = |keys: &[Key<'_>], message: String| {
+            errors.push(Diagnostic::error(path, text, keys, message));
         };
+        let name = |k| Key::Name(k);
         if config.interval < Duration::from_secs(1) || config.interval > Duration::from_secs(3600) {
-            return Err(invalid(format!(
-                "interval = {:?} is out of range: use 1s to 1h",
-                config.interval
-            )));
-        }
-        if config.interval.subsec_millis() != 0 {
-            return Err(invalid("interval must be a whole number of seconds".into()));
+            invalid(
+                &[name("interval")],
+                format!(
+                    "interval = {:?} is out of range: use 1s to 1h",
+                    config.interval
+                ),
+            );
+        } else if config.interval.subsec_millis() != 0 {
+            invalid(
+                &[name("interval")],
+                "interval must be a whole number of seconds".into(),
+            );
         }
         if config.aggregator.addresses.is_empty() {
-            return Err(invalid(
+            invalid(
+                &[name("aggregator"), name("addresses")],
                 "[aggregator] addresses is empty: list at least one \"host:port\"".into(),
-            ));
+            );
         }
-        for a in &config.aggregator.addresses {
+        for (i, a) in config.aggregator.addresses.iter().enumerate() {
             if split_host_port(a).is_none() {
-                return Err(invalid(format!(
-                    "[aggregator] address {a:?} is not \"host:port\""
-                )));
+                invalid(
+                    &[name("aggregator"), name("addresses"), Key::Index(i)],
+                    format!("[aggregator] address {a:?} is not \"host:port\""),
+                );
             }
         }
         if config.aggregator.window == 0 || config.aggregator.window > 4096 {
-            return Err(invalid("[aggregator] window must be 1 to 4096".into()));
+            invalid(
+                &[name("aggregator"), name("window")],
+                "[aggregator] window must be 1 to 4096".into(),
+            );
         }
         if config.spool.max_bytes < 1024 * 1024 {
-            return Err(invalid("[spool] max_bytes must be at least 1 MiB".into()));
+            invalid(
+                &[name("spool"), name("max_bytes")],
+                "[spool] max_bytes must be at least 1 MiB".into(),
+            );
         }
-        crate::checks::validate(&config.checks).map_err(invalid)?;
+        // Each entry on its own, so that every bad one is named; then the names together.
+        for (i, check) in config.checks.iter().enumerate() {
+            let at = [name("checks"), Key::Index(i)];
+            if let Err(e) = crate::checks::validate(std::slice::from_ref(check)) {
+                let e = e.replacen(
+                    "[[checks]] entry 1 (",
+                    &format!("[[checks]] entry {} (", i + 1),
+                    1,
+                );
+                invalid(&at, e);
+            } else if config.checks[..i].iter().any(|c| c.name == check.name) {
+                invalid(
+                    &[name("checks"), Key::Index(i), name("name")],
+                    format!(
+                        "[[checks]] entry {} (name = {:?}): another check has this name; names must be unique",
+                        i + 1,
+                        check.name
+                    ),
+                );
+            }
+        }
         if !(1..=1_000_000).contains(&config.collect.textfile.max_series) {
-            return Err(invalid(
+            invalid(
+                &[name("collect"), name("textfile"), name("max_series")],
                 "[collect.textfile] max_series must be 1 to 1000000".into(),
-            ));
+            );
         }
         #[cfg(unix)]
         if !(1..=1_000_000).contains(&config.collect.push.max_series) {
-            return Err(invalid(
+            invalid(
+                &[name("collect"), name("push"), name("max_series")],
                 "[collect.push] max_series must be 1 to 1000000".into(),
-            ));
+            );
+        }
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                errors,
+            });
         }
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
@@ -207,6 +277,55 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// Warnings about metric names in what the configuration points at: a `*.prom` file in the
+/// textfile directory that sends a metric under a name the agent itself sends (its series
+/// would mix with the agent's), at that file's line. The configuration names no metric
+/// otherwise: checks are named by their `check` label, process watches by their `process`
+/// label. A directory that cannot be read yet gives no warning (the agent may create it).
+pub fn metric_warnings(config: &Config) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let Some(dir) = &config.collect.textfile.directory else {
+        return out;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "prom"))
+        .collect();
+    files.sort();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim_start();
+            let name: &str = line
+                .split(|c: char| c == '{' || c.is_whitespace())
+                .next()
+                .unwrap_or("");
+            if line.starts_with('#') || name.is_empty() || !seen.insert(name.to_owned()) {
+                continue;
+            }
+            if nines_common::metrics::lookup(name).is_some() {
+                out.push(Diagnostic {
+                    severity: Severity::Warning,
+                    file: file.clone(),
+                    position: Some((i + 1, 1)),
+                    message: format!(
+                        "textfile metric {name:?} has the name of a metric the agent sends \
+                         (docs/metrics.md): its series mix with the agent's; give it a name of \
+                         its own"
+                    ),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Splits `host:port` (or `[v6]:port`) into host and port.

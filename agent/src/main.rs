@@ -75,13 +75,20 @@ enum Command {
         /// Output directory: DIR/man/*.1 and DIR/completions/ (bash, zsh, fish).
         dir: PathBuf,
     },
-    /// Check a configuration file and the certificates it names; exit 64 if unusable.
+    /// Check a configuration file and the certificates it names.
     ///
-    /// Certificate files that do not exist yet are not an error (`run` waits for them): the
-    /// output says how to issue them.
+    /// Reports every problem of the file at once, each as FILE:LINE:COLUMN, then their count
+    /// ("2 errors, 0 warnings"); a TOML syntax error or an unknown key stops the parser, so it
+    /// is reported alone. Certificate files that do not exist yet are not an error (`run`
+    /// waits for them): the output says how to issue them. Warns about a textfile metric that
+    /// has the name of one the agent sends. Exit status: 0 usable (warnings are printed to
+    /// stderr), 64 errors, or warnings with --strict.
     CheckConfig {
         /// Configuration file.
         file: PathBuf,
+        /// Treat warnings as errors: exit 64 if there is any.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -117,6 +124,64 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// `check-config`: notes to stdout; errors, warnings and their count to stderr.
+fn check_config(file: &Path, strict: bool) -> ExitCode {
+    use nines_common::diag::{Diagnostic, Severity, summary};
+    let (mut errors, mut warnings, mut notes) = (Vec::new(), Vec::new(), Vec::new());
+    match Config::load(file) {
+        Err(e) => errors = e.diagnostics(),
+        Ok(config) => {
+            warnings = nines_agent::config::metric_warnings(&config);
+            // A freshly installed host has no certificates yet, and `run` waits for them:
+            // the configuration itself is fine, so this is not an error either.
+            let missing = nines_agent::run::missing_tls_files(&config);
+            if !missing.is_empty() {
+                notes.push(format!(
+                    "{}: ok, but {}",
+                    file.display(),
+                    nines_agent::run::enroll_hint(&config, &missing)
+                ));
+            } else {
+                match nines_agent::run::load_tls(&config) {
+                    Ok((_, host)) => notes.push(format!("{}: ok (host {host})", file.display())),
+                    Err(e) => errors.push(Diagnostic {
+                        severity: Severity::Error,
+                        file: file.to_owned(),
+                        position: None,
+                        message: e.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+    for n in &notes {
+        println!("{n}");
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if !errors.is_empty() || !warnings.is_empty() {
+        eprintln!(
+            "{}: {}{}",
+            file.display(),
+            summary(errors.len(), warnings.len()),
+            if strict && errors.is_empty() {
+                " (--strict: warnings fail the check)"
+            } else {
+                ""
+            }
+        );
+    }
+    if !errors.is_empty() || (strict && !warnings.is_empty()) {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -127,33 +192,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::CheckConfig { file } => {
-            let config = match load(&file) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            // A freshly installed host has no certificates yet, and `run` waits for them:
-            // the configuration itself is fine, so this is not an error either.
-            let missing = nines_agent::run::missing_tls_files(&config);
-            if !missing.is_empty() {
-                println!(
-                    "{}: ok, but {}",
-                    file.display(),
-                    nines_agent::run::enroll_hint(&config, &missing)
-                );
-                return ExitCode::SUCCESS;
-            }
-            match nines_agent::run::load_tls(&config) {
-                Ok((_, host)) => {
-                    println!("{}: ok (host {host})", file.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("nines-agent: config {}: {e}", file.display());
-                    ExitCode::from(EXIT_CONFIG)
-                }
-            }
-        }
+        Command::CheckConfig { file, strict } => check_config(&file, strict),
         Command::CollectOnce { config, format } => {
             let collect = match config {
                 Some(path) => match load(&path) {

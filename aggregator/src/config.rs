@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+use nines_common::diag::{Diagnostic, Key, Severity};
 use serde::Deserialize;
 
 use crate::availability::config::ServiceConfig;
@@ -33,14 +34,39 @@ pub enum ConfigError {
         /// Parser message.
         message: String,
     },
-    /// A value is out of range or inconsistent.
-    #[error("config {path}: {message}")]
+    /// Values out of range or inconsistent: every one found, each with its place in the file
+    /// where known. One line each: `config FILE:LINE:COLUMN: what is wrong and how to fix it`.
+    #[error("{}", show_all(errors))]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What is wrong and how to fix it.
-        message: String,
+        /// What is wrong and how to fix it, one entry per problem (at least one).
+        errors: Vec<Diagnostic>,
     },
+}
+
+fn show_all(errors: &[Diagnostic]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| format!("config {e}")).collect();
+    lines.join("\n")
+}
+
+impl ConfigError {
+    /// Every problem, each with its file and, where known, line and column.
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        match self {
+            Self::Invalid { errors, .. } => errors.clone(),
+            Self::Read { path, .. } | Self::Parse { path, .. } => {
+                let message = self.to_string();
+                let prefix = format!("config {}: ", path.display());
+                vec![Diagnostic {
+                    severity: Severity::Error,
+                    file: path.clone(),
+                    position: None,
+                    message: message.strip_prefix(&prefix).unwrap_or(&message).to_owned(),
+                }]
+            }
+        }
+    }
 }
 
 /// The whole aggregator configuration.
@@ -67,6 +93,32 @@ pub struct Config {
     /// `[status]`: the status page.
     #[serde(default)]
     pub status: StatusConfig,
+    /// `[check]`: what `check-config` takes as known.
+    #[serde(default)]
+    pub check: CheckConfig,
+}
+
+/// `[check]` section: what `nines-aggregator check-config` accepts besides the metrics nines
+/// produces (docs/metrics.md).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// Metric names that come from elsewhere (agents' textfile directories and push sockets,
+    /// Prometheus remote write), as globs (`*` any run of characters, `?` one): an alert rule
+    /// on one of them is not warned about. Default none.
+    #[serde(default)]
+    pub known_metrics: Vec<String>,
+}
+
+impl CheckConfig {
+    /// Whether nines produces `metric` or this section names it.
+    pub fn knows(&self, metric: &str) -> bool {
+        nines_common::metrics::lookup(metric).is_some()
+            || self
+                .known_metrics
+                .iter()
+                .any(|g| nines_common::metrics::glob_match(g, metric))
+    }
 }
 
 /// `[status]` section.
@@ -410,106 +462,178 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
+        // Every problem is collected, each located at its key, so that one run of
+        // check-config names them all.
+        let mut errors: Vec<Diagnostic> = Vec::new();
+        let mut invalid = |keys: &[&str], message: String| {
+            let keys: Vec<Key<'_>> = keys.iter().map(|k| Key::Name(k)).collect();
+            errors.push(Diagnostic::error(path, text, &keys, message));
         };
         if config.ingest.max_frame_bytes < 64 * 1024 {
-            return Err(invalid(
+            invalid(
+                &["ingest", "max_frame_bytes"],
                 "[ingest] max_frame_bytes must be at least 65536".into(),
-            ));
+            );
         }
         let i = &config.ingest;
-        if i.max_connections == 0
-            || i.max_connections_per_address == 0
-            || i.max_series_per_host == 0
-        {
-            return Err(invalid(
-                "[ingest] max_connections, max_connections_per_address and max_series_per_host must be at least 1"
-                    .into(),
-            ));
+        for (key, value) in [
+            ("max_connections", i.max_connections),
+            ("max_connections_per_address", i.max_connections_per_address),
+            ("max_series_per_host", i.max_series_per_host),
+        ] {
+            if value == 0 {
+                invalid(
+                    &["ingest", key],
+                    "[ingest] max_connections, max_connections_per_address and max_series_per_host must be at least 1"
+                        .into(),
+                );
+            }
         }
         if i.handshake_timeout < Duration::from_secs(1) || i.idle_timeout < Duration::from_secs(10)
         {
-            return Err(invalid(
+            let key = if i.handshake_timeout < Duration::from_secs(1) {
+                "handshake_timeout"
+            } else {
+                "idle_timeout"
+            };
+            invalid(
+                &["ingest", key],
                 "[ingest] handshake_timeout must be at least 1s and idle_timeout at least 10s"
                     .into(),
-            ));
+            );
         }
         if i.max_future > Duration::from_secs(86_400) {
-            return Err(invalid(
+            invalid(
+                &["ingest", "max_future"],
                 "[ingest] max_future must be at most 1d (a clock further ahead is wrong)".into(),
-            ));
+            );
         }
         let age = *config
             .ingest
             .max_point_age
             .get_or_insert(config.store.retention.raw);
         if age < Duration::from_secs(60) || age > config.store.retention.rollup_1h {
-            return Err(invalid(
+            invalid(
+                &["ingest", "max_point_age"],
                 "[ingest] max_point_age must be from 1m to [store.retention] rollup_1h".into(),
-            ));
+            );
         }
         let i = &config.ingest;
         if !(1..=3650).contains(&i.agent_cert_days) {
-            return Err(invalid(
+            invalid(
+                &["ingest", "agent_cert_days"],
                 "[ingest] agent_cert_days must be from 1 to 3650".into(),
-            ));
+            );
         }
-        for t in &config.api.tokens {
+        for (n, t) in config.api.tokens.iter().enumerate() {
             let ok = t.sha256.len() == 64
                 && t.sha256
                     .bytes()
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             if !ok {
-                return Err(invalid(format!(
+                let keys = [
+                    Key::Name("api"),
+                    Key::Name("tokens"),
+                    Key::Index(n),
+                    Key::Name("sha256"),
+                ];
+                errors.push(Diagnostic::error(path, text, &keys, format!(
                     "[[api.tokens]] {:?}: sha256 must be 64 lower-case hex digits (use `nines-aggregator token new`)",
                     t.name
                 )));
             }
         }
-        config.api.validate().map_err(invalid)?;
+        let mut invalid = |keys: &[&str], message: String| {
+            let keys: Vec<Key<'_>> = keys.iter().map(|k| Key::Name(k)).collect();
+            errors.push(Diagnostic::error(path, text, &keys, message));
+        };
+        for (key, e) in config.api.problems() {
+            invalid(&["api", key], e);
+        }
         if config.alerts.startup_grace > Duration::from_secs(3600) {
-            return Err(invalid(
+            invalid(
+                &["alerts", "startup_grace"],
                 "[alerts] startup_grace must be at most 1h (hosts down meanwhile go unreported)"
                     .into(),
-            ));
+            );
         }
         if config.ingest.listen == config.api.listen && config.api.listen.port() != 0 {
-            return Err(invalid(format!(
-                "[ingest] and [api] both listen on {}",
-                config.api.listen
-            )));
+            invalid(
+                &["api", "listen"],
+                format!("[ingest] and [api] both listen on {}", config.api.listen),
+            );
         }
         let st = &config.store;
         if !(16..=chunk_points_max()).contains(&st.chunk_points) {
-            return Err(invalid(format!(
-                "[store] chunk_points = {}: use 16 to {}",
-                st.chunk_points,
-                chunk_points_max()
-            )));
+            invalid(
+                &["store", "chunk_points"],
+                format!(
+                    "[store] chunk_points = {}: use 16 to {}",
+                    st.chunk_points,
+                    chunk_points_max()
+                ),
+            );
         }
         if st.head_max_age < Duration::from_secs(60)
             || st.head_max_age > Duration::from_secs(86_400)
         {
-            return Err(invalid(
+            invalid(
+                &["store", "head_max_age"],
                 "[store] head_max_age must be from 1m to 24h".into(),
-            ));
+            );
         }
         if st.cache_mib == 0 {
-            return Err(invalid("[store] cache_mib must be at least 1".into()));
+            invalid(
+                &["store", "cache_mib"],
+                "[store] cache_mib must be at least 1".into(),
+            );
         }
         let r = &st.retention;
         if r.raw < Duration::from_secs(3600) {
-            return Err(invalid("[store.retention] raw must be at least 1h".into()));
+            invalid(
+                &["store", "retention", "raw"],
+                "[store.retention] raw must be at least 1h".into(),
+            );
         }
         if r.rollup_1m < r.raw || r.rollup_1h < r.rollup_1m {
-            return Err(invalid(
+            invalid(
+                &["store", "retention"],
                 "[store.retention] keep coarser resolutions at least as long: raw <= rollup_1m <= rollup_1h"
                     .into(),
-            ));
+            );
         }
-        crate::availability::config::validate(&config.services).map_err(invalid)?;
+        // Each service on its own, so that every bad one is named; then the names together.
+        for (n, service) in config.services.iter().enumerate() {
+            if let Err(e) = crate::availability::config::validate(std::slice::from_ref(service)) {
+                let keys = [Key::Name("services"), Key::Index(n)];
+                errors.push(Diagnostic::error(path, text, &keys, e));
+            } else if config.services[..n].iter().any(|o| o.name == service.name) {
+                let keys = [Key::Name("services"), Key::Index(n), Key::Name("name")];
+                let message = format!("[[services]] {:?}: name is used twice", service.name);
+                errors.push(Diagnostic::error(path, text, &keys, message));
+            }
+        }
+        for (n, glob) in config.check.known_metrics.iter().enumerate() {
+            let ok = !glob.is_empty()
+                && glob
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_*?".contains(&b));
+            if !ok {
+                let keys = [
+                    Key::Name("check"),
+                    Key::Name("known_metrics"),
+                    Key::Index(n),
+                ];
+                errors.push(Diagnostic::error(
+                    path,
+                    text,
+                    &keys,
+                    format!(
+                        "[check] known_metrics: {glob:?} is not a metric name or glob (letters, digits, _, * and ?)"
+                    ),
+                ));
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(p) = &mut config.alerts.rules
             && p.is_relative()
@@ -541,8 +665,21 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
-        if let Some(rw) = &mut config.remote_write {
-            rw.validate(base, &config.store.path).map_err(invalid)?;
+        if let Some(rw) = &mut config.remote_write
+            && let Err(e) = rw.validate(base, &config.store.path)
+        {
+            errors.push(Diagnostic::error(
+                path,
+                text,
+                &[Key::Name("remote_write")],
+                e,
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                errors,
+            });
         }
         Ok(config)
     }
@@ -760,7 +897,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(
-                e.starts_with("config a.toml: ") && e.contains(want),
+                e.starts_with("config a.toml:") && e.contains(want),
                 "{text}: {e}"
             );
         }
@@ -789,6 +926,37 @@ mod tests {
             e.contains("alerts.toml") && e.contains("counts alert rule \"Typo\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn every_problem_is_reported_each_at_its_key() {
+        let text = "[ingest]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\nmax_future = \"2d\"\n\
+                    [api]\ntls_cert = \"api.pem\"\nquery_concurrency = 0\n[alerts]\nstartup_grace = \"2h\"\n";
+        let e = Config::parse(text, Path::new("a.toml")).unwrap_err();
+        let found: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].starts_with("a.toml:5:14: [ingest] max_future"),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|d| d.starts_with("a.toml:7:12: [api] tls_cert is set")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|d| d.contains("[api] query limits")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|d| d.starts_with("a.toml:10:17: [alerts] startup_grace")),
+            "{found:?}"
+        );
+        // serve prints every one, a line each.
+        assert_eq!(e.to_string().lines().count(), 4, "{e}");
     }
 
     #[test]

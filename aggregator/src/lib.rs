@@ -16,6 +16,7 @@ pub mod bench_storage;
 pub mod bench_store;
 pub mod chunk;
 pub mod config;
+pub mod config_check;
 pub mod demo;
 pub mod descriptors;
 pub mod enroll;

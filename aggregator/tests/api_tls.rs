@@ -300,7 +300,7 @@ fn tls_config_mistakes_are_named() {
         let e = Config::parse(&format!("{head}{text}"), Path::new("a.toml"))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("config a.toml: ") && e.contains(want), "{e}");
+        assert!(e.starts_with("config a.toml:") && e.contains(want), "{e}");
     }
 
     // Relative paths are beside the config file.

@@ -183,14 +183,19 @@ fn default_role() -> Role {
 
 impl ApiConfig {
     /// Checks the section's values; the error names the key.
-    pub(super) fn validate(&self) -> Result<(), String> {
+    /// Every problem of the section, each with the key to point at.
+    pub(super) fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
         if self.max_connections == 0
             || self.max_connections_per_address == 0
             || self.header_read_timeout < Duration::from_secs(1)
             || self.idle_timeout < Duration::from_secs(1)
         {
-            return Err(String::from(
-                "[api] max_connections and max_connections_per_address must be at least 1, header_read_timeout and idle_timeout at least 1s",
+            out.push((
+                "max_connections",
+                String::from(
+                    "[api] max_connections and max_connections_per_address must be at least 1, header_read_timeout and idle_timeout at least 1s",
+                ),
             ));
         }
         if !(1..=1000).contains(&self.query_max_matchers)
@@ -199,29 +204,41 @@ impl ApiConfig {
             || self.query_timeout < Duration::from_millis(100)
             || self.query_timeout > Duration::from_secs(600)
         {
-            return Err(String::from(
-                "[api] query limits: query_max_matchers 1 to 1000, query_max_regex_bytes 1 to 1048576, \
-                 query_concurrency 1 to 64, query_timeout 100ms to 10m",
+            out.push((
+                "query_timeout",
+                String::from(
+                    "[api] query limits: query_max_matchers 1 to 1000, query_max_regex_bytes 1 to 1048576, \
+                     query_concurrency 1 to 64, query_timeout 100ms to 10m",
+                ),
             ));
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
-                return Err(String::from(
-                    "[api] tls_cert is set but tls_key is not: give both for HTTPS, or neither for plain HTTP",
+                out.push((
+                    "tls_cert",
+                    String::from(
+                        "[api] tls_cert is set but tls_key is not: give both for HTTPS, or neither for plain HTTP",
+                    ),
                 ));
             }
             (None, Some(_)) => {
-                return Err(String::from(
-                    "[api] tls_key is set but tls_cert is not: give both for HTTPS, or neither for plain HTTP",
+                out.push((
+                    "tls_key",
+                    String::from(
+                        "[api] tls_key is set but tls_cert is not: give both for HTTPS, or neither for plain HTTP",
+                    ),
                 ));
             }
             (None, None) if self.client_ca.is_some() => {
-                return Err(String::from(
-                    "[api] client_ca needs tls_cert and tls_key: client certificates are only asked for over HTTPS",
+                out.push((
+                    "client_ca",
+                    String::from(
+                        "[api] client_ca needs tls_cert and tls_key: client certificates are only asked for over HTTPS",
+                    ),
                 ));
             }
             _ => {}
         }
-        Ok(())
+        out
     }
 }
