@@ -334,7 +334,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         // outage (docs/metrics.md, `agent_stopping`).
         let ts_ms = now_ms();
         let goodbye = vec![Sample {
-            key: SeriesKey::new(nines_common::model::AGENT_STOPPING, &[]),
+            key: SeriesKey::new("agent_stopping", &[]),
             ts_ms,
             value: 1.0,
         }];
@@ -366,6 +366,13 @@ mod tests {
         }
         // A boundary already past returns at once.
         assert!(ticker.until(now_ms() - 1000).await);
+    }
+
+    #[test]
+    fn the_goodbye_is_the_series_the_aggregator_reads() {
+        let source = include_str!("run.rs");
+        let name = nines_common::model::AGENT_STOPPING;
+        assert!(source.contains(&format!("SeriesKey::new(\"{name}\"")));
     }
 
     #[test]

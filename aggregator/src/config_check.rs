@@ -163,7 +163,11 @@ pub fn rule_warnings(rules: &Rules, text: &str, check: &CheckConfig) -> Vec<Diag
                 .iter()
                 .filter(|g| !g.contains(['*', '?']))
                 .map(String::as_str);
-            let names = metrics::METRICS.iter().map(|m| m.name).chain(literal);
+            let names = metrics::METRICS
+                .iter()
+                .chain(metrics::DERIVED)
+                .map(|m| m.name)
+                .chain(literal);
             let hint = match metrics::closest_in(&rule.metric, names) {
                 Some(name) => format!("did you mean {name:?}?"),
                 None => "if it comes from a textfile, the push socket or remote write, \

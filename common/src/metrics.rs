@@ -3,12 +3,13 @@
 //! tables of docs/metrics.md are generated from it, and `check-config` warns about a metric
 //! name that is not in it.
 //!
-//! The aggregator stores what agents send and derives no series of its own: its self-metrics
-//! on `/metrics` are not series of the store and are documented apart.
+//! The aggregator stores what agents send and derives one series of its own per host,
+//! `nines_host_samples` ([`DERIVED`]); its self-metrics on `/metrics` are not series of the
+//! store and are documented apart.
 
 mod list;
 
-pub use list::METRICS;
+pub use list::{DERIVED, METRICS};
 
 /// Whether a metric is a gauge or a counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,13 +105,13 @@ pub struct Metric {
 
 /// The metric of that name, if nines produces it.
 pub fn lookup(name: &str) -> Option<&'static Metric> {
-    METRICS.iter().find(|m| m.name == name)
+    METRICS.iter().chain(DERIVED).find(|m| m.name == name)
 }
 
 /// The name nines produces that is closest to `name`, if one is close enough to be a likely
 /// typo: at most 3 edits, and fewer than a third of the name's length.
 pub fn closest(name: &str) -> Option<&'static str> {
-    closest_in(name, METRICS.iter().map(|m| m.name))
+    closest_in(name, METRICS.iter().chain(DERIVED).map(|m| m.name))
 }
 
 /// The candidate closest to `name` by edit distance, if it is a likely typo of it (at most 3

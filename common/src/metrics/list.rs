@@ -617,6 +617,15 @@ pub const METRICS: &[Metric] = &[
         help: "Batches dropped from the spool because it exceeded `[spool] max_bytes` or `max_age`.",
     },
     Metric {
+        name: "agent_stopping",
+        section: Section::Agent,
+        unit: "—",
+        kind: Kind::Gauge,
+        labels: &[],
+        labels_doc: None,
+        help: "1, sent once as the agent's last sample when it stops cleanly (SIGTERM): its timestamp is the moment it stopped, not a tick. The silence that follows is not monitored time rather than an outage (docs/design.md, \"Monitored time and liveness\").",
+    },
+    Metric {
         name: "agent_certificate_expiry_timestamp_seconds",
         section: Section::Agent,
         unit: "seconds since the epoch",
@@ -704,3 +713,14 @@ pub const METRICS: &[Metric] = &[
         help: "Lines that did not parse or were too long.",
     },
 ];
+
+/// The series the aggregator derives itself, documented in docs/metrics.md's conventions.
+pub const DERIVED: &[Metric] = &[Metric {
+    name: "nines_host_samples",
+    section: Section::Host,
+    unit: "samples",
+    kind: Kind::Gauge,
+    labels: &[],
+    labels_doc: None,
+    help: "Derived by the aggregator at ingest: one point per distinct sample timestamp of every stored batch, valued with the number of samples the host sent for it. Liveness is judged from it.",
+}];
