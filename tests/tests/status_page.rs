@@ -285,3 +285,169 @@ async fn the_overview_and_host_page_in_headless_chromium() {
     agent.stop();
     agg.stop();
 }
+
+/// Logs in through the form with `token` and waits for the overview.
+async fn login(b: &Browser, url: &str, token: &str) {
+    b.go(&format!("{url}/status")).await;
+    let input = b.element("input[name=token]").await;
+    b.call(
+        reqwest::Method::POST,
+        &format!("/element/{input}/value"),
+        json!({ "text": token }),
+    )
+    .await;
+    let button = b.element("button[type=submit]").await;
+    b.call(
+        reqwest::Method::POST,
+        &format!("/element/{button}/click"),
+        json!({}),
+    )
+    .await;
+    let shown = eventually(Duration::from_secs(10), || async {
+        let n = b
+            .js("return document.querySelectorAll('#live').length")
+            .await;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(shown.is_some(), "no overview after logging in");
+}
+
+/// The worst light on the page (`r` > `a` > `n` > `g`) outside the per-day history bars,
+/// with the text of the element that has it.
+const WORST_ON_PAGE: &str = "const rank={g:0,n:1,a:2,r:3};let w=null;\
+for(const e of document.querySelectorAll('main .g, main .n, main .a, main .r')){\
+if(e.closest('.bar'))continue;const c=['r','a','n','g'].find(k=>e.classList.contains(k));\
+if(!w||rank[c]>rank[w[0]])w=[c,e.textContent];}return w";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_colours_each_tile_the_worst_of_its_own_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki"));
+    let client = nines_tests::http_client();
+    let mut agg = Aggregator::new(dir.path(), &pki);
+    // "edge" needs only its host; "edge-daemon" also needs the daemon that does not run.
+    agg.add_config(
+        "\n[[services]]\nname = \"edge\"\ntarget_percent = 99.9\nmembers = [\"edge-2\"]\n\
+         \n[[services]]\nname = \"edge-daemon\"\ntarget_percent = 99.9\nmembers = [\"edge-2\"]\n\
+         processes = [\"no-such-daemon\"]\n",
+    );
+    agg.start_ready(&client).await;
+    // The host is up (its agent delivers every second) but a watched process does not run.
+    let mut agent = Agent::new(
+        dir.path(),
+        &pki,
+        "edge-2",
+        agg.ingest,
+        "\n[collect.process]\nwatch = [\"nines-agent\", \"no-such-daemon\"]\n",
+    );
+    agent.start();
+    let seen = eventually(Duration::from_secs(30), || async {
+        agg.last_seen_ms(&client, "edge-2").await
+    })
+    .await;
+    assert!(seen.is_some(), "no data:\n{}", log_tail(&agent.log, 20));
+    let down = eventually(Duration::from_secs(30), || async {
+        let now = nines_common::model::now_ms();
+        let q = agg
+            .query(
+                &client,
+                "edge-2",
+                "process_up",
+                Some("process=no-such-daemon"),
+                now - 60_000,
+                now,
+            )
+            .await;
+        let last = q.first()?.points.last()?.1;
+        (last == 0.0).then_some(())
+    })
+    .await;
+    assert!(
+        down.is_some(),
+        "no process_up=0:\n{}",
+        log_tail(&agent.log, 20)
+    );
+    let up = agg.last_seen_ms(&client, "edge-2").await.unwrap();
+    assert!(
+        nines_common::model::now_ms() - up < 3_000,
+        "the host itself is up"
+    );
+
+    let b = Browser::start().await;
+    login(&b, &agg.url, &agg.token).await;
+    let tiles = b
+        .js("return [...document.querySelectorAll('.tiles a')].map(a=>[a.firstChild.textContent.trim().split(' ').slice(1).join(' ')+' · '+a.querySelector('small').textContent,a.className,a.getAttribute('href')])")
+        .await;
+    let tiles = tiles.as_array().unwrap().clone();
+    let headline = b
+        .js("return document.querySelector('#live p').textContent")
+        .await;
+    assert!(
+        !headline.as_str().unwrap().contains("everything is green"),
+        "{headline}"
+    );
+    let tile = |name: &str| {
+        tiles
+            .iter()
+            .find(|t| {
+                let text = t[0].as_str().unwrap();
+                text.split(" · ").next() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no tile {name}: {tiles:?}"))
+            .clone()
+    };
+    let host = tile("edge-2");
+    assert_eq!(host[1], "r", "{host}");
+    assert!(
+        host[0].as_str().unwrap().contains("no-such-daemon down"),
+        "the tile says why: {host}"
+    );
+    let edge = tile("edge");
+    assert_eq!(edge[1], "a", "a member is red, the service runs: {edge}");
+    assert!(
+        edge[0].as_str().unwrap().contains("no-such-daemon down"),
+        "{edge}"
+    );
+    let daemon = tile("edge-daemon");
+    assert_eq!(daemon[1], "r", "its required process is down: {daemon}");
+    assert!(
+        daemon[0]
+            .as_str()
+            .unwrap()
+            .contains("no-such-daemon not running on edge-2"),
+        "{daemon}"
+    );
+    b.screenshot("status-one-rule-overview.png").await;
+
+    // Each detail page, drawn from the same state: its worst colour is the tile's colour.
+    for t in [&host, &edge, &daemon] {
+        let href = t[2].as_str().unwrap();
+        b.go(&format!("{}{href}", agg.url)).await;
+        let worst = b.js(WORST_ON_PAGE).await;
+        assert_eq!(
+            worst[0], t[1],
+            "{href}: worst on the page {worst}, tile {t}"
+        );
+        let now = b
+            .js("return document.querySelector('section.now').textContent")
+            .await;
+        assert!(
+            now.as_str().unwrap().contains("no-such-daemon"),
+            "{href} says why: {now}"
+        );
+    }
+    b.go(&format!("{}/status/host/edge-2?range=1h", agg.url))
+        .await;
+    let legend = b
+        .js("return [...document.querySelectorAll('.legend li')].map(l=>l.textContent).join('|')")
+        .await;
+    assert!(
+        legend.as_str().unwrap().contains("no-such-daemon down"),
+        "the chart says it too: {legend}"
+    );
+    b.screenshot("status-one-rule-host.png").await;
+    b.call(reqwest::Method::DELETE, "", Value::Null).await;
+    agent.stop();
+    agg.stop();
+}

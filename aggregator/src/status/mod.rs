@@ -4,6 +4,7 @@
 //! at `/status/login` and kept in a cookie), or read-only without a token when `[status]
 //! anonymous = true`.
 
+pub mod health;
 pub mod page;
 pub mod svg;
 
@@ -25,7 +26,8 @@ use crate::availability::config::ServiceConfig;
 use crate::availability::service;
 use crate::ingest::now_ms;
 use crate::store::{AggFn, HostRecord, Step, Store};
-use page::{AlertRow, HostPage, IncidentRow, Light, Overview, ServicePage, Tile};
+use health::{HostFacts, Status};
+use page::{AlertRow, HostPage, IncidentRow, Overview, ServicePage};
 use svg::{Threshold, Unit};
 
 /// The cookie that keeps the token.
@@ -194,67 +196,124 @@ async fn login(State(state): State<AppState>, body: String) -> Response {
     }
 }
 
-/// The tile of one host, from its record, its alerts and maintenance.
-pub fn host_tile(h: &HostRecord, alerts: &[AlertRow], maintenance: Option<&str>, now: i64) -> Tile {
-    let mine: Vec<&AlertRow> = alerts.iter().filter(|a| a.host == h.host).collect();
-    let crit = mine.iter().filter(|a| a.critical).count();
-    let warn = mine.len() - crit;
-    let down_after = 3 * i64::from(h.interval_ms.max(1000));
-    let (light, why) = if let Some(m) = maintenance {
-        (Light::Grey, format!("maintenance: {m}"))
-    } else if h.last_sample_ms <= 0 {
-        (Light::Grey, "no data yet".to_owned())
-    } else if now - h.last_sample_ms > down_after {
-        (
-            Light::Red,
-            format!("no data for {}", page::duration(now - h.last_sample_ms)),
-        )
-    } else if crit > 0 {
-        (Light::Red, format!("{crit} critical"))
-    } else if warn > 0 {
-        (
-            Light::Amber,
-            format!("{warn} warning{}", if warn > 1 { "s" } else { "" }),
-        )
-    } else {
-        (Light::Green, "ok".to_owned())
-    };
-    Tile {
-        name: h.host.clone(),
-        href: format!("/status/host/{}", page::seg(&h.host)),
-        light,
-        why,
-        month: None,
+/// Newest value per `label` of `metric` on `host` since `from`: what the host page's legends
+/// show as "now".
+fn newest(
+    store: &Store,
+    host: &str,
+    metric: &str,
+    label: &str,
+    from: i64,
+    now: i64,
+) -> Vec<(String, f64)> {
+    match store.query(host, metric, &[], (from, now), None, 100_000) {
+        Ok((_, series)) => {
+            let mut out: Vec<(String, f64)> = series
+                .iter()
+                .filter_map(|s| {
+                    let name = s.labels.get(label).and_then(|v| v.as_str())?;
+                    let last = s.points.iter().rev().find(|p| p.1.is_finite())?;
+                    Some((name.to_owned(), last.1))
+                })
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        }
+        Err(e) => {
+            tracing::warn!(host, metric, "status: {e}");
+            Vec::new()
+        }
     }
 }
 
-/// The tile of one service, from its members' tiles and its month.
-pub fn service_tile(svc: &ServiceConfig, members: &[&Tile], month: Option<&ServiceMonth>) -> Tile {
-    let open = month.map_or(0, |m| m.open.len());
-    let worst = members.iter().map(|t| t.light).max();
-    let (light, why) = if open > 0 {
+/// What is known now about one host, from the store, the alerts and maintenance: the only
+/// input of [`health::host_status`], for the overview and the host page alike.
+pub fn host_facts(
+    store: &Store,
+    data: &StoreData<'_>,
+    h: &HostRecord,
+    alerts: &[AlertRow],
+    now: i64,
+) -> HostFacts {
+    let interval_ms = i64::from(h.interval_ms.max(1000));
+    // Around the newest sample: a watch the agent no longer reports is not "now".
+    let from = h.last_sample_ms - crate::availability::gaps::DOWN_AFTER_INTERVALS * interval_ms;
+    let (processes, checks) = if h.last_sample_ms > 0 {
         (
-            Light::Red,
-            format!("{open} open incident{}", if open > 1 { "s" } else { "" }),
+            newest(store, &h.host, "process_up", "process", from, now),
+            newest(store, &h.host, "check_status", "check", from, now),
         )
-    } else if members.is_empty() {
-        (Light::Grey, "no members".to_owned())
-    } else if members.iter().all(|t| t.light == Light::Grey) {
-        (Light::Grey, members[0].why.clone())
     } else {
-        match worst {
-            Some(Light::Red) => (Light::Amber, "a member is red".to_owned()),
-            Some(Light::Amber) => (Light::Amber, "warnings".to_owned()),
-            _ => (Light::Green, "ok".to_owned()),
-        }
+        (Vec::new(), Vec::new())
     };
-    // A member down is an outage only if the service is down (k of n): open incidents say.
-    Tile {
-        name: svc.name.clone(),
-        href: format!("/status/service/{}", page::seg(&svc.name)),
-        light,
-        why,
-        month: month.map(|m| (m.percent, m.target)),
+    HostFacts {
+        host: h.host.clone(),
+        interval_ms,
+        last_sample_ms: h.last_sample_ms,
+        maintenance: data.maintenance(&h.host, now),
+        processes,
+        checks,
+        alerts: alerts
+            .iter()
+            .filter(|a| a.host == h.host)
+            .cloned()
+            .collect(),
+    }
+}
+
+fn host_href(host: &str) -> String {
+    format!("/status/host/{}", page::seg(host))
+}
+
+fn service_href(name: &str) -> String {
+    format!("/status/service/{}", page::seg(name))
+}
+
+/// The state of everything, assessed once for a page.
+struct Assessed {
+    hosts: Vec<(HostFacts, Status)>,
+    /// In `state.services` order.
+    services: Vec<Status>,
+    months: Vec<ServiceMonth>,
+    alerts: Vec<AlertRow>,
+}
+
+fn assess(state: &AppState, now: i64) -> Assessed {
+    let store = state.store();
+    let alerts = alert_rows(state, now);
+    let data = StoreData::new(store, &state.services);
+    let hosts: Vec<(HostFacts, Status)> = store
+        .hosts()
+        .iter()
+        .map(|h| {
+            let f = host_facts(store, &data, h, &alerts, now);
+            let s = health::host_status(&f, now);
+            (f, s)
+        })
+        .collect();
+    let months = state.month_cache.get(store, &state.services, now);
+    let services = state
+        .services
+        .iter()
+        .map(|svc| {
+            let members: Vec<(&HostFacts, &Status)> = hosts
+                .iter()
+                .filter(|(f, _)| svc.members.contains(&f.host))
+                .map(|(f, s)| (f, s))
+                .collect();
+            let open = months
+                .iter()
+                .find(|m| m.name == svc.name)
+                .map(|m| m.open.as_slice())
+                .unwrap_or_default();
+            health::service_status(svc, &members, open, now)
+        })
+        .collect();
+    Assessed {
+        hosts,
+        services,
+        months,
+        alerts,
     }
 }
 
@@ -291,31 +350,29 @@ fn alert_rows(state: &AppState, now: i64) -> Vec<AlertRow> {
 
 /// Everything the overview shows, from the store, the alerts and the month cache.
 pub fn gather(state: &AppState, now: i64) -> Overview {
-    let store = state.store();
-    let alerts = alert_rows(state, now);
-    let data = StoreData::new(store, &state.services);
-    let hosts: Vec<Tile> = store
-        .hosts()
-        .iter()
-        .map(|h| host_tile(h, &alerts, data.maintenance(&h.host, now).as_deref(), now))
-        .collect();
-    let months = state.month_cache.get(store, &state.services, now);
+    let a = assess(state, now);
     let services = state
         .services
         .iter()
-        .map(|svc| {
-            let members: Vec<&Tile> = hosts
-                .iter()
-                .filter(|t| svc.members.contains(&t.name))
-                .collect();
-            service_tile(svc, &members, months.iter().find(|m| m.name == svc.name))
+        .zip(&a.services)
+        .map(|(svc, st)| {
+            let month = a.months.iter().find(|m| m.name == svc.name);
+            st.tile(
+                &svc.name,
+                service_href(&svc.name),
+                month.map(|m| (m.percent, m.target)),
+            )
         })
         .collect();
     Overview {
         services,
-        hosts,
-        alerts,
-        incidents: months.iter().flat_map(|m| m.open.clone()).collect(),
+        hosts: a
+            .hosts
+            .iter()
+            .map(|(f, s)| s.tile(&f.host, host_href(&f.host), None))
+            .collect(),
+        alerts: a.alerts,
+        incidents: a.months.iter().flat_map(|m| m.open.clone()).collect(),
         now_ms: now,
     }
 }
@@ -512,12 +569,9 @@ async fn host(
         let now = now_ms();
         let alerts = alert_rows(&state, now);
         let data = StoreData::new(state.store(), &state.services);
-        let tile = host_tile(
-            &rec,
-            &alerts,
-            data.maintenance(&rec.host, now).as_deref(),
-            now,
-        );
+        let status =
+            health::host_status(&host_facts(state.store(), &data, &rec, &alerts, now), now);
+        let tile = status.tile(&rec.host, host_href(&rec.host), None);
         let facts = vec![
             (
                 "last sample".to_owned(),
@@ -539,6 +593,7 @@ async fn host(
             facts,
             range: label.to_owned(),
             charts,
+            reasons: status.reasons,
             alerts: alerts.into_iter().filter(|a| a.host == rec.host).collect(),
             now_ms: now,
         })
@@ -557,19 +612,21 @@ async fn service_page(State(state): State<AppState>, Path(name): Path<String>) -
     let body = blocking(move || {
         let now = now_ms();
         let store = state.store();
-        let overview = gather(&state, now);
-        let tile = overview
+        let a = assess(&state, now);
+        let status = state
             .services
             .iter()
-            .find(|t| t.name == svc.name)
-            .cloned()
-            .unwrap_or(Tile {
-                name: svc.name.clone(),
-                href: String::new(),
-                light: Light::Grey,
-                why: String::new(),
-                month: None,
-            });
+            .position(|s| s.name == svc.name)
+            .and_then(|i| a.services.get(i).cloned())
+            .unwrap_or_else(|| health::service_status(&svc, &[], &[], now));
+        let tile = status.tile(
+            &svc.name,
+            service_href(&svc.name),
+            a.months
+                .iter()
+                .find(|m| m.name == svc.name)
+                .map(|m| (m.percent, m.target)),
+        );
         let month = state
             .month_cache
             .get(store, &state.services, now)
@@ -600,6 +657,7 @@ async fn service_page(State(state): State<AppState>, Path(name): Path<String>) -
         incidents.sort_by_key(|i| std::cmp::Reverse(i.start_ms));
         page::service(&ServicePage {
             tile,
+            reasons: status.reasons,
             target: svc.target_percent,
             month,
             days,
@@ -648,7 +706,22 @@ pub fn synthetic_overview(hosts: usize, now: i64) -> Overview {
     }
     let hosts = recs
         .iter()
-        .map(|h| host_tile(h, &alerts, None, now))
+        .map(|h| {
+            let f = HostFacts {
+                host: h.host.clone(),
+                interval_ms: i64::from(h.interval_ms),
+                last_sample_ms: h.last_sample_ms,
+                maintenance: None,
+                processes: Vec::new(),
+                checks: Vec::new(),
+                alerts: alerts
+                    .iter()
+                    .filter(|a| a.host == h.host)
+                    .cloned()
+                    .collect(),
+            };
+            health::host_status(&f, now).tile(&h.host, host_href(&h.host), None)
+        })
         .collect();
     Overview {
         services: Vec::new(),

@@ -3,10 +3,12 @@
 
 use std::fmt::Write;
 
+use super::health::Reason;
+
 /// Red, amber, green, grey: with an icon and a word as well as a colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Light {
-    /// Fine.
+    /// Fine. (Declared in order of worse: `max()` is the worst.)
     Green,
     /// No data, or in maintenance.
     Grey,
@@ -17,7 +19,8 @@ pub enum Light {
 }
 
 impl Light {
-    fn class(self) -> &'static str {
+    /// The CSS class that colours it.
+    pub fn class(self) -> &'static str {
         match self {
             Self::Green => "g",
             Self::Grey => "n",
@@ -165,6 +168,7 @@ figcaption{font-weight:600}.axis{stroke:#999;fill:none}.grid{stroke:#eee}.line{f
 .th{stroke-dasharray:5 4;stroke-width:1.2}.warn{stroke:#d97706}.crit{stroke:#dc2626}text{font-size:10px;fill:#555}\
 .yl{text-anchor:end}.end{text-anchor:end}.legend{list-style:none;padding:0;margin:.2em 0;display:flex;flex-wrap:wrap;gap:.2em 1em;font-size:.85em}\
 .legend i{display:inline-block;width:.8em;height:.8em;margin-right:.3em;border-radius:2px}nav a{margin-right:.8em}\
+.health{list-style:none;padding:0;margin:.4em 0}.health li{padding:.2em .5em;margin:.15em 0;border-radius:4px}\
 .bar{display:flex;height:22px;gap:1px}.bar span{flex:1}@media(max-width:600px){main{padding:.5em}td,th{padding:.3em}}";
 
 /// The overview's only script: it refreshes the live part every 10 s. The
@@ -324,10 +328,30 @@ pub struct HostPage {
     pub range: String,
     /// Its charts, already drawn.
     pub charts: Vec<String>,
+    /// Why it has its light, worst first (health::host_status).
+    pub reasons: Vec<Reason>,
     /// Alerts on it.
     pub alerts: Vec<AlertRow>,
     /// Now (ms).
     pub now_ms: i64,
+}
+
+/// The reasons behind a light, each in its own colour: what the tile's light is the worst of.
+fn health(s: &mut String, reasons: &[Reason]) {
+    s.push_str("<ul class=health>");
+    if reasons.is_empty() {
+        let _ = write!(s, "<li class=g>{} ok</li>", Light::Green.icon());
+    }
+    for r in reasons {
+        let _ = write!(
+            s,
+            "<li class={}>{} {}</li>",
+            r.light.class(),
+            r.light.icon(),
+            esc(&r.text)
+        );
+    }
+    s.push_str("</ul>");
 }
 
 /// The host page.
@@ -335,28 +359,13 @@ pub fn host(p: &HostPage) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "<p class={}><strong>{} {}</strong> · {}</p><nav>",
+        "<section class=now><p class={}><strong>{} {}</strong> · {}</p>",
         p.tile.light.class(),
         p.tile.light.icon(),
         esc(&p.tile.name),
         esc(&p.tile.why)
     );
-    for r in ["1h", "24h", "7d", "30d"] {
-        if r == p.range {
-            let _ = write!(s, "<strong>{r}</strong> ");
-        } else {
-            let _ = write!(
-                s,
-                "<a href=\"/status/host/{}?range={r}\">{r}</a>",
-                seg(&p.tile.name)
-            );
-        }
-    }
-    s.push_str("</nav><table>");
-    for (k, v) in &p.facts {
-        let _ = write!(s, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
-    }
-    s.push_str("</table>");
+    health(&mut s, &p.reasons);
     if !p.alerts.is_empty() {
         s.push_str("<h2>Alerts</h2><table>");
         for a in &p.alerts {
@@ -373,7 +382,23 @@ pub fn host(p: &HostPage) -> String {
         }
         s.push_str("</table>");
     }
-    s.push_str("<h2>Charts</h2>");
+    s.push_str("</section><nav>");
+    for r in ["1h", "24h", "7d", "30d"] {
+        if r == p.range {
+            let _ = write!(s, "<strong>{r}</strong> ");
+        } else {
+            let _ = write!(
+                s,
+                "<a href=\"/status/host/{}?range={r}\">{r}</a>",
+                seg(&p.tile.name)
+            );
+        }
+    }
+    s.push_str("</nav><table>");
+    for (k, v) in &p.facts {
+        let _ = write!(s, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
+    }
+    s.push_str("</table><h2>Charts</h2>");
     for c in &p.charts {
         s.push_str(c);
     }
@@ -385,6 +410,8 @@ pub fn host(p: &HostPage) -> String {
 pub struct ServicePage {
     /// The service's tile.
     pub tile: Tile,
+    /// Why it has its light, worst first (health::service_status).
+    pub reasons: Vec<Reason>,
     /// Target percent.
     pub target: f64,
     /// This month: availability percent, error budget minutes left.
@@ -403,13 +430,17 @@ pub fn service(p: &ServicePage) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "<p class={}><strong>{} {}</strong> · {}</p>\
-<table><tr><th>this month</th><td>{:.3} % (target {} %)</td></tr>\
-<tr><th>error budget left</th><td>{} min</td></tr></table>",
+        "<section class=now><p class={}><strong>{} {}</strong> · {}</p>",
         p.tile.light.class(),
         p.tile.light.icon(),
         esc(&p.tile.name),
         esc(&p.tile.why),
+    );
+    health(&mut s, &p.reasons);
+    let _ = write!(
+        s,
+        "</section><table><tr><th>this month</th><td>{:.3} % (target {} %)</td></tr>\
+<tr><th>error budget left</th><td>{} min</td></tr></table>",
         p.month.0,
         p.target,
         if p.month.1 < 0.0 {
