@@ -82,8 +82,12 @@ pub fn host_silence(
 }
 
 /// Where a process was reported not running within `range`, from `(timestamp, process_up)`
-/// points in time order. Only what the points say counts; a silent host is [`host_down`]'s.
-pub fn process_down(points: &[(i64, f64)], range: Interval) -> Vec<Interval> {
+/// points in time order: from a `0` until the next report that it runs. Still down at the
+/// last report, it is down to the end of `range` when that report is at most three intervals
+/// (`interval_ms`) before it: the host is still reporting, so the outage lasts. Older, it is
+/// down until that report, as far as the data says; a silent host is [`host_down`]'s.
+pub fn process_down(points: &[(i64, f64)], interval_ms: i64, range: Interval) -> Vec<Interval> {
+    let limit = DOWN_AFTER_INTERVALS * interval_ms.max(1);
     let mut out = Vec::new();
     let mut down_since = None;
     for &(t, v) in points {
@@ -97,8 +101,12 @@ pub fn process_down(points: &[(i64, f64)], range: Interval) -> Vec<Interval> {
         }
     }
     if let (Some(s), Some(&(last, _))) = (down_since, points.last()) {
-        // Down until the last report, which is as far as the data says.
-        out.push(Interval::new(s, last.max(s)));
+        let end = if range.end - last <= limit {
+            range.end
+        } else {
+            last
+        };
+        out.push(Interval::new(s, end.max(s)));
     }
     normalize(out.into_iter().map(|i| i.intersect(&range)).collect())
 }
@@ -199,8 +207,17 @@ mod tests {
             (80 * S, 0.0),
             (90 * S, 0.0),
         ];
+        // Still down at the last report, 10 s before the end: down to the end.
         assert_eq!(
-            process_down(&points, Interval::new(0, 100 * S)),
+            process_down(&points, 10 * S, Interval::new(0, 100 * S)),
+            vec![
+                Interval::new(10 * S, 70 * S),
+                Interval::new(80 * S, 100 * S)
+            ]
+        );
+        // The last report is older than three intervals: down as far as the data says.
+        assert_eq!(
+            process_down(&points, 10 * S, Interval::new(0, 200 * S)),
             vec![Interval::new(10 * S, 70 * S), Interval::new(80 * S, 90 * S)]
         );
     }

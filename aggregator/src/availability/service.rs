@@ -169,7 +169,7 @@ fn member_state(
             .map_err(store_err)?;
         for s in series {
             out.extend(
-                gaps::process_down(&s.points, judged)
+                gaps::process_down(&s.points, interval_ms, judged)
                     .into_iter()
                     .map(|i| (i, format!("{p} not running on {host}"))),
             );
