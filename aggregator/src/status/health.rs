@@ -81,6 +81,8 @@ pub struct HostFacts {
     pub checks: Vec<(String, f64)>,
     /// Its firing alerts (threshold, process, disk forecast, check, host down).
     pub alerts: Vec<AlertRow>,
+    /// Its newest sample is its agent's goodbye: it was stopped cleanly.
+    pub stopped: bool,
 }
 
 impl HostFacts {
@@ -102,8 +104,18 @@ impl HostFacts {
 /// maintenance window everything is grey (expected), the reasons still listed.
 pub fn host_status(h: &HostFacts, now: i64) -> Status {
     let mut reasons = Vec::new();
+    let stopped = h.stale(now) && h.stopped;
     if h.last_sample_ms <= 0 {
         reasons.push(reason(Light::Grey, "no data yet"));
+    } else if stopped {
+        // A clean stop: not monitored, not down (docs/design.md, "Monitored time").
+        reasons.push(reason(
+            Light::Grey,
+            format!(
+                "agent stopped {} ago: not monitored",
+                super::page::duration(now - h.last_sample_ms)
+            ),
+        ));
     } else if h.stale(now) {
         reasons.push(reason(
             Light::Red,
@@ -113,12 +125,12 @@ pub fn host_status(h: &HostFacts, now: i64) -> Status {
             ),
         ));
     }
-    for (p, v) in &h.processes {
+    for (p, v) in h.processes.iter().filter(|_| !stopped) {
         if *v < 0.5 {
             reasons.push(reason(Light::Red, format!("{p} down")));
         }
     }
-    for (c, v) in &h.checks {
+    for (c, v) in h.checks.iter().filter(|_| !stopped) {
         // The plugin's exit code: 0 ok, 1 warning, 2 critical, 3 (or anything else) unknown.
         let (light, word) = match v.round() as i64 {
             0 => continue,
@@ -163,12 +175,17 @@ pub fn service_status(
 ) -> Status {
     let mut reasons = Vec::new();
     let mut serving = 0;
+    let mut unknown = Vec::new();
     let mut causes = Vec::new();
     for m in &svc.members {
         let Some((facts, _)) = members.iter().find(|(f, _)| &f.host == m) else {
             causes.push(format!("{m}: no data ever"));
             continue;
         };
+        if facts.stale(now) && facts.stopped {
+            unknown.push(format!("{m}: agent stopped, not monitored"));
+            continue;
+        }
         let mut mine = Vec::new();
         if facts.last_sample_ms <= 0 {
             mine.push(format!("{m}: no data yet"));
@@ -192,6 +209,9 @@ pub fn service_status(
         !members.is_empty() && members.iter().all(|(f, _)| f.maintenance.is_some());
     if svc.members.is_empty() {
         reasons.push(reason(Light::Grey, "no members"));
+    } else if serving < svc.required_up() && serving + unknown.len() >= svc.required_up() {
+        // Up or not depends on members whose agents were stopped: not monitored.
+        reasons.extend(unknown.iter().map(|c| reason(Light::Grey, c.clone())));
     } else if serving < svc.required_up() {
         let light = if in_maintenance {
             Light::Grey
@@ -232,6 +252,7 @@ mod tests {
 
     fn facts(host: &str) -> HostFacts {
         HostFacts {
+            stopped: false,
             host: host.into(),
             interval_ms: 1000,
             last_sample_ms: NOW - 500,
@@ -277,6 +298,27 @@ mod tests {
         assert_eq!(host_status(&h, NOW).light, Light::Red);
         h.last_sample_ms = 0;
         assert_eq!(host_status(&h, NOW).light, Light::Grey);
+    }
+
+    #[test]
+    fn a_host_whose_agent_said_goodbye_is_grey_not_monitored() {
+        let mut h = facts("web-1");
+        h.last_sample_ms = NOW - 60_000;
+        h.processes[0].1 = 0.0;
+        h.stopped = true;
+        let s = host_status(&h, NOW);
+        assert_eq!(s.light, Light::Grey, "{s:?}");
+        assert_eq!(s.why(), "agent stopped 1 min ago: not monitored");
+        // Both members of a 1-of-2 pool stopped: the service is not monitored either.
+        let svc = service(&[]);
+        let mut b = h.clone();
+        b.host = "web-2".into();
+        let (sa, sb) = (host_status(&h, NOW), host_status(&b, NOW));
+        let st = service_status(&svc, &[(&h, &sa), (&b, &sb)], &[], NOW);
+        assert_eq!(st.light, Light::Grey, "{st:?}");
+        // Without the goodbye the same silence is red.
+        h.stopped = false;
+        assert_eq!(host_status(&h, NOW).light, Light::Red);
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub struct MonthCache {
 #[derive(Debug, Clone)]
 pub struct ServiceMonth {
     name: String,
-    percent: f64,
+    /// `None` when nothing of the month was monitored.
+    percent: Option<f64>,
     target: f64,
     budget_left: f64,
     open: Vec<IncidentRow>,
@@ -89,7 +90,8 @@ impl MonthCache {
             .filter_map(|svc| match service::report(store, svc, range, now) {
                 Ok(r) => Some(ServiceMonth {
                     name: svc.name.clone(),
-                    percent: r.summary.availability_percent,
+                    percent: (r.verdict != crate::availability::Verdict::Unknown)
+                        .then_some(r.summary.availability_percent),
                     target: svc.target_percent,
                     budget_left: r.summary.error_budget_minutes_left,
                     open: r
@@ -258,6 +260,7 @@ pub fn host_facts(
             .filter(|a| a.host == h.host)
             .cloned()
             .collect(),
+        stopped: crate::alerts::said_goodbye(store, h),
     }
 }
 
@@ -360,7 +363,7 @@ pub fn gather(state: &AppState, now: i64) -> Overview {
             st.tile(
                 &svc.name,
                 service_href(&svc.name),
-                month.map(|m| (m.percent, m.target)),
+                month.and_then(|m| Some((m.percent?, m.target))),
             )
         })
         .collect();
@@ -625,14 +628,14 @@ async fn service_page(State(state): State<AppState>, Path(name): Path<String>) -
             a.months
                 .iter()
                 .find(|m| m.name == svc.name)
-                .map(|m| (m.percent, m.target)),
+                .and_then(|m| Some((m.percent?, m.target))),
         );
         let month = state
             .month_cache
             .get(store, &state.services, now)
             .into_iter()
             .find(|m| m.name == svc.name)
-            .map_or((100.0, 0.0), |m| (m.percent, m.budget_left));
+            .map_or((None, 0.0), |m| (m.percent, m.budget_left));
         let today = now - now.rem_euclid(86_400_000);
         let days = (0..30)
             .rev()
@@ -719,6 +722,7 @@ pub fn synthetic_overview(hosts: usize, now: i64) -> Overview {
                     .filter(|a| a.host == h.host)
                     .cloned()
                     .collect(),
+                stopped: false,
             };
             health::host_status(&f, now).tile(&h.host, host_href(&h.host), None)
         })

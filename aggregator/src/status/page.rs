@@ -414,8 +414,8 @@ pub struct ServicePage {
     pub reasons: Vec<Reason>,
     /// Target percent.
     pub target: f64,
-    /// This month: availability percent, error budget minutes left.
-    pub month: (f64, f64),
+    /// This month: availability percent (`None`: not monitored), error budget minutes left.
+    pub month: (Option<f64>, f64),
     /// Availability per day, oldest first: (day start ms, percent; `None` if nothing was
     /// scheduled).
     pub days: Vec<(i64, Option<f64>)>,
@@ -439,9 +439,11 @@ pub fn service(p: &ServicePage) -> String {
     health(&mut s, &p.reasons);
     let _ = write!(
         s,
-        "</section><table><tr><th>this month</th><td>{:.3} % (target {} %)</td></tr>\
+        "</section><table><tr><th>this month</th><td>{} (target {} %)</td></tr>\
 <tr><th>error budget left</th><td>{} min</td></tr></table>",
-        p.month.0,
+        p.month
+            .0
+            .map_or_else(|| "not monitored".to_owned(), |v| format!("{v:.3} %")),
         p.target,
         if p.month.1 < 0.0 {
             format!("{:.1} (overspent)", p.month.1)
