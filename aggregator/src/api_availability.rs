@@ -94,6 +94,16 @@ fn find_service<'a>(state: &'a AppState, name: &str) -> Result<&'a ServiceConfig
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown service {name:?}")))
 }
 
+fn known_host(state: &AppState, host: &str) -> Result<(), ApiError> {
+    match state.store().host(host) {
+        Some(_) => Ok(()),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("unknown host {host:?}"),
+        )),
+    }
+}
+
 fn minutes(v: f64) -> Value {
     // Stable JSON: minutes to 1/1000, percentages to 1e-6; `+ 0.0` turns a -0.0 (a tiny
     // negative rounded) into 0.
@@ -171,12 +181,7 @@ pub(crate) async fn availability(
         (Some(_), Some(_)) => return Err(bad_request("give service or host, not both")),
         (Some(s), None) => vec![find_service(&state, s)?.clone()],
         (None, Some(h)) => {
-            if state.store().host(h).is_none() {
-                return Err(ApiError(
-                    StatusCode::NOT_FOUND,
-                    format!("unknown host {h:?}"),
-                ));
-            }
+            known_host(&state, h)?;
             let target = match one(&p, "target") {
                 None => 99.9,
                 Some(v) => v
@@ -246,12 +251,7 @@ pub(crate) async fn list_incidents(
         (Some(_), Some(_)) => return Err(bad_request("give service or host, not both")),
         (Some(s), None) => vec![find_service(&state, s)?.clone()],
         (None, Some(h)) => {
-            if state.store().host(h).is_none() {
-                return Err(ApiError(
-                    StatusCode::NOT_FOUND,
-                    format!("unknown host {h:?}"),
-                ));
-            }
+            known_host(&state, h)?;
             vec![ServiceConfig::for_host(h, 99.9)]
         }
         // Every service's, and every host's own.

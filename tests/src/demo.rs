@@ -22,7 +22,8 @@ pub struct Demo {
     pub proc: Proc,
 }
 
-fn read_env(dir: &Path) -> Option<(String, String)> {
+/// `NINES_URL` and `NINES_TOKEN` from the `demo.env` the demo in `dir` wrote, once it has.
+pub fn read_env(dir: &Path) -> Option<(String, String)> {
     let text = std::fs::read_to_string(dir.join("demo.env")).ok()?;
     let get = |k: &str| {
         text.lines()
@@ -32,25 +33,30 @@ fn read_env(dir: &Path) -> Option<(String, String)> {
     Some((get("NINES_URL=")?, get("NINES_TOKEN=")?))
 }
 
+/// The `nines-aggregator demo --dir DIR` command on free loopback ports with the workspace's
+/// agent, logging warnings only; a stale `demo.env` in `dir` is removed first, so the one read
+/// afterwards is this run's. Its stdout is left to the caller.
+pub fn command(dir: &Path) -> Command {
+    let _ = std::fs::remove_file(dir.join("demo.env"));
+    let mut c = Command::new(bin("nines-aggregator"));
+    c.args(["demo", "--dir"])
+        .arg(dir)
+        .args([
+            "--ingest-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--agent-bin")
+        .arg(bin("nines-agent"))
+        .env("NINES_LOG", "warn");
+    c
+}
+
 impl Demo {
     /// Starts the demo in `dir` and waits (at most 25 s) until its agent's host is up.
     pub async fn start(dir: &Path) -> Self {
-        let _ = std::fs::remove_file(dir.join("demo.env"));
-        let proc = Proc::spawn(
-            Command::new(bin("nines-aggregator"))
-                .args(["demo", "--dir"])
-                .arg(dir)
-                .args([
-                    "--ingest-listen",
-                    "127.0.0.1:0",
-                    "--api-listen",
-                    "127.0.0.1:0",
-                ])
-                .arg("--agent-bin")
-                .arg(bin("nines-agent"))
-                .env("NINES_LOG", "warn")
-                .stdout(Stdio::null()),
-        );
+        let proc = Proc::spawn(command(dir).stdout(Stdio::null()));
         let (url, token) = eventually(Duration::from_secs(10), || async { read_env(dir) })
             .await
             .unwrap_or_else(|| {

@@ -9,21 +9,7 @@ use nines_tests::{Proc, bin};
 #[test]
 fn the_demo_configurations_pass_check_config_strict() {
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = Proc::spawn(
-        Command::new(bin("nines-aggregator"))
-            .args(["demo", "--dir"])
-            .arg(dir.path())
-            .args([
-                "--ingest-listen",
-                "127.0.0.1:0",
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--agent-bin")
-            .arg(bin("nines-agent"))
-            .env("NINES_LOG", "warn")
-            .stdout(Stdio::null()),
-    );
+    let mut demo = Proc::spawn(nines_tests::demo::command(dir.path()).stdout(Stdio::null()));
     // demo.env is written after both configurations.
     let started = Instant::now();
     while !dir.path().join("demo.env").exists() {

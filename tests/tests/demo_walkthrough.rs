@@ -10,18 +10,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nines_tests::{Proc, bin, eventually, get_json};
+use nines_tests::demo::{self, read_env};
+use nines_tests::{Proc, eventually, get_json};
 use serde_json::Value;
-
-fn read_env(dir: &Path) -> Option<(String, String)> {
-    let text = std::fs::read_to_string(dir.join("demo.env")).ok()?;
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_owned())
-    };
-    Some((get("NINES_URL=")?, get("NINES_TOKEN=")?))
-}
 
 /// The command the demo printed after `label`.
 fn printed(out: &Path, label: &str) -> Option<String> {
@@ -103,21 +94,8 @@ async fn the_demo_walkthrough_shows_an_outage_and_its_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = d.join("demo.out");
-    let mut demo = Proc::spawn(
-        Command::new(bin("nines-aggregator"))
-            .args(["demo", "--dir"])
-            .arg(d.join("demo"))
-            .args([
-                "--ingest-listen",
-                "127.0.0.1:0",
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--agent-bin")
-            .arg(bin("nines-agent"))
-            .env("NINES_LOG", "warn")
-            .stdout(std::fs::File::create(&out).unwrap()),
-    );
+    let mut demo =
+        Proc::spawn(demo::command(&d.join("demo")).stdout(std::fs::File::create(&out).unwrap()));
     let dir = d.join("demo");
     let (url, token) = eventually(Duration::from_secs(15), || async { read_env(&dir) })
         .await

@@ -2,40 +2,15 @@
 //! certificates and mTLS on 127.0.0.1, queried over the HTTP API.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use nines_tests::{Proc, bin, eventually, get_json};
+use nines_tests::demo::{self, read_env};
+use nines_tests::{Proc, eventually, get_json};
 use serde_json::Value;
 
-fn read_env(dir: &std::path::Path) -> Option<(String, String)> {
-    let text = std::fs::read_to_string(dir.join("demo.env")).ok()?;
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_owned())
-    };
-    Some((get("NINES_URL=")?, get("NINES_TOKEN=")?))
-}
-
 fn start_demo(dir: &std::path::Path) -> Proc {
-    // Remove a stale env file so we only read the one this run writes.
-    let _ = std::fs::remove_file(dir.join("demo.env"));
-    Proc::spawn(
-        Command::new(bin("nines-aggregator"))
-            .args(["demo", "--dir"])
-            .arg(dir)
-            .args([
-                "--ingest-listen",
-                "127.0.0.1:0",
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--agent-bin")
-            .arg(bin("nines-agent"))
-            .env("NINES_LOG", "warn")
-            .stdout(Stdio::null()),
-    )
+    Proc::spawn(demo::command(dir).stdout(Stdio::null()))
 }
 
 const FAMILIES: [(&str, &str); 7] = [

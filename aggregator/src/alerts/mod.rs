@@ -66,9 +66,11 @@ impl<'a> StoreData<'a> {
     }
 }
 
-/// Whether `h`'s newest sample is its agent's goodbye.
+/// Whether `h`'s newest sample is its agent's goodbye. Only a host silent for more than an
+/// interval is looked up: a host still sending has not stopped.
 pub fn said_goodbye(store: &Store, h: &crate::store::HostRecord) -> bool {
     h.last_sample_ms > 0
+        && now_ms() - h.last_sample_ms > i64::from(h.interval_ms)
         && store
             .query(
                 &h.host,

@@ -544,24 +544,7 @@ mod tests {
     }
 
     async fn hello(store: &Store, host: &str) {
-        let host = HostId::new(host).unwrap();
-        store
-            .hello(HelloWrite {
-                host: host.clone(),
-                hello: Hello {
-                    protocol: 1,
-                    agent_version: "t".into(),
-                    host_id: host.to_string(),
-                    boot_id: "b".into(),
-                    os: "linux".into(),
-                    arch: "x86_64".into(),
-                    kernel: "6".into(),
-                    interval_ms: 10_000,
-                },
-                now_ms: 0,
-            })
-            .await
-            .unwrap();
+        hello_at(store, host, 0).await;
     }
 
     /// A host's first `Hello` at `at`, aggregator time.

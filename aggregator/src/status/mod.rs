@@ -260,7 +260,10 @@ pub fn host_facts(
             .filter(|a| a.host == h.host)
             .cloned()
             .collect(),
-        stopped: crate::alerts::said_goodbye(store, h),
+        // Only a silent host can have stopped: no read for the others.
+        stopped: now - h.last_sample_ms
+            > crate::availability::gaps::DOWN_AFTER_INTERVALS * interval_ms
+            && crate::alerts::said_goodbye(store, h),
     }
 }
 
