@@ -101,10 +101,24 @@ pub struct Server {
     api_tls: Option<Arc<ApiTls>>,
 }
 
+/// Connections the kernel may hold for a port before the aggregator accepts them (capped by
+/// `net.core.somaxconn`). Tokio's default is 1,024: under a flood of connections that fills,
+/// and a new client's SYN is dropped and sent again only after a second.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })
+    let err = |source| ServeError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    // As TcpListener::bind: a restart can bind again while old connections are in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(LISTEN_BACKLOG).map_err(err)
 }
 
 impl Server {
