@@ -261,8 +261,11 @@ fn main() -> ExitCode {
             };
             runtime.block_on(async {
                 let (tx, rx) = tokio::sync::watch::channel(false);
+                // Registered before anything else runs, so a stop right after the start is a
+                // clean stop too (with its goodbye), not the signal's default death.
+                let signals = stop_signals();
                 tokio::spawn(async move {
-                    wait_for_signal().await;
+                    wait_for_signal(signals).await;
                     let _ = tx.send(true);
                 });
                 match nines_agent::run(config, rx).await {
@@ -306,12 +309,22 @@ fn generate_docs(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+type StopSignals = (
+    std::io::Result<tokio::signal::unix::Signal>,
+    std::io::Result<tokio::signal::unix::Signal>,
+);
+
+/// SIGTERM and SIGINT, registered now.
+fn stop_signals() -> StopSignals {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
+    )
+}
+
+async fn wait_for_signal(signals: StopSignals) {
+    match signals {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

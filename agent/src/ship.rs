@@ -318,6 +318,7 @@ impl Shipper {
             let mut renew_now = false;
             if draining.is_some() && inflight.is_empty() {
                 // Stopping, and everything spooled is acknowledged: the goodbye too.
+                tracing::debug!("everything spooled is acknowledged");
                 let _ = timeout(Duration::from_secs(2), writer.shutdown()).await;
                 return Ok(());
             }
@@ -337,7 +338,14 @@ impl Shipper {
                     draining = Some(tokio::time::Instant::now() + DRAIN);
                     continue;
                 }
-                _ = sleep_until_opt(draining), if draining.is_some() => None,
+                _ = sleep_until_opt(draining), if draining.is_some() => {
+                    tracing::warn!(
+                        unacknowledged = inflight.len(),
+                        "stopping before the aggregator acknowledged everything; the rest stays \
+                         spooled for the next start"
+                    );
+                    None
+                }
             };
             if renew_now {
                 renewal_key = self.ask_renewal(&mut writer).await?;

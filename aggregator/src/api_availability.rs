@@ -164,7 +164,7 @@ fn report_json(r: &ServiceReport) -> Value {
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/availability", tag = "availability", params(("service" = Option<String>, Query, description = "Service name"), ("host" = Option<String>, Query, description = "Host id"), ("target" = Option<f64>, Query, description = "Target percent for a host"), ("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339")), responses((status = 200, description = "Availability report", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown service or host", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/availability", tag = "availability", params(("service" = Option<String>, Query, description = "Service name"), ("host" = Option<String>, Query, description = "Host id"), ("target" = Option<f64>, Query, description = "Target percent for a host"), ("from" = Option<String>, Query, description = "Start: ms since the epoch, RFC 3339 or now-relative (now-30d)"), ("to" = Option<String>, Query, description = "End: ms since the epoch, RFC 3339 or now-relative (now)")), responses((status = 200, description = "Availability report", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown service or host", body = ErrorBody)))]
 pub(crate) async fn availability(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -234,7 +234,7 @@ fn total_verdict(parts: impl Iterator<Item = Verdict>) -> Verdict {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/incidents", tag = "availability", params(("service" = Option<String>, Query, description = "Service name"), ("host" = Option<String>, Query, description = "Host id: the host's own incidents"), ("from" = Option<String>, Query, description = "Start: ms since the epoch or RFC 3339"), ("to" = Option<String>, Query, description = "End: ms since the epoch or RFC 3339")), responses((status = 200, description = "Incidents", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown service", body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "availability", params(("service" = Option<String>, Query, description = "Service name"), ("host" = Option<String>, Query, description = "Host id: the host's own incidents"), ("from" = Option<String>, Query, description = "Start: ms since the epoch, RFC 3339 or now-relative (now-30d)"), ("to" = Option<String>, Query, description = "End: ms since the epoch, RFC 3339 or now-relative (now)")), responses((status = 200, description = "Incidents", body = Object), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown service", body = ErrorBody)))]
 pub(crate) async fn list_incidents(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -301,13 +301,17 @@ struct NewIncident {
 fn time_value(name: &str, v: &Value) -> Result<i64, ApiError> {
     match v {
         Value::Number(n) => {
-            let ms = n
-                .as_i64()
-                .ok_or_else(|| bad_request(format!("{name}: use milliseconds or RFC 3339")))?;
+            let ms = n.as_i64().ok_or_else(|| {
+                bad_request(format!(
+                    "{name}: use milliseconds, RFC 3339 or now-relative (now-1h)"
+                ))
+            })?;
             crate::time::checked(name, &n.to_string(), ms).map_err(|e| bad_request(e.to_string()))
         }
         Value::String(s) => parse_time(name, s),
-        _ => Err(bad_request(format!("{name}: use milliseconds or RFC 3339"))),
+        _ => Err(bad_request(format!(
+            "{name}: use milliseconds, RFC 3339 or now-relative (now-1h)"
+        ))),
     }
 }
 

@@ -81,14 +81,18 @@ async fn the_ca_is_replaced_through_renewals_without_visiting_the_host() {
     // A new connection (an agent restart is the simplest way to force one) checks it.
     agent.stop();
     agent.start();
-    let seen = ships(&agg, &client, &agent, seen + 1000).await;
+    // Data newer than the restart: the new process ships (the old one's goodbye is newer
+    // than its last tick).
+    let restarted = nines_common::model::now_ms() + 1000;
+    let seen = ships(&agg, &client, &agent, (seen + 1000).max(restarted)).await;
 
     // 5. The old CA leaves the bundle: the renewed agent goes on, an old certificate is out.
     std::fs::write(pki.ca(), read(next.ca())).unwrap();
     reloaded(&agg, 3).await;
     agent.stop();
     agent.start();
-    ships(&agg, &client, &agent, seen + 1000).await;
+    let restarted = nines_common::model::now_ms() + 1000;
+    ships(&agg, &client, &agent, (seen + 1000).max(restarted)).await;
     // A client of the old CA that trusts the new one, so that the refusal is the
     // aggregator's and not its own.
     let mut roots = rustls::RootCertStore::empty();

@@ -138,6 +138,7 @@ impl ApiConfig {
             parse: crate::prom::promql::Limits {
                 max_matchers: self.query_max_matchers,
                 max_regex_bytes: self.query_max_regex_bytes,
+                ..Default::default()
             },
             timeout: self.query_timeout,
             concurrency: self.query_concurrency,

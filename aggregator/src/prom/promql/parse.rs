@@ -215,6 +215,10 @@ pub struct Limits {
     pub max_matchers: usize,
     /// Bytes of regex source over every `=~` and `!~` matcher.
     pub max_regex_bytes: usize,
+    /// Matchers already spent by earlier selectors of the same query ([`Limits::remaining`]).
+    pub spent_matchers: usize,
+    /// Regex bytes already spent likewise.
+    pub spent_regex_bytes: usize,
 }
 
 impl Default for Limits {
@@ -222,13 +226,15 @@ impl Default for Limits {
         Self {
             max_matchers: 64,
             max_regex_bytes: 4096,
+            spent_matchers: 0,
+            spent_regex_bytes: 0,
         }
     }
 }
 
 impl Limits {
-    /// What is left of `limits` once `matchers` are spent: several `match[]` selectors share
-    /// one query's limits.
+    /// `limits` with `matchers` spent: several `match[]` selectors share one query's limits,
+    /// and an error still names the query's whole limit.
     pub fn remaining(limits: Limits, matchers: &[Matcher]) -> Limits {
         let regex: usize = matchers
             .iter()
@@ -236,8 +242,9 @@ impl Limits {
             .map(|m| m.value.len())
             .sum();
         Limits {
-            max_matchers: limits.max_matchers.saturating_sub(matchers.len()),
-            max_regex_bytes: limits.max_regex_bytes.saturating_sub(regex),
+            spent_matchers: limits.spent_matchers + matchers.len(),
+            spent_regex_bytes: limits.spent_regex_bytes + regex,
+            ..limits
         }
     }
 }
@@ -747,7 +754,7 @@ impl Parser<'_> {
     /// Counts a matcher against the limits before it is compiled.
     fn count(&mut self, op: MatchOp, value: &str) -> Result<(), String> {
         self.matchers += 1;
-        if self.matchers > self.limits.max_matchers {
+        if self.limits.spent_matchers + self.matchers > self.limits.max_matchers {
             return Err(format!(
                 "the query has more than {} label matchers",
                 self.limits.max_matchers
@@ -755,7 +762,7 @@ impl Parser<'_> {
         }
         if matches!(op, MatchOp::Re | MatchOp::NotRe) {
             self.regex_bytes += value.len();
-            if self.regex_bytes > self.limits.max_regex_bytes {
+            if self.limits.spent_regex_bytes + self.regex_bytes > self.limits.max_regex_bytes {
                 return Err(format!(
                     "the query's regular expressions are longer than {} bytes together",
                     self.limits.max_regex_bytes
@@ -971,6 +978,7 @@ mod tests {
         let tight = Limits {
             max_matchers: 3,
             max_regex_bytes: 10,
+            ..Limits::default()
         };
         assert!(parse_limited(r#"m{a="1",b=~"x"}"#, tight).is_ok());
         let e = parse_limited(r#"m{a="1",b="2",c="3"}"#, tight).unwrap_err();
@@ -996,12 +1004,19 @@ mod tests {
                 Matcher::new("b", MatchOp::Re, "abcd").unwrap(),
             ],
         );
-        assert_eq!(
-            left,
+        assert_eq!((left.spent_matchers, left.spent_regex_bytes), (2, 4));
+        // What is left is one matcher, and the error names the query's limit of 3.
+        assert!(parse_limited(r#"m"#, left).is_ok());
+        let e = parse_limited(r#"m{a="1"}"#, left).unwrap_err();
+        assert!(e.contains("more than 3 label matchers"), "{e}");
+        let roomy = Limits::remaining(
             Limits {
-                max_matchers: 1,
-                max_regex_bytes: 6
-            }
+                max_matchers: 10,
+                ..tight
+            },
+            &[Matcher::new("b", MatchOp::Re, "abcd").unwrap()],
         );
+        let e = parse_limited(r#"m{a=~"abcdefg"}"#, roomy).unwrap_err();
+        assert!(e.contains("longer than 10 bytes"), "{e}");
     }
 }
