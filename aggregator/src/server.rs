@@ -378,15 +378,21 @@ async fn track_incidents(
                 .hosts()
                 .into_iter()
                 .map(|h| ServiceConfig::for_host(&h.host, 99.9));
-            let all = services
+            let all: Vec<(ServiceConfig, i64)> = services
                 .iter()
                 .cloned()
-                .map(|s| (s, 24))
-                .chain(hosts.map(|h| (h, 2)));
-            for (svc, hours) in all {
-                if let Err(e) = service::track_within(&store, &svc, now, hours * 3_600_000) {
-                    tracing::warn!(service = %svc.name, "tracking incidents: {e}");
+                .map(|s| (s, 24 * 3_600_000))
+                .chain(hosts.map(|h| (h, 2 * 3_600_000)))
+                .collect();
+            match service::track_many(&store, &all, now) {
+                Ok(results) => {
+                    for ((svc, _), r) in all.iter().zip(results) {
+                        if let Err(e) = r {
+                            tracing::warn!(service = %svc.name, "tracking incidents: {e}");
+                        }
+                    }
                 }
+                Err(e) => tracing::warn!("tracking incidents: {e}"),
             }
         })
         .await;

@@ -352,6 +352,41 @@ pub fn track_within(
         .into_iter()
         .filter(|s| s.automatic && s.service == svc.name)
         .collect();
+    track_stored(store, svc, stored, now, lookback_ms)
+}
+
+/// [`track_within`] for each `(service, lookback ms)`, reading the stored incidents once for
+/// all of them (the aggregator's pass over every service and every host). One result per
+/// service, in order.
+pub fn track_many(
+    store: &Store,
+    list: &[(ServiceConfig, i64)],
+    now: i64,
+) -> Result<Vec<Result<usize, RecordError>>, RecordError> {
+    let mut by_service: std::collections::HashMap<String, Vec<Incident>> =
+        std::collections::HashMap::new();
+    for i in records::incidents(store)?
+        .into_iter()
+        .filter(|i| i.automatic)
+    {
+        by_service.entry(i.service.clone()).or_default().push(i);
+    }
+    Ok(list
+        .iter()
+        .map(|(svc, lookback_ms)| {
+            let stored = by_service.remove(&svc.name).unwrap_or_default();
+            track_stored(store, svc, stored, now, *lookback_ms)
+        })
+        .collect())
+}
+
+fn track_stored(
+    store: &Store,
+    svc: &ServiceConfig,
+    stored: Vec<Incident>,
+    now: i64,
+    lookback_ms: i64,
+) -> Result<usize, RecordError> {
     let oldest_open = stored
         .iter()
         .filter(|s| s.end_ms.is_none())
@@ -985,8 +1020,20 @@ mod tests {
             r.incidents[0].incident.id,
             format!("auto:host:vm:{}", t + 2 * MIN - 10_000)
         );
-        // The recorder keeps the host's own incidents too.
-        track(&store, &host, now).unwrap();
+        // The recorder keeps the host's own incidents too (the aggregator's pass over every
+        // host, reading the records once).
+        let other = service(&["vm"], None);
+        let done = track_many(
+            &store,
+            &[(host.clone(), 2 * 60 * MIN), (other, 24 * 60 * MIN)],
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            done.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+            [1, 1]
+        );
+        assert_eq!(recorded(&store, "shop").len(), 1);
         assert_eq!(
             recorded(&store, "host:vm"),
             vec![(t + 2 * MIN - 10_000, Some(t + 2 * MIN + 50_000))]
