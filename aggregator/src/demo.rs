@@ -49,6 +49,9 @@ pub enum DemoError {
     /// Certificate generation failed.
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
+    /// No randomness for the token.
+    #[error(transparent)]
+    Random(#[from] crate::random::NoRandomness),
     /// The generated configuration was refused (a bug).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -91,12 +94,6 @@ fn demo_host() -> HostId {
     })
 }
 
-fn random_token() -> String {
-    let mut bytes = [0u8; 24];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The demo's API token, kept in `token_file` (mode 0600) so that every run uses the same one.
 fn demo_token(token_file: &Path) -> Result<String, DemoError> {
     if let Ok(text) = std::fs::read_to_string(token_file) {
@@ -105,7 +102,7 @@ fn demo_token(token_file: &Path) -> Result<String, DemoError> {
             return Ok(t.to_owned());
         }
     }
-    let token = random_token();
+    let token = crate::random::api_token()?;
     write_private(token_file, &format!("{token}\n"))?;
     Ok(token)
 }

@@ -52,9 +52,8 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// A new random token: `nines1.` and 43 characters of base64url (256 bits).
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+pub fn new_token() -> Result<String, crate::random::NoRandomness> {
+    let bytes = crate::random::bytes::<32>()?;
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::from("nines1.");
     let mut acc = 0u32;
@@ -70,7 +69,7 @@ pub fn new_token() -> String {
     if bits > 0 {
         out.push(char::from(ALPHABET[((acc << (6 - bits)) & 63) as usize]));
     }
-    out
+    Ok(out)
 }
 
 /// Appends a token for `host`, valid until `expires` (Unix seconds), to `path`: created mode
@@ -287,7 +286,9 @@ pub fn agent_params(host: &HostId, days: u32) -> Result<CertificateParams, rcgen
     }
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.serial_number = Some(crate::pki::serial());
+    // No randomness for the serial: the error ring itself gives for that.
+    let serial = crate::pki::serial().map_err(|_| rcgen::Error::RingUnspecified)?;
+    params.serial_number = Some(serial);
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::minutes(5);
     params.not_after = now + time::Duration::days(i64::from(days));
@@ -301,7 +302,7 @@ mod tests {
 
     #[test]
     fn tokens_are_long_random_and_distinct() {
-        let (a, b) = (new_token(), new_token());
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
         assert_ne!(a, b);
         assert!(a.starts_with("nines1.") && a.len() == 7 + 43, "{a}");
         assert!(

@@ -29,6 +29,7 @@ pub mod ingest_tls;
 pub mod openapi;
 pub mod pki;
 pub mod prom;
+pub mod random;
 pub mod ratelimit;
 pub mod remote_write;
 pub mod report;

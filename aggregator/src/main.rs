@@ -524,7 +524,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let token = nines_aggregator::enroll::new_token();
+            let token = match nines_aggregator::enroll::new_token() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("nines-aggregator: ca token: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let expires = std::time::SystemTime::now() + ttl;
             let unix = expires
                 .duration_since(std::time::UNIX_EPOCH)
@@ -586,13 +592,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Token(TokenCommand::New { name, role }) => {
-            let mut bytes = [0u8; 24];
-            if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err()
-            {
-                eprintln!("nines-aggregator: no randomness available");
-                return ExitCode::FAILURE;
-            }
-            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let token = match nines_aggregator::random::api_token() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("nines-aggregator: token new: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             println!("token: {token}");
             println!();
             println!("# add to the aggregator configuration:");

@@ -19,6 +19,9 @@ use time::{Duration, OffsetDateTime};
 /// A PKI operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// No randomness for a serial number.
+    #[error(transparent)]
+    Random(#[from] crate::random::NoRandomness),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -99,12 +102,11 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
 }
 
 /// A random positive 128-bit serial number.
-pub(crate) fn serial() -> SerialNumber {
-    let mut bytes = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+pub(crate) fn serial() -> Result<SerialNumber, PkiError> {
+    let mut bytes = crate::random::bytes::<16>()?;
     // Positive, non-zero first byte keeps the DER integer at 16 bytes.
     bytes[0] = (bytes[0] & 0x7f) | 0x01;
-    SerialNumber::from_slice(&bytes)
+    Ok(SerialNumber::from_slice(&bytes))
 }
 
 fn validity(params: &mut CertificateParams, days: i64) {
@@ -140,7 +142,7 @@ pub fn init(dir: &PkiDir, sans: &[String], server_cn: &str) -> Result<(), PkiErr
         .push(DnType::OrganizationName, "nines");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.serial_number = Some(serial());
+    ca.serial_number = Some(serial()?);
     validity(&mut ca, 3650);
     let ca_cert = ca.self_signed(&ca_key).map_err(cert_err)?;
     let ca_key_pem = ca_key.serialize_pem();
@@ -154,7 +156,7 @@ pub fn init(dir: &PkiDir, sans: &[String], server_cn: &str) -> Result<(), PkiErr
     params.subject_alt_names = sans.iter().map(|s| san(s)).collect::<Result<_, _>>()?;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.serial_number = Some(serial());
+    params.serial_number = Some(serial()?);
     validity(&mut params, 825);
     let cert = params.signed_by(&key, &issuer).map_err(cert_err)?;
 

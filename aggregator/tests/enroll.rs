@@ -33,7 +33,7 @@ async fn start(config: &Path) -> Server {
 }
 
 fn token_for(dir: &Path, host: &str, expires_in: i64) -> String {
-    let token = new_token();
+    let token = new_token().unwrap();
     let now = nines_common::model::now_ms() / 1000;
     add_token(
         &dir.join("tokens.txt"),
@@ -201,7 +201,7 @@ async fn failed_enrollments_from_one_address_are_slowed_down() {
     let server = start(&setup(dir.path(), &ca)).await;
     let (addr, fp) = (server.ingest_addr, ca_fingerprint(&ca));
     for _ in 0..5 {
-        let m = refused(enroll(addr, &fp, &new_token(), csr("web-1").1).await);
+        let m = refused(enroll(addr, &fp, &new_token().unwrap(), csr("web-1").1).await);
         assert!(m.contains("unknown enrollment token"), "{m}");
     }
     let good = token_for(dir.path(), "web-1", 3600);
@@ -235,7 +235,7 @@ async fn unknown_expired_and_other_hosts_tokens_get_nothing() {
     let server = start(&setup(dir.path(), &ca)).await;
     let (addr, fp) = (server.ingest_addr, ca_fingerprint(&ca));
 
-    let m = refused(enroll(addr, &fp, &new_token(), csr("web-1").1).await);
+    let m = refused(enroll(addr, &fp, &new_token().unwrap(), csr("web-1").1).await);
     assert!(m.contains("unknown enrollment token"), "{m}");
 
     let expired = token_for(dir.path(), "web-1", -1);
