@@ -594,7 +594,7 @@ fn write_config(
          [ingest]\nlisten = \"{ingest}\"\nca = \"pki/ca.pem\"\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\n\n\
          [api]\nlisten = \"{api}\"\n\n[[api.tokens]]\nname = \"bench\"\nrole = \"read\"\nsha256 = \"{hash}\"\n\n\
          [store]\npath = \"nines.redb\"\n",
-        hash = crate::api::token_hash(token),
+        hash = crate::http::token_hash(token),
     );
     std::fs::write(&path, &text).map_err(io(&path))?;
     Config::parse(&text, &path)?;

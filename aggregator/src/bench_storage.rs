@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::chunk::{self, ChunkError, ValueCodec};
+use crate::store::chunk::{self, ChunkError, ValueCodec};
 
 /// Agents send at this interval in the mix, timestamps quantised to its boundaries.
 pub const INTERVAL_MS: i64 = 15_000;

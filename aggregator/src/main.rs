@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use nines_aggregator::cli::demo;
 use nines_aggregator::config::Config;
+use nines_aggregator::http as api;
 use nines_aggregator::pki::{self, PkiDir};
-use nines_aggregator::{api, bench_ingest, bench_storage, demo, report};
+use nines_aggregator::{bench_ingest, bench_storage, report};
 use nines_common::HostId;
 
 /// Exit code for a bad configuration or bad arguments (EX_USAGE).
@@ -394,7 +396,7 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig { file, strict } => {
-            ExitCode::from(nines_aggregator::config_check::run(&file, strict))
+            ExitCode::from(nines_aggregator::cli::check_config::run(&file, strict))
         }
         Command::CompactStore { config } => {
             let config = match Config::load(&config) {
@@ -524,7 +526,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let token = match nines_aggregator::enroll::new_token() {
+            let token = match nines_aggregator::pki::enroll::new_token() {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("nines-aggregator: ca token: {e}");
@@ -538,7 +540,7 @@ fn main() -> ExitCode {
                 .unwrap_or(0);
             let path = dir.0.join("tokens.txt");
             if let Err(e) =
-                nines_aggregator::enroll::add_token(&path, &dir.ca_key(), &token, &host, unix)
+                nines_aggregator::pki::enroll::add_token(&path, &dir.ca_key(), &token, &host, unix)
             {
                 eprintln!("nines-aggregator: ca token: {e}");
                 return ExitCode::FAILURE;
@@ -546,7 +548,8 @@ fn main() -> ExitCode {
             println!(
                 "token for {host}, usable once until {}:\n{token}\n\non {host}, as root:\n  \
                  nines-agent enroll --aggregator {aggregator} --token {token} --ca-fingerprint {fp}",
-                nines_aggregator::time::rfc3339_s(unix.saturating_mul(1000)).unwrap_or_default()
+                nines_aggregator::util::time::rfc3339_s(unix.saturating_mul(1000))
+                    .unwrap_or_default()
             );
             ExitCode::SUCCESS
         }
@@ -569,18 +572,19 @@ fn main() -> ExitCode {
                         return ExitCode::from(EXIT_CONFIG);
                     }
                 },
-                (None, Some(s)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit()) => {
-                    ("serial", nines_aggregator::revoke::normalize_serial(&s))
-                }
+                (None, Some(s)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit()) => (
+                    "serial",
+                    nines_aggregator::pki::revoke::normalize_serial(&s),
+                ),
                 _ => {
                     eprintln!("nines-aggregator: ca revoke: give --host HOST or --serial HEX");
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
             let path = dir.join("revoked.txt");
-            let now = nines_aggregator::time::rfc3339_s(nines_aggregator::ingest::now_ms())
+            let now = nines_aggregator::util::time::rfc3339_s(nines_aggregator::ingest::now_ms())
                 .unwrap_or_default();
-            match nines_aggregator::revoke::append(&path, kind, &value, &now) {
+            match nines_aggregator::pki::revoke::append(&path, kind, &value, &now) {
                 Ok(()) => {
                     println!("revoked {kind} {value} in {}", path.display());
                     ExitCode::SUCCESS
@@ -592,7 +596,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Token(TokenCommand::New { name, role }) => {
-            let token = match nines_aggregator::random::api_token() {
+            let token = match nines_aggregator::util::random::api_token() {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("nines-aggregator: token new: {e}");
@@ -672,7 +676,9 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            match rt.block_on(nines_aggregator::status::bench::run(args.hosts, args.runs)) {
+            match rt.block_on(nines_aggregator::http::status::bench::run(
+                args.hosts, args.runs,
+            )) {
                 Ok(f) => {
                     println!(
                         "status overview, {} hosts, {} runs:\n  gathered from the store and rendered: median {:.2} ms, slowest {:.2} ms\n  rendered alone (a tenth with warnings): median {:.2} ms, slowest {:.2} ms\n  page: {} bytes",

@@ -10,13 +10,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alerts::Alerting;
-use crate::api::{self, AppState};
-use crate::api_serve::ApiConnections;
-use crate::api_tls::{ApiTls, ApiTlsError};
 use crate::config::Config;
-use crate::enroll::Enroller;
+use crate::http::serve::ApiConnections;
+use crate::http::tls::{ApiTls, ApiTlsError};
+use crate::http::{self, AppState};
+use crate::ingest::tls::IngestTls;
 use crate::ingest::{self, Connections};
-use crate::ingest_tls::IngestTls;
+use crate::pki::enroll::Enroller;
 use crate::remote_write::{RemoteWrite, RemoteWriteError};
 use crate::store::{Store, StoreError, WriterHandle};
 
@@ -25,7 +25,7 @@ use crate::store::{Store, StoreError, WriterHandle};
 pub enum ServeError {
     /// The API's TLS files are unusable.
     #[error(transparent)]
-    ApiTls(#[from] crate::api_tls::ApiTlsError),
+    ApiTls(#[from] crate::http::tls::ApiTlsError),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -58,7 +58,7 @@ pub enum ServeError {
 /// checks; the running server keeps it in [`IngestTls`] to reload it).
 pub fn ingest_tls(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
     let i = &config.ingest;
-    crate::ingest_tls::build(&i.ca, &i.cert, &i.key).map_err(ServeError::TlsFiles)
+    crate::ingest::tls::build(&i.ca, &i.cert, &i.key).map_err(ServeError::TlsFiles)
 }
 
 /// Loads the API's TLS files, if `[api]` names them.
@@ -68,10 +68,10 @@ pub fn api_tls(config: &Config) -> Result<Option<ApiTls>, ApiTlsError> {
 
 /// Raises the descriptor limit and fits both ports' connection limits into it (lowered, and
 /// said, if they do not fit).
-fn descriptor_budget(config: &Config) -> (crate::ingest::Limits, crate::api_serve::Limits) {
+fn descriptor_budget(config: &Config) -> (crate::ingest::Limits, crate::http::serve::Limits) {
     let (mut ingest, mut api) = (config.ingest.limits(), config.api.limits());
-    let budget = crate::descriptors::Budget::plan(
-        crate::descriptors::raise(),
+    let budget = crate::util::descriptors::Budget::plan(
+        crate::util::descriptors::raise(),
         ingest.max_connections,
         api.max_connections,
     );
@@ -164,7 +164,7 @@ impl Server {
         let (shutdown, rx) = watch::channel(false);
         let connections = Arc::new(Connections::default());
         let revocations = Arc::new(
-            crate::revoke::Revocations::open(&config.ingest.revoked_path())
+            crate::pki::revoke::Revocations::open(&config.ingest.revoked_path())
                 .map_err(ServeError::Revoked)?,
         );
         connections.set_revocations(revocations.clone());
@@ -200,7 +200,7 @@ impl Server {
             state = state.with_remote_write(rw.clone());
         }
         let api_connections = Arc::new(ApiConnections::default());
-        let app = api::router(state).layer(axum::Extension(api_connections.clone()));
+        let app = http::router(state).layer(axum::Extension(api_connections.clone()));
         let alerts_task = alerts.clone().spawn(rx.clone());
         let tracker_task = tokio::spawn(track_incidents(
             store_for_tracker,
@@ -208,7 +208,7 @@ impl Server {
             config.alerts.startup_grace,
             rx.clone(),
         ));
-        let api_task = tokio::spawn(crate::api_serve::serve(
+        let api_task = tokio::spawn(crate::http::serve::serve(
             api_listener,
             api_tls.clone(),
             app,
@@ -307,7 +307,7 @@ impl Server {
 /// Every 2 s, re-reads the revocation list and the ingest TLS files if they changed; a
 /// revoked agent is disconnected at once. A bad file keeps what is in force and says why.
 async fn watch_files(
-    r: Arc<crate::revoke::Revocations>,
+    r: Arc<crate::pki::revoke::Revocations>,
     tls: Arc<IngestTls>,
     connections: Arc<Connections>,
     mut shutdown: watch::Receiver<bool>,

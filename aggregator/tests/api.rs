@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use nines_aggregator::api::{self, AppState, token_hash};
 use nines_aggregator::config::{Role, TokenConfig};
+use nines_aggregator::http::{self, AppState, token_hash};
 use nines_aggregator::ingest::{Connections, now_ms};
 use nines_aggregator::store::{BatchWrite, HelloWrite, Store, WriterHandle};
 use nines_common::{HostId, SeriesKey};
@@ -76,7 +76,7 @@ async fn fixture(dir: &std::path::Path) -> (Store, WriterHandle, i64) {
 }
 
 fn app(store: Store) -> axum::Router {
-    api::router(AppState::new(
+    http::router(AppState::new(
         store,
         &[TokenConfig {
             name: "t".into(),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use nines_aggregator::alerts::{Alerting, Rules};
-use nines_aggregator::api::{self, AppState, token_hash};
 use nines_aggregator::config::{Role, TokenConfig};
+use nines_aggregator::http::{self, AppState, token_hash};
 use nines_aggregator::ingest::{Connections, now_ms};
 use nines_aggregator::store::{HelloWrite, Store};
 use nines_common::HostId;
@@ -95,7 +95,7 @@ async fn alerts_silences_history_and_rules_with_roles() {
         sha256: token_hash(t),
         role,
     });
-    let app = api::router(
+    let app = http::router(
         AppState::new(store.clone(), &tokens, Arc::new(Connections::default()))
             .with_alerts(alerting.clone()),
     );

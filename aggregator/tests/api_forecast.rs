@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use nines_aggregator::api::{self, AppState, token_hash};
 use nines_aggregator::config::{Role, TokenConfig};
+use nines_aggregator::http::{self, AppState, token_hash};
 use nines_aggregator::ingest::{Connections, now_ms};
 use nines_aggregator::store::{BatchWrite, HelloWrite, Store};
 use nines_common::proto::Hello;
@@ -114,7 +114,7 @@ async fn forecast_and_capacity_give_the_known_answers() {
         sha256: token_hash("t"),
         role: Role::Read,
     }];
-    let app = api::router(AppState::new(
+    let app = http::router(AppState::new(
         store.clone(),
         &tokens,
         Arc::new(Connections::default()),

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use nines_aggregator::alerts::{Alerting, Rules};
-use nines_aggregator::api::{self, AppState, token_hash};
 use nines_aggregator::availability::config::ServiceConfig;
 use nines_aggregator::config::{Role, TokenConfig};
+use nines_aggregator::http::{self, AppState, token_hash};
 use nines_aggregator::ingest::{Connections, now_ms};
 use nines_aggregator::store::{BatchWrite, HelloWrite, Store, WriterHandle};
 use nines_common::proto::Hello;
@@ -97,7 +97,7 @@ async fn call(
 async fn times_outside_1970_to_9999_are_400_on_every_time_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _w) = open(dir.path()).await;
-    let app = api::router(state(store));
+    let app = http::router(state(store));
     let max = i64::MAX;
     let min = i64::MIN;
     let api_uris = [
@@ -186,7 +186,7 @@ async fn times_outside_1970_to_9999_are_400_on_every_time_parameter() {
 async fn admin_writes_with_out_of_range_times_are_refused_and_store_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _w) = open(dir.path()).await;
-    let app = api::router(state(store));
+    let app = http::router(state(store));
     let far = YEAR_10000_MS;
     let max = i64::MAX;
     let bodies = [
@@ -299,7 +299,7 @@ async fn a_stored_point_in_the_year_10000_does_not_break_the_host_pages() {
         })
         .await
         .unwrap();
-    let app = api::router(state(store));
+    let app = http::router(state(store));
     let (s, v) = call(&app, Method::GET, "/api/v1/hosts", READ, None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["hosts"][0]["last_seen_ms"], YEAR_10000_MS);
@@ -322,7 +322,7 @@ async fn the_auth_scheme_is_case_insensitive() {
     use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
     let (store, _w) = open(dir.path()).await;
-    let app = api::router(state(store));
+    let app = http::router(state(store));
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("promtool:{READ}"));
     let good = [
         format!("Bearer {READ}"),
@@ -351,7 +351,7 @@ async fn the_auth_scheme_is_case_insensitive() {
 async fn a_body_over_the_limit_is_a_json_413() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _w) = open(dir.path()).await;
-    let app = api::router(state(store));
+    let app = http::router(state(store));
     let big = format!(r#"{{"service":"shop","title":"{}"}}"#, "x".repeat(3 << 20));
     let (s, v) = call(&app, Method::POST, "/api/v1/incidents", ADMIN, Some(&big)).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
@@ -377,7 +377,7 @@ async fn every_response_carries_the_security_headers() {
     use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
     let (store, _w) = open(dir.path()).await;
-    let app = api::router(state(store));
+    let app = http::router(state(store));
     let mut overview = String::new();
     for (uri, auth) in [
         ("/status", false),
@@ -473,7 +473,7 @@ async fn the_regex_bomb_is_refused_while_healthz_keeps_answering() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = api::router(state(store));
+    let app = http::router(state(store));
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let bomb = |n: usize| {

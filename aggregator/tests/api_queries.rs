@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use nines_aggregator::api::{self, AppState, token_hash};
 use nines_aggregator::config::{Role, TokenConfig};
+use nines_aggregator::http::{self, AppState, token_hash};
 use nines_aggregator::ingest::{Connections, now_ms};
 use nines_aggregator::store::{BatchWrite, HelloWrite, Store, WriterHandle};
 use nines_common::{HostId, SeriesKey};
@@ -53,7 +53,7 @@ async fn write(store: &Store, host: &HostId, seq: u64, key: SeriesKey, points: &
 }
 
 fn app(store: Store) -> axum::Router {
-    api::router(state(store))
+    http::router(state(store))
 }
 
 fn state(store: Store) -> AppState {
@@ -436,10 +436,10 @@ async fn series_are_listed_across_hosts_by_selector() {
 async fn series_matching_shares_the_query_cost_limits() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _w) = three_hosts(dir.path()).await;
-    let mut limits = nines_aggregator::prom::limits::QueryLimits::default();
+    let mut limits = nines_aggregator::http::prom::limits::QueryLimits::default();
     limits.parse.max_matchers = 3;
     limits.parse.max_regex_bytes = 8;
-    let app = api::router(state(store).with_query_limits(limits));
+    let app = http::router(state(store).with_query_limits(limits));
     // Two matchers each: within the cap alone, over it together.
     let one = enc(r#"cpu_usage_ratio{cpu="0"}"#);
     let (s, body) = get(&app, &format!("/api/v1/series?match={one}")).await;

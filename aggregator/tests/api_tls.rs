@@ -43,7 +43,7 @@ fn write_config(dir: &Path, api_ca: &Ca, client_ca: Option<&Ca>) -> std::path::P
              [api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"api.pem\"\ntls_key = \"api.key\"\n{client}\
              [[api.tokens]]\nname = \"t\"\nsha256 = \"{}\"\n\
              [store]\npath = \"db/nines.redb\"\n",
-            nines_aggregator::api::token_hash(TOKEN)
+            nines_aggregator::http::token_hash(TOKEN)
         ),
     )
     .unwrap();

@@ -130,7 +130,7 @@ fn token_new_prints_a_token_whose_hash_is_the_config_entry() {
         .lines()
         .find_map(|l| l.strip_prefix("token: "))
         .unwrap();
-    let hash = nines_aggregator::api::token_hash(token);
+    let hash = nines_aggregator::http::token_hash(token);
     assert!(text.contains(&format!("sha256 = \"{hash}\"")), "{text}");
     assert!(text.contains("name = \"grafana\""));
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nines_aggregator::enroll::{add_token, new_token};
+use nines_aggregator::pki::enroll::{add_token, new_token};
 use nines_aggregator::{Config, Server};
 use nines_common::HostId;
 use nines_common::proto::io::{FrameReader, FrameWriter};

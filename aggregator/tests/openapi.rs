@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use nines_aggregator::api::{self, AppState, token_hash};
 use nines_aggregator::config::{Role, TokenConfig};
+use nines_aggregator::http::{self, AppState, token_hash};
 use nines_aggregator::ingest::Connections;
 use nines_aggregator::store::Store;
 use serde_json::Value;
@@ -21,11 +21,11 @@ const TOKEN: &str = "admin-token";
 /// route modules.
 fn registered() -> BTreeSet<(String, String)> {
     let sources = [
-        include_str!("../src/api.rs"),
-        include_str!("../src/api_alerts.rs"),
-        include_str!("../src/api_availability.rs"),
-        include_str!("../src/api_forecast.rs"),
-        include_str!("../src/prom/api.rs"),
+        include_str!("../src/http/mod.rs"),
+        include_str!("../src/http/alerts.rs"),
+        include_str!("../src/http/availability.rs"),
+        include_str!("../src/http/forecast.rs"),
+        include_str!("../src/http/prom/api.rs"),
     ];
     let route = regex::Regex::new(
         r#"\.route\(\s*"([^"]+)",\s*((?:[a-z_]+\([^()]*(?:\([^()]*\))?[^()]*\)\.?\s*)+)"#,
@@ -47,7 +47,7 @@ fn registered() -> BTreeSet<(String, String)> {
 async fn every_api_v1_route_is_in_the_openapi_document_and_every_operation_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _w) = Store::open(&dir.path().join("o.redb")).unwrap();
-    let app = api::router(AppState::new(
+    let app = http::router(AppState::new(
         store,
         &[TokenConfig {
             name: "admin".into(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use nines_aggregator::api::token_hash;
+use nines_aggregator::http::token_hash;
 use nines_aggregator::{Config, Server};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;

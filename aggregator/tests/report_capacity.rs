@@ -7,7 +7,7 @@ mod util;
 
 use std::os::unix::fs::PermissionsExt;
 
-use nines_aggregator::api::token_hash;
+use nines_aggregator::http::token_hash;
 use nines_aggregator::{Config, Server};
 use nines_common::proto::{Batch, Message, Point, SeriesDef};
 use util::*;

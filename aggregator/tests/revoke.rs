@@ -98,7 +98,7 @@ async fn a_revoked_agent_is_cut_off_at_once_and_stays_refused() {
     // By serial: web-3's one certificate.
     use rustls_pki_types::pem::PemObject;
     let der = rustls_pki_types::CertificateDer::from_pem_slice(w3.cert.as_bytes()).unwrap();
-    let serial = nines_aggregator::revoke::serial_of(&der).unwrap();
+    let serial = nines_aggregator::pki::revoke::serial_of(&der).unwrap();
     revoke(dir.path(), &["--serial", &serial]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let r = hello_reply(server.ingest_addr, &ca.pem, Some(&w3), "web-3").await;

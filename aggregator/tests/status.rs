@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use nines_aggregator::api::{self, AppState, token_hash};
 use nines_aggregator::availability::config::ServiceConfig;
 use nines_aggregator::config::{Role, TokenConfig};
+use nines_aggregator::http::{self, AppState, token_hash};
 use nines_aggregator::ingest::{Connections, now_ms};
 use nines_aggregator::store::{BatchWrite, HelloWrite, Store};
 use nines_common::proto::Hello;
@@ -88,7 +88,7 @@ fn app(store: Store, anonymous: bool) -> axum::Router {
     }];
     let shop: ServiceConfig =
         toml::from_str("name = \"shop\"\ntarget_percent = 99.9\nmembers = [\"web-1\"]\n").unwrap();
-    api::router(
+    http::router(
         AppState::new(store, &tokens, Arc::new(Connections::default()))
             .with_services(vec![shop])
             .with_anonymous_status(anonymous),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use nines_aggregator::api::{self, AppState};
+use nines_aggregator::http::{self, AppState};
 use nines_aggregator::ingest::Connections;
 use nines_aggregator::store::{BatchWrite, HelloWrite, Store, StoreOptions};
 use nines_common::proto::Hello;
@@ -74,7 +74,7 @@ async fn a_full_disk_stops_acks_says_why_and_recovers_when_space_returns() {
         ..StoreOptions::default()
     };
     let (store, writer) = Store::open_with(&path, options).unwrap();
-    let app = api::router(AppState::new(
+    let app = http::router(AppState::new(
         store.clone(),
         &[],
         Arc::new(Connections::default()),

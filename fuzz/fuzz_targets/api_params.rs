@@ -13,9 +13,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nines_aggregator::prom::api::{parse_step, parse_time};
-use nines_aggregator::prom::promql::{self, Limits, MatchOp, SeriesData};
-use nines_aggregator::time;
+use nines_aggregator::http::prom::api::{parse_step, parse_time};
+use nines_aggregator::promql::{self, Limits, MatchOp, SeriesData};
+use nines_aggregator::util::time;
 
 const LIMITS: Limits = Limits {
     max_matchers: 8,

@@ -13,8 +13,8 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use nines_aggregator::ingest_check::{PointBounds, check_batch};
-use nines_aggregator::time;
+use nines_aggregator::ingest::check::{PointBounds, check_batch};
+use nines_aggregator::util::time;
 use nines_common::proto::{MAX_SEQ, Message, codec};
 
 fuzz_target!(|data: &[u8]| {

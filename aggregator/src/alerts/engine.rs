@@ -265,7 +265,7 @@ pub fn fingerprint(labels: &Labels) -> String {
 }
 
 fn rfc3339(ms: i64) -> String {
-    crate::time::rfc3339_or_raw(ms.max(0))
+    crate::util::time::rfc3339_or_raw(ms.max(0))
 }
 
 /// What one evaluation saw for one series.

@@ -156,7 +156,7 @@ pub struct Alerting {
     reload_error: Mutex<Option<String>>,
     counts: Mutex<std::collections::BTreeMap<String, NotificationCounts>>,
     /// How long evaluations took (`/metrics`).
-    evaluation_seconds: crate::histogram::Histogram,
+    evaluation_seconds: crate::util::histogram::Histogram,
     /// Evaluations that failed: a series unreadable, the state unsaved, or a panic.
     evaluation_failures: std::sync::atomic::AtomicU64,
 }
@@ -289,7 +289,7 @@ impl Alerting {
     }
 
     /// How long the evaluations since start took (saving the state included).
-    pub fn evaluation_seconds(&self) -> crate::histogram::Snapshot {
+    pub fn evaluation_seconds(&self) -> crate::util::histogram::Snapshot {
         self.evaluation_seconds.snapshot()
     }
 

@@ -867,7 +867,10 @@ mod tests {
     #[test]
     fn the_shipped_example_is_valid() {
         let r = Rules::parse(
-            include_str!("../../../packaging/alerts.toml"),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../packaging/alerts.toml"
+            )),
             Path::new("/etc/nines/alerts.toml"),
         )
         .unwrap();

@@ -140,7 +140,7 @@ impl ServiceConfig {
     pub fn since_ms(&self) -> Option<i64> {
         self.since
             .as_deref()
-            .and_then(|v| crate::time::parse_ms("since", v).ok())
+            .and_then(|v| crate::util::time::parse_ms("since", v).ok())
     }
 
     /// Members that must be up: `k`, or all of them.
@@ -187,7 +187,7 @@ pub fn validate(services: &[ServiceConfig]) -> Result<(), String> {
             .to_schedule()
             .map_err(|e| format!("{at}: schedule: {e}"))?;
         if let Some(v) = &s.since {
-            crate::time::parse_ms("since", v).map_err(|e| format!("{at}: {e}"))?;
+            crate::util::time::parse_ms("since", v).map_err(|e| format!("{at}: {e}"))?;
         }
         for m in &s.members {
             nines_common::HostId::new(m.clone())

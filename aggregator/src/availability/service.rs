@@ -67,7 +67,7 @@ pub fn monitored_since(store: &Store, svc: &ServiceConfig) -> Option<i64> {
     }
     let k = svc.required_up();
     if k == 0 {
-        return Some(crate::time::MIN_MS);
+        return Some(crate::util::time::MIN_MS);
     }
     let mut seen: Vec<i64> = svc
         .members
@@ -405,7 +405,7 @@ fn track_stored(
         by: "nines".into(),
         what,
     };
-    let at = crate::time::rfc3339_or_raw;
+    let at = crate::util::time::rfc3339_or_raw;
     let mut changed = 0;
     let mut seen = std::collections::HashSet::new();
     for d in derived {

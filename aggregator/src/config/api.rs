@@ -61,33 +61,33 @@ pub struct ApiConfig {
 }
 
 fn default_api_max_connections() -> usize {
-    crate::api_serve::Limits::default().max_connections
+    crate::http::serve::Limits::default().max_connections
 }
 fn default_api_max_per_address() -> usize {
-    crate::api_serve::Limits::default().max_connections_per_address
+    crate::http::serve::Limits::default().max_connections_per_address
 }
 fn default_api_header_read() -> Duration {
-    crate::api_serve::Limits::default().header_read_timeout
+    crate::http::serve::Limits::default().header_read_timeout
 }
 fn default_api_idle() -> Duration {
-    crate::api_serve::Limits::default().idle_timeout
+    crate::http::serve::Limits::default().idle_timeout
 }
 
 fn default_query_max_matchers() -> usize {
-    crate::prom::limits::QueryLimits::default()
+    crate::http::prom::limits::QueryLimits::default()
         .parse
         .max_matchers
 }
 fn default_query_max_regex_bytes() -> usize {
-    crate::prom::limits::QueryLimits::default()
+    crate::http::prom::limits::QueryLimits::default()
         .parse
         .max_regex_bytes
 }
 fn default_query_timeout() -> Duration {
-    crate::prom::limits::QueryLimits::default().timeout
+    crate::http::prom::limits::QueryLimits::default().timeout
 }
 fn default_query_concurrency() -> usize {
-    crate::prom::limits::QueryLimits::default().concurrency
+    crate::http::prom::limits::QueryLimits::default().concurrency
 }
 
 impl Default for ApiConfig {
@@ -123,8 +123,8 @@ pub struct ApiTlsFiles {
 
 impl ApiConfig {
     /// The API port's connection limits.
-    pub fn limits(&self) -> crate::api_serve::Limits {
-        crate::api_serve::Limits {
+    pub fn limits(&self) -> crate::http::serve::Limits {
+        crate::http::serve::Limits {
             max_connections: self.max_connections,
             max_connections_per_address: self.max_connections_per_address,
             header_read_timeout: self.header_read_timeout,
@@ -133,9 +133,9 @@ impl ApiConfig {
     }
 
     /// What one query may cost.
-    pub fn query_limits(&self) -> crate::prom::limits::QueryLimits {
-        crate::prom::limits::QueryLimits {
-            parse: crate::prom::promql::Limits {
+    pub fn query_limits(&self) -> crate::http::prom::limits::QueryLimits {
+        crate::http::prom::limits::QueryLimits {
+            parse: crate::promql::Limits {
                 max_matchers: self.query_max_matchers,
                 max_regex_bytes: self.query_max_regex_bytes,
                 ..Default::default()

@@ -27,7 +27,7 @@ pub use config::RemoteWriteConfig;
 use proto::{Label, Sample, TimeSeries, WriteRequest};
 use queue::Queue;
 
-use crate::prom::text::Exposition;
+use crate::http::prom::text::Exposition;
 use crate::store::Store;
 
 /// Commits waiting for the appender; past this the store's writer waits (the queue's disk is

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{FetchError, api_url, get_body, http_client, read_token};
 use super::{EXIT_MET, EXIT_MISSED, EXIT_UNKNOWN, Format, ReportError};
-use crate::status::page::esc;
+use crate::http::status::page::esc;
 
 /// `report capacity` as given on the command line.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 //! redb's MVCC read transactions and a snapshot of the heads.
 
 mod catalog;
+pub mod chunk;
 mod head;
 mod hook;
 mod query;
@@ -45,7 +46,7 @@ const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
 /// Series id → the last commit number whose points of that series are in closed chunks.
 /// Replaying the write-ahead table skips those.
 const CLOSED: TableDefinition<u64, u64> = TableDefinition::new("closed");
-/// (series id, first timestamp) → (last timestamp, chunk bytes, see [`crate::chunk`]).
+/// (series id, first timestamp) → (last timestamp, chunk bytes, see [`crate::store::chunk`]).
 const CHUNKS: TableDefinition<(u64, i64), (i64, &[u8])> = TableDefinition::new("chunks");
 /// (series id, block start) → a block of rollup rows ([`rollup::encode_block`]): the 1 min
 /// rows of an hour, the 1 h rows of a day.
@@ -207,7 +208,7 @@ pub struct StoreStats {
     /// Duration of every commit since start, summed, µs.
     pub commit_us_total: AtomicU64,
     /// Durations of the commits since start, fsync included.
-    pub commit_seconds: crate::histogram::Histogram,
+    pub commit_seconds: crate::util::histogram::Histogram,
 }
 
 /// Shared read side and a handle to the writer thread.

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::rollup::{self, Agg, AggFn, HOUR, MINUTE};
 use super::{CHUNKS, ROLLUP_1H, ROLLUP_1M, Store, StoreError, db_err, label_map};
-use crate::chunk;
+use crate::store::chunk;
 
 /// A stepped query: one aggregate per `ms`-wide bucket, buckets aligned to multiples of `ms`
 /// since the epoch.

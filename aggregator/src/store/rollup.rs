@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::chunk;
+use crate::store::chunk;
 
 /// One minute, ms.
 pub const MINUTE: i64 = 60_000;
@@ -128,7 +128,7 @@ pub fn block_width(width: i64) -> i64 {
     if width >= HOUR { 7 * DAY } else { HOUR }
 }
 
-/// Encodes time-ordered rows as five chunks (see [`crate::chunk`]): min, max, sum and count
+/// Encodes time-ordered rows as five chunks (see [`crate::store::chunk`]): min, max, sum and count
 /// against the bucket starts, and last against its own timestamps. A day of 1 h rows costs
 /// about 150 bytes instead of 1.5 KB as table rows.
 pub fn encode_block(rows: &[(i64, Agg)]) -> Vec<u8> {

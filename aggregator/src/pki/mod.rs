@@ -4,6 +4,9 @@
 //! Layout of a PKI directory: `ca.pem`, `ca.key`, `server.pem`, `server.key`,
 //! `agents/<host>.pem`, `agents/<host>.key`. Private keys are created with mode 0600.
 
+pub mod enroll;
+pub mod revoke;
+
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -21,7 +24,7 @@ use time::{Duration, OffsetDateTime};
 pub enum PkiError {
     /// No randomness for a serial number.
     #[error(transparent)]
-    Random(#[from] crate::random::NoRandomness),
+    Random(#[from] crate::util::random::NoRandomness),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -103,7 +106,7 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
 
 /// A random positive 128-bit serial number.
 pub(crate) fn serial() -> Result<SerialNumber, PkiError> {
-    let mut bytes = crate::random::bytes::<16>()?;
+    let mut bytes = crate::util::random::bytes::<16>()?;
     // Positive, non-zero first byte keeps the DER integer at 16 bytes.
     bytes[0] = (bytes[0] & 0x7f) | 0x01;
     Ok(SerialNumber::from_slice(&bytes))
@@ -194,7 +197,7 @@ pub fn issue(dir: &PkiDir, host: &HostId, days: i64) -> Result<(PathBuf, PathBuf
     let issuer = load_issuer(dir)?;
     let key = KeyPair::generate().map_err(cert_err)?;
     let days = u32::try_from(days.max(1)).unwrap_or(u32::MAX);
-    let params = crate::enroll::agent_params(host, days).map_err(cert_err)?;
+    let params = crate::pki::enroll::agent_params(host, days).map_err(cert_err)?;
     let cert = params.signed_by(&key, &issuer).map_err(cert_err)?;
     write_file(&key_path, &key.serialize_pem(), 0o600)?;
     write_file(&cert_path, &cert.pem(), 0o644)?;

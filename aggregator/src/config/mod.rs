@@ -229,7 +229,7 @@ pub struct IngestConfig {
 }
 
 fn default_max_future() -> Duration {
-    crate::ingest_check::PointBounds::default().max_future
+    crate::ingest::check::PointBounds::default().max_future
 }
 
 fn default_agent_cert_days() -> u32 {
@@ -289,7 +289,7 @@ impl IngestConfig {
             handshake_timeout: self.handshake_timeout,
             idle_timeout: self.idle_timeout,
             max_series_per_host: self.max_series_per_host,
-            points: crate::ingest_check::PointBounds {
+            points: crate::ingest::check::PointBounds {
                 max_age: self
                     .max_point_age
                     .unwrap_or_else(|| StoreOptions::default().raw_retention),
@@ -403,8 +403,8 @@ impl StoreConfig {
 
 impl Config {
     /// Where enrollment and renewal find their files.
-    pub fn enroll(&self) -> crate::enroll::EnrollConfig {
-        crate::enroll::EnrollConfig {
+    pub fn enroll(&self) -> crate::pki::enroll::EnrollConfig {
+        crate::pki::enroll::EnrollConfig {
             ca_cert: self.ingest.ca.clone(),
             ca_key: self.ingest.ca_key_path(),
             tokens: self.ingest.tokens_path(),
@@ -693,7 +693,10 @@ mod tests {
 
     #[test]
     fn the_shipped_example_parses_with_its_documented_defaults() {
-        let text = include_str!("../../packaging/aggregator.toml");
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/aggregator.toml"
+        ));
         let c = Config::parse(text, Path::new("/etc/nines/aggregator.toml")).unwrap();
         assert_eq!(c.ingest.listen, default_ingest_listen());
         assert_eq!(c.api.listen, default_api_listen());
@@ -735,10 +738,10 @@ mod tests {
         assert_eq!(u.alerts, c.alerts);
         assert_eq!(c.alerts.startup_grace, Duration::from_secs(60));
         assert_eq!(c.ingest.limits(), crate::ingest::Limits::default());
-        assert_eq!(c.api.limits(), crate::api_serve::Limits::default());
+        assert_eq!(c.api.limits(), crate::http::serve::Limits::default());
         assert_eq!(
             u.api.query_limits(),
-            crate::prom::limits::QueryLimits::default()
+            crate::http::prom::limits::QueryLimits::default()
         );
         assert!(c.services.is_empty());
 
@@ -789,7 +792,10 @@ mod tests {
 
     #[test]
     fn the_commented_api_tls_example_parses() {
-        let text = include_str!("../../packaging/aggregator.toml");
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/aggregator.toml"
+        ));
         let path = Path::new("/etc/nines/aggregator.toml");
         assert_eq!(Config::parse(text, path).unwrap().api.tls(), None);
         let uncommented: String = text
@@ -815,7 +821,10 @@ mod tests {
 
     #[test]
     fn the_commented_remote_write_example_parses_with_its_documented_defaults() {
-        let text = include_str!("../../packaging/aggregator.toml");
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/aggregator.toml"
+        ));
         assert!(
             Config::parse(text, Path::new("/etc/nines/aggregator.toml"))
                 .unwrap()
@@ -908,7 +917,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("alerts.toml"),
-            include_str!("../../packaging/alerts.toml"),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../packaging/alerts.toml"
+            )),
         )
         .unwrap();
         let text = |rule: &str| {

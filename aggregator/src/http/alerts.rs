@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 
 use crate::alerts::matcher::MatcherJson;
 use crate::alerts::{Alerting, Muted, Silence, persist};
-use crate::api::{ApiError, AppState, Caller, bad_request, one, params, parse_time, rfc3339};
-use crate::api_availability::admin;
+use crate::http::availability::admin;
+use crate::http::openapi::ErrorBody;
+use crate::http::{ApiError, AppState, Caller, bad_request, one, params, parse_time, rfc3339};
 use crate::ingest::now_ms;
-use crate::openapi::ErrorBody;
 
 /// The routes, to be merged behind the token check.
 pub fn routes() -> Router<AppState> {
@@ -39,7 +39,7 @@ fn engine(state: &AppState) -> Result<Arc<Alerting>, ApiError> {
 }
 
 fn internal(e: persist::PersistError) -> ApiError {
-    crate::api::internal("alerts", e)
+    crate::http::internal("alerts", e)
 }
 
 fn limit(p: &[(String, String)]) -> Result<usize, ApiError> {
@@ -134,7 +134,7 @@ pub(crate) async fn history(
     let limit = limit(&p)?;
     let rows = tokio::task::spawn_blocking(move || persist::history(a.store(), (from, to), limit))
         .await
-        .map_err(|e| crate::api::internal("alerts task", e))?
+        .map_err(|e| crate::http::internal("alerts task", e))?
         .map_err(internal)?;
     let list: Vec<Value> = rows
         .into_iter()
@@ -162,7 +162,7 @@ pub(crate) async fn notifications(
     let limit = limit(&params(raw))?;
     let rows = tokio::task::spawn_blocking(move || persist::attempts(a.store(), limit))
         .await
-        .map_err(|e| crate::api::internal("alerts task", e))?
+        .map_err(|e| crate::http::internal("alerts task", e))?
         .map_err(internal)?;
     let list: Vec<Value> = rows
         .into_iter()

@@ -48,7 +48,7 @@ impl ClientCertCheck for Revoked {
         else {
             return true;
         };
-        let serial = crate::revoke::serial_of(der).unwrap_or_default();
+        let serial = crate::pki::revoke::serial_of(der).unwrap_or_default();
         if connections.is_revoked(host.as_str(), &serial) {
             connections.refused.revoked.fetch_add(1, Ordering::Relaxed);
             if let Some(left_out) = connections.log_limit.allow(std::time::Instant::now()) {

@@ -2,6 +2,11 @@
 //! client certificate, and turns frames into durable store writes, acking each batch only after
 //! its commit returned.
 
+pub mod check;
+mod enroll;
+pub mod ratelimit;
+pub mod tls;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,15 +18,15 @@ use nines_common::proto::{
     Ack, CertificateReply, ErrorCode, ErrorMsg, Message, PROTOCOL_VERSION, ProtoError, Welcome,
     codec,
 };
-use nines_common::{HostId, SeriesKey, tls};
+use nines_common::{HostId, SeriesKey};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::enroll::Enroller;
-use crate::ingest_check::PointBounds;
-use crate::ingest_tls::IngestTls;
-use crate::ratelimit::{FailureLimit, LogLimit};
+use crate::ingest::check::PointBounds;
+use crate::ingest::ratelimit::{FailureLimit, LogLimit};
+use crate::ingest::tls::IngestTls;
+use crate::pki::enroll::Enroller;
 
 use crate::store::{BatchWrite, HelloWrite, Store, StoreError};
 
@@ -155,7 +160,7 @@ pub struct Connections {
     per_address: Mutex<HashMap<IpAddr, usize>>,
     /// Refusal counters.
     pub refused: Refusals,
-    revocations: std::sync::RwLock<Option<Arc<crate::revoke::Revocations>>>,
+    revocations: std::sync::RwLock<Option<Arc<crate::pki::revoke::Revocations>>>,
     /// Bumped when the revocation list changes: every connection checks itself again.
     generation: watch::Sender<u64>,
     /// Failed enrollments per source address.
@@ -214,7 +219,7 @@ impl Connections {
     }
 
     /// Checks new and open connections against `r` from now on.
-    pub fn set_revocations(&self, r: Arc<crate::revoke::Revocations>) {
+    pub fn set_revocations(&self, r: Arc<crate::pki::revoke::Revocations>) {
         *self.revocations.write().unwrap_or_else(|p| p.into_inner()) = Some(r);
     }
 
@@ -279,7 +284,7 @@ pub async fn serve(
     let limits = Arc::new(limits);
     tls.check_revocations_with(connections.clone());
     let mut last_refusal_log = std::time::Instant::now() - Duration::from_secs(60);
-    let mut accept_errors = crate::accept::AcceptErrors::new("ingest");
+    let mut accept_errors = crate::util::accept::AcceptErrors::new("ingest");
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => Some(r),
@@ -397,10 +402,11 @@ async fn accept(
     let (_, tls) = stream.get_ref();
     // The verifier checked any certificate presented against our CA; its CN is the host.
     let Some(cert) = tls.peer_certificates().and_then(|c| c.first()) else {
-        return crate::ingest_enroll::enroll(stream, conn, limits, peer).await;
+        return crate::ingest::enroll::enroll(stream, conn, limits, peer).await;
     };
-    let host = tls::cert_host_id(cert).map_err(|e| IngestError::Identity(e.to_string()))?;
-    let serial = crate::revoke::serial_of(cert).unwrap_or_default();
+    let host =
+        nines_common::tls::cert_host_id(cert).map_err(|e| IngestError::Identity(e.to_string()))?;
+    let serial = crate::pki::revoke::serial_of(cert).unwrap_or_default();
     // The handshake refused revoked certificates; this catches a list changed since.
     if connections.is_revoked(host.as_str(), &serial) {
         connections.refused.revoked.fetch_add(1, Ordering::Relaxed);
@@ -677,7 +683,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
         };
         let checked =
-            crate::ingest_check::check_batch(batch.seq, batch.points, now_ms(), &limits.points);
+            crate::ingest::check::check_batch(batch.seq, batch.points, now_ms(), &limits.points);
         let batch_points = match checked {
             Ok((points, refused)) => {
                 count_refused_points(&connections, &host, batch.seq, &refused);
@@ -863,7 +869,7 @@ fn count_refused_points(
     connections: &Connections,
     host: &HostId,
     seq: u64,
-    r: &crate::ingest_check::Refused,
+    r: &crate::ingest::check::Refused,
 ) {
     if r.total() == 0 {
         return;
@@ -894,7 +900,7 @@ fn count_refused_points(
 }
 
 /// Applies a batch's series definitions to the connection dictionary (connection id → store
-/// series id) and resolves its points, which [`crate::ingest_check::check_batch`] passed.
+/// series id) and resolves its points, which [`crate::ingest::check::check_batch`] passed.
 fn resolve(
     store: &Store,
     host: &HostId,

@@ -135,7 +135,7 @@ pub fn seg(s: &str) -> String {
 /// A stored time outside the years 1970 to 9999 shows as "never" before 1970 and
 /// "after 9999" beyond, instead of failing the page.
 pub fn short_time(ms: i64) -> String {
-    match crate::time::rfc3339_s(ms.max(0)) {
+    match crate::util::time::rfc3339_s(ms.max(0)) {
         Some(s) => format!(
             "{} {} UTC",
             s.get(..10).unwrap_or_default(),

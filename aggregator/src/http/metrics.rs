@@ -12,7 +12,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::histogram::{Histogram, Snapshot};
+use crate::util::histogram::{Histogram, Snapshot};
 
 /// The `route` of a request no route matched (a 404 from the fallback).
 pub const UNMATCHED: &str = "unmatched";

@@ -1,6 +1,17 @@
 //! The HTTP API (docs/api.md): JSON over axum, bearer tokens checked against SHA-256 hashes.
 //! [`router`] builds the routes; serving them is the caller's business.
 
+pub mod alerts;
+pub mod availability;
+pub mod forecast;
+mod layers;
+pub mod metrics;
+pub mod openapi;
+pub mod prom;
+pub mod serve;
+pub mod status;
+pub mod tls;
+
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, Request, State};
@@ -13,8 +24,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::config::{Role, TokenConfig};
+use crate::http::openapi::ErrorBody;
 use crate::ingest::{Connections, now_ms};
-use crate::openapi::ErrorBody;
 use crate::store::{AggFn, HostRecord, QueryError, Step, Store};
 
 /// Longest range one query may cover.
@@ -33,10 +44,10 @@ pub struct AppState {
     pub(crate) services: Arc<Vec<crate::availability::config::ServiceConfig>>,
     pub(crate) alerts: Option<Arc<crate::alerts::Alerting>>,
     pub(crate) status_anonymous: bool,
-    pub(crate) month_cache: crate::status::SharedMonthCache,
+    pub(crate) month_cache: crate::http::status::SharedMonthCache,
     pub(crate) remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
-    pub(crate) queries: crate::prom::limits::QueryGate,
-    pub(crate) http: Arc<crate::api_metrics::HttpMetrics>,
+    pub(crate) queries: crate::http::prom::limits::QueryGate,
+    pub(crate) http: Arc<crate::http::metrics::HttpMetrics>,
 }
 
 impl AppState {
@@ -61,8 +72,8 @@ impl AppState {
     }
 
     /// What one query may cost (`[api] query_*`).
-    pub fn with_query_limits(mut self, limits: crate::prom::limits::QueryLimits) -> Self {
-        self.queries = crate::prom::limits::QueryGate::new(limits);
+    pub fn with_query_limits(mut self, limits: crate::http::prom::limits::QueryLimits) -> Self {
+        self.queries = crate::http::prom::limits::QueryGate::new(limits);
         self
     }
 
@@ -191,24 +202,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/hosts/{host}", get(host))
         .route("/api/v1/series", get(series))
         .route("/api/v1/query", get(query))
-        .merge(crate::api_availability::routes())
-        .merge(crate::api_alerts::routes())
-        .merge(crate::api_forecast::routes())
-        .route("/metrics", get(crate::prom::metrics::metrics))
-        .route("/federate", get(crate::prom::metrics::federate))
-        .merge(crate::prom::api::routes())
+        .merge(crate::http::availability::routes())
+        .merge(crate::http::alerts::routes())
+        .merge(crate::http::forecast::routes())
+        .route("/metrics", get(crate::http::prom::metrics::metrics))
+        .route("/federate", get(crate::http::prom::metrics::federate))
+        .merge(crate::http::prom::api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let app = Router::new()
         .route("/healthz", get(healthz))
-        .route("/openapi.json", get(crate::openapi::openapi_json))
+        .route("/openapi.json", get(crate::http::openapi::openapi_json))
         .merge(protected)
-        .merge(crate::status::routes(state.clone()))
+        .merge(crate::http::status::routes(state.clone()))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state.clone());
     // Outermost, so that the status it counts is the one sent (a panic's 500 included).
-    crate::api_layers::wrap(app).layer(middleware::from_fn_with_state(
+    crate::http::layers::wrap(app).layer(middleware::from_fn_with_state(
         state.http.clone(),
-        crate::api_metrics::record,
+        crate::http::metrics::record,
     ))
 }
 
@@ -296,7 +307,7 @@ pub(crate) fn rfc3339(ms: i64) -> Value {
     if ms <= 0 {
         return Value::Null;
     }
-    crate::time::rfc3339_ms(ms).map_or(Value::Null, Value::String)
+    crate::util::time::rfc3339_ms(ms).map_or(Value::Null, Value::String)
 }
 
 fn host_json(h: &HostRecord, connections: &Connections, now: i64) -> Value {
@@ -377,12 +388,12 @@ pub(crate) fn query_error(e: QueryError) -> ApiError {
 /// Parses a time parameter: integer milliseconds since the epoch, or RFC 3339, in the years
 /// 1970 to 9999 (anything else is a 400).
 pub(crate) fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
-    crate::time::parse_ms(name, v).map_err(|e| bad_request(e.to_string()))
+    crate::util::time::parse_ms(name, v).map_err(|e| bad_request(e.to_string()))
 }
 
-/// A duration parameter, 1 ms to [`crate::time::MAX_MS`] (anything else is a 400).
+/// A duration parameter, 1 ms to [`crate::util::time::MAX_MS`] (anything else is a 400).
 pub(crate) fn parse_duration(name: &str, v: &str) -> Result<i64, ApiError> {
-    crate::time::parse_duration_ms(name, v).map_err(|e| bad_request(e.to_string()))
+    crate::util::time::parse_duration_ms(name, v).map_err(|e| bad_request(e.to_string()))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -480,7 +491,7 @@ pub(crate) async fn series(
         })
         .await
         .map_err(|e| match e {
-            crate::prom::limits::GateError::Failed => internal("series", e),
+            crate::http::prom::limits::GateError::Failed => internal("series", e),
             e => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         })??;
     Ok(Json(
@@ -495,10 +506,10 @@ fn match_series(
     selectors: &[String],
     only_host: Option<&str>,
     limit: usize,
-    limits: crate::prom::promql::Limits,
+    limits: crate::promql::Limits,
     deadline: std::time::Instant,
 ) -> Result<SeriesList, ApiError> {
-    use crate::prom::promql::{self, Expr};
+    use crate::promql::{self, Expr};
     let mut left = limits;
     let mut sels = Vec::new();
     for v in selectors {
@@ -515,9 +526,9 @@ fn match_series(
             Err(e) => return Err(bad_request(format!("match={v:?}: {e}"))),
         }
     }
-    let budget = crate::prom::Budget::until(deadline);
+    let budget = crate::http::prom::Budget::until(deadline);
     let timeout =
-        |e: crate::prom::LoadError| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        |e: crate::http::prom::LoadError| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
     let mut out = Vec::new();
     let mut truncated = false;
     // Hosts come sorted by id and each host's series by name then labels, so the first
@@ -529,8 +540,11 @@ fn match_series(
         budget.check_time().map_err(timeout)?;
         for s in store.series(&h.host).map_err(|e| internal("series", e))? {
             budget.check_time().map_err(timeout)?;
-            let labels = crate::prom::prom_labels(&h.host, &s.name, &s.labels);
-            if sels.iter().any(|m| crate::prom::matches_all(m, &labels)) {
+            let labels = crate::http::prom::prom_labels(&h.host, &s.name, &s.labels);
+            if sels
+                .iter()
+                .any(|m| crate::http::prom::matches_all(m, &labels))
+            {
                 if out.len() == limit {
                     truncated = true;
                     break 'hosts;
@@ -575,7 +589,7 @@ pub(crate) async fn query(
     }
     let to = match one(&params, "to") {
         Some(v) => parse_time("to", v)?,
-        None => crate::time::now_ms(),
+        None => crate::util::time::now_ms(),
     };
     let from = match one(&params, "from") {
         Some(v) => parse_time("from", v)?,
@@ -684,7 +698,7 @@ pub(crate) async fn query(
 }
 
 /// Raw points a percentile query may read.
-const PERCENTILE_MAX_RAW_POINTS: u64 = crate::prom::MAX_SAMPLES;
+const PERCENTILE_MAX_RAW_POINTS: u64 = crate::http::prom::MAX_SAMPLES;
 
 /// What each step bucket of `/api/v1/query` reports.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -6,14 +6,13 @@ pub mod api;
 pub mod limits;
 pub mod metrics;
 pub mod process;
-pub mod promql;
 pub mod text;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::promql::{Labels, Matcher, SeriesData};
 use crate::store::{QueryError, Store, StoreError};
-use promql::{Labels, Matcher, SeriesData};
 
 /// Most samples one query may load.
 pub const MAX_SAMPLES: u64 = 5_000_000;

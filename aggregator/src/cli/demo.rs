@@ -17,8 +17,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::api::token_hash;
 use crate::config::Config;
+use crate::http::token_hash;
 use crate::pki::{self, PkiDir};
 use crate::server::Server;
 
@@ -51,7 +51,7 @@ pub enum DemoError {
     Pki(#[from] pki::PkiError),
     /// No randomness for the token.
     #[error(transparent)]
-    Random(#[from] crate::random::NoRandomness),
+    Random(#[from] crate::util::random::NoRandomness),
     /// The generated configuration was refused (a bug).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -102,7 +102,7 @@ fn demo_token(token_file: &Path) -> Result<String, DemoError> {
             return Ok(t.to_owned());
         }
     }
-    let token = crate::random::api_token()?;
+    let token = crate::util::random::api_token()?;
     write_private(token_file, &format!("{token}\n"))?;
     Ok(token)
 }

@@ -14,10 +14,10 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::limits::GateError;
-use super::promql::{self, Expr, LOOKBACK_MS, Labels, SeriesData};
 use super::{Budget, LoadError, load, select_series};
-use crate::api::AppState;
+use crate::http::AppState;
 use crate::ingest::now_ms;
+use crate::promql::{self, Expr, LOOKBACK_MS, Labels, SeriesData};
 use crate::store::Store;
 
 /// Most evaluation steps of one range query, as Prometheus.
@@ -98,7 +98,7 @@ fn internal(msg: impl std::fmt::Display) -> PromError {
     PromError(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
-        crate::api::INTERNAL_ERROR.into(),
+        crate::http::INTERNAL_ERROR.into(),
     )
 }
 
@@ -108,13 +108,13 @@ fn success(data: Value) -> Response {
 
 /// Query string and form body parameters together.
 fn form(raw: Option<String>, body: &Bytes) -> Vec<(String, String)> {
-    let mut p = crate::api::params(raw);
+    let mut p = crate::http::params(raw);
     p.extend(form_urlencoded::parse(body).into_owned());
     p
 }
 
 fn one<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    crate::api::one(p, k)
+    crate::http::one(p, k)
 }
 
 /// A time: float Unix seconds, RFC 3339 or `now`-relative (`now-6h`, which Prometheus itself
@@ -128,14 +128,17 @@ pub fn parse_time(name: &str, v: &str) -> Result<i64, PromError> {
     if let Ok(f) = v.parse::<f64>() {
         let ms = f * 1000.0;
         // Compared as floats first: `as i64` would saturate, not refuse.
-        if !ms.is_finite() || ms < crate::time::MIN_MS as f64 || ms > crate::time::MAX_MS as f64 {
+        if !ms.is_finite()
+            || ms < crate::util::time::MIN_MS as f64
+            || ms > crate::util::time::MAX_MS as f64
+        {
             return Err(out_of_range());
         }
         return Ok(ms.round() as i64);
     }
-    match crate::time::parse_ms(name, v) {
+    match crate::util::time::parse_ms(name, v) {
         Ok(ms) => Ok(ms),
-        Err(crate::time::TimeError::OutOfRange { .. }) => Err(out_of_range()),
+        Err(crate::util::time::TimeError::OutOfRange { .. }) => Err(out_of_range()),
         _ => Err(bad_data(format!(
             "invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp (use Unix seconds, RFC 3339 or now-relative such as now-6h)"
         ))),
@@ -153,9 +156,12 @@ pub fn parse_step(name: &str, v: &str) -> Result<i64, PromError> {
         }
         Ok(f) => {
             let ms = (f * 1000.0).round();
-            (ms.is_finite() && ms >= 1.0 && ms <= crate::time::MAX_MS as f64).then_some(ms as i64)
+            (ms.is_finite() && ms >= 1.0 && ms <= crate::util::time::MAX_MS as f64)
+                .then_some(ms as i64)
         }
-        Err(_) => promql::parse_duration(v).filter(|ms| (1..=crate::time::MAX_MS).contains(ms)),
+        Err(_) => {
+            promql::parse_duration(v).filter(|ms| (1..=crate::util::time::MAX_MS).contains(ms))
+        }
     };
     ms.ok_or_else(|| {
         bad_data(format!(

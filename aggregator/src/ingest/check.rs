@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use nines_common::proto::{MAX_SEQ, Point};
 
-/// 9999-12-31T23:59:59.999Z in ms ([`crate::time::MAX_MS`]): no accepted point is later,
+/// 9999-12-31T23:59:59.999Z in ms ([`crate::util::time::MAX_MS`]): no accepted point is later,
 /// whatever the clock and the configuration say, so every stored time formats.
-pub const MAX_TS_MS: i64 = crate::time::MAX_MS;
+pub const MAX_TS_MS: i64 = crate::util::time::MAX_MS;
 
 /// The time window a point must fall in, relative to the aggregator's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

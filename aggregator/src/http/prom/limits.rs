@@ -1,5 +1,5 @@
 //! What queries may cost (docs/api.md, "Query limits"): matchers and regex bytes per query
-//! (counted by the parser, [`super::promql::Limits`]), a time budget per query, and how many
+//! (counted by the parser, [`crate::promql::Limits`]), a time budget per query, and how many
 //! queries run at once. Queries are parsed, compiled and evaluated on blocking threads, never
 //! on the async workers that answer `/healthz` and everything else.
 
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::promql::Limits;
+use crate::promql::Limits;
 
 /// The configured limits (`[api]` `query_*` keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

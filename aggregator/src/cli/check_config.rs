@@ -111,8 +111,8 @@ pub fn check(file: &Path) -> Outcome {
         return out;
     }
     out.notes.push(format!("{}: ok", file.display()));
-    let budget = crate::descriptors::Budget::plan(
-        crate::descriptors::hard_limit(),
+    let budget = crate::util::descriptors::Budget::plan(
+        crate::util::descriptors::hard_limit(),
         config.ingest.max_connections,
         config.api.max_connections,
     );
@@ -120,7 +120,7 @@ pub fn check(file: &Path) -> Outcome {
         None => budget.describe(),
         Some(_) => format!("warning: {}", budget.describe()),
     });
-    let enroll = crate::enroll::Enroller::new(config.enroll());
+    let enroll = crate::pki::enroll::Enroller::new(config.enroll());
     out.notes.push(match enroll.check() {
         Ok(()) => format!(
             "enrollment and renewal: on (signing with {})",

@@ -20,10 +20,10 @@ use jiff::tz::TimeZone;
 
 use crate::alerts::rules::{Kind, glob};
 use crate::alerts::{Data, StoreData};
-use crate::api::{AppState, one, params};
 use crate::availability::Interval;
 use crate::availability::config::ServiceConfig;
 use crate::availability::service;
+use crate::http::{AppState, one, params};
 use crate::ingest::now_ms;
 use crate::store::{AggFn, HostRecord, Step, Store};
 use health::{HostFacts, Status};
@@ -397,7 +397,7 @@ async fn blocking<T: Send + 'static>(
         tracing::error!("status page: {e}");
         (
             StatusCode::INTERNAL_SERVER_ERROR,
-            crate::api::INTERNAL_ERROR,
+            crate::http::INTERNAL_ERROR,
         )
             .into_response()
     })
@@ -751,7 +751,7 @@ pub mod bench {
     use nines_common::proto::Hello;
     use nines_common::{HostId, SeriesKey};
 
-    use crate::api::AppState;
+    use crate::http::AppState;
     use crate::ingest::{Connections, now_ms};
     use crate::store::{BatchWrite, HelloWrite, Store};
 

@@ -31,17 +31,17 @@ pub(crate) fn wrap(router: Router) -> Router {
 
 /// One `now` per request: `from=now-1h&to=now` is exactly an hour.
 async fn request_now(req: Request, next: Next) -> Response {
-    crate::time::with_now(crate::time::now_ms(), next.run(req)).await
+    crate::util::time::with_now(crate::util::time::now_ms(), next.run(req)).await
 }
 
-/// A handler panicked: the message goes to the log, the caller gets [`crate::api::INTERNAL_ERROR`].
+/// A handler panicked: the message goes to the log, the caller gets [`crate::http::INTERNAL_ERROR`].
 fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
     let what = err
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| err.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into());
-    crate::api::internal("request handler panicked", what).into_response()
+    crate::http::internal("request handler panicked", what).into_response()
 }
 
 fn is_plain_text(r: &Response) -> bool {
@@ -91,7 +91,7 @@ fn content_security_policy() -> &'static HeaderValue {
     CSP.get_or_init(|| {
         let digest = ring::digest::digest(
             &ring::digest::SHA256,
-            crate::status::page::LIVE_SCRIPT.as_bytes(),
+            crate::http::status::page::LIVE_SCRIPT.as_bytes(),
         );
         let hash = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
         let policy = format!(
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             json_body(r).await,
-            json!({ "error": crate::api::INTERNAL_ERROR })
+            json!({ "error": crate::http::INTERNAL_ERROR })
         );
         let (s, _) = send(&app, Request::get("/ok").body(Body::empty()).unwrap()).await;
         assert_eq!(s, StatusCode::OK);

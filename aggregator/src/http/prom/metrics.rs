@@ -10,20 +10,20 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::promql::{self, LOOKBACK_MS, Matcher};
 use super::text::{CONTENT_TYPE, Exposition};
-use crate::api::{ApiError, AppState, bad_request, params};
-use crate::api_metrics::HttpMetrics;
-use crate::api_serve::ApiConnections;
-use crate::histogram::Snapshot;
+use crate::http::metrics::HttpMetrics;
+use crate::http::serve::ApiConnections;
+use crate::http::{ApiError, AppState, bad_request, params};
 use crate::ingest::now_ms;
+use crate::promql::{self, LOOKBACK_MS, Matcher};
+use crate::util::histogram::Snapshot;
 
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    crate::api::internal("metrics", e)
+    crate::http::internal("metrics", e)
 }
 
 /// The newest value in the lookback window of `host`'s series `name` (summed over its
@@ -488,7 +488,7 @@ pub async fn federate(
             for v in &given {
                 match promql::parse_limited(v, limits) {
                     Ok(promql::Expr::Vector(s)) => {
-                        limits = super::promql::Limits::remaining(limits, &s.matchers);
+                        limits = crate::promql::Limits::remaining(limits, &s.matchers);
                         selectors.push(s.matchers)
                     }
                     Ok(_) => {

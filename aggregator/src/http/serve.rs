@@ -17,8 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::accept::AcceptErrors;
-use crate::api_tls::ApiTls;
+use crate::http::tls::ApiTls;
+use crate::util::accept::AcceptErrors;
 
 /// Time a client has to complete the TLS handshake once it has sent its first byte.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -9,7 +9,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, AppState, Caller, bad_request, one, params, parse_time, rfc3339};
 use crate::availability::config::ServiceConfig;
 use crate::availability::records::{
     self, Change, Incident, Maintenance, MaintenanceWhen, RecordError,
@@ -17,8 +16,9 @@ use crate::availability::records::{
 use crate::availability::service::{self, ServiceReport};
 use crate::availability::{Interval, Verdict, total};
 use crate::config::Role;
+use crate::http::openapi::ErrorBody;
+use crate::http::{ApiError, AppState, Caller, bad_request, one, params, parse_time, rfc3339};
 use crate::ingest::now_ms;
-use crate::openapi::ErrorBody;
 
 /// Default report period when `from` is not given: the last 30 days.
 const DEFAULT_PERIOD_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -56,7 +56,7 @@ pub(crate) fn admin(caller: &Caller) -> Result<(), ApiError> {
 }
 
 fn internal(e: RecordError) -> ApiError {
-    crate::api::internal("availability", e)
+    crate::http::internal("availability", e)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -64,7 +64,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| crate::api::internal("availability task", e))?
+        .map_err(|e| crate::http::internal("availability task", e))?
         .map_err(internal)
 }
 
@@ -75,7 +75,7 @@ fn period(p: &[(String, String)], now: i64) -> Result<Interval, ApiError> {
     };
     let from = match one(p, "from") {
         Some(v) => parse_time("from", v)?,
-        None => (to - DEFAULT_PERIOD_MS).max(crate::time::MIN_MS),
+        None => (to - DEFAULT_PERIOD_MS).max(crate::util::time::MIN_MS),
     };
     if from >= to {
         return Err(bad_request("from must be before to"));
@@ -306,7 +306,8 @@ fn time_value(name: &str, v: &Value) -> Result<i64, ApiError> {
                     "{name}: use milliseconds, RFC 3339 or now-relative (now-1h)"
                 ))
             })?;
-            crate::time::checked(name, &n.to_string(), ms).map_err(|e| bad_request(e.to_string()))
+            crate::util::time::checked(name, &n.to_string(), ms)
+                .map_err(|e| bad_request(e.to_string()))
         }
         Value::String(s) => parse_time(name, s),
         _ => Err(bad_request(format!(
@@ -419,7 +420,7 @@ pub(crate) async fn update_incident(
                         .strip_prefix("auto:")
                         .and_then(|r| r.rsplit_once(':'))
                         .and_then(|(s, t)| Some((s.to_owned(), t.parse::<i64>().ok()?)))
-                        .filter(|(_, t)| crate::time::in_range(*t) && *t < now)
+                        .filter(|(_, t)| crate::util::time::in_range(*t) && *t < now)
                     else {
                         return Ok(Err(ApiError(
                             StatusCode::NOT_FOUND,
@@ -491,7 +492,7 @@ pub(crate) async fn update_incident(
             Ok(Ok(inc))
         })
         .await
-        .map_err(|e| crate::api::internal("availability task", e))?
+        .map_err(|e| crate::http::internal("availability task", e))?
         .map_err(internal)??;
     Ok(Json(incident_json(&updated, None)))
 }

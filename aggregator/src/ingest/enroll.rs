@@ -1,6 +1,6 @@
 //! A connection without a client certificate: one `Enroll`, answered with a certificate or a
 //! refusal, then closed. Failed enrollments are limited per source address
-//! ([`crate::ratelimit::FailureLimit`]): past the limit a request is refused without its token
+//! ([`crate::ingest::ratelimit::FailureLimit`]): past the limit a request is refused without its token
 //! being looked at. Each refusal is logged with the address by the accept loop, rate-limited.
 
 use std::net::IpAddr;

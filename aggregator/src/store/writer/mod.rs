@@ -17,7 +17,7 @@ use super::{
     CHUNKS, CLOSED, HOSTS, HostRecord, Inner, META, Op, ROLLUP_1H, ROLLUP_1M, SERIES, StoreError,
     WAL, WAL_POINT, db_err, labels_json,
 };
-use crate::chunk;
+use crate::store::chunk;
 
 /// After a storage error, reopening the file is tried this often.
 const RECOVERY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);

@@ -9,8 +9,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, AppState, bad_request, one, params, parse_time, rfc3339};
 use crate::forecast::{Fit, evidence, is_ratio, least_squares};
+use crate::http::{ApiError, AppState, bad_request, one, params, parse_time, rfc3339};
 use crate::ingest::now_ms;
 use crate::store::{AggFn, Step, Store};
 
@@ -89,7 +89,7 @@ async fn run<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| crate::api::internal("forecast task", e))?
+        .map_err(|e| crate::http::internal("forecast task", e))?
 }
 
 fn query(
@@ -109,10 +109,10 @@ fn query(
             MAX_POINTS,
         )
         .map(|(_, s)| s)
-        .map_err(crate::api::query_error)
+        .map_err(crate::http::query_error)
 }
 
-#[utoipa::path(get, path = "/api/v1/forecast", tag = "forecast", params(("name" = String, Query, description = "Metric name"), ("host" = Option<String>, Query, description = "One host (all if absent)"), ("label" = Option<String>, Query, description = "k=v, repeatable"), ("labels" = Option<String>, Query, description = "k=v,k=v"), ("window" = Option<String>, Query, description = "Fitted span, default 24h"), ("horizon" = Option<String>, Query, description = "How far ahead, default 7d"), ("threshold" = Option<f64>, Query, description = "Level whose crossing time is wanted"), ("to" = Option<String>, Query, description = "End of the window: ms, RFC 3339 or now-relative (now-1d)")), responses((status = 200, description = "One fitted line per series", body = Object), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 404, description = "Unknown host", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/forecast", tag = "forecast", params(("name" = String, Query, description = "Metric name"), ("host" = Option<String>, Query, description = "One host (all if absent)"), ("label" = Option<String>, Query, description = "k=v, repeatable"), ("labels" = Option<String>, Query, description = "k=v,k=v"), ("window" = Option<String>, Query, description = "Fitted span, default 24h"), ("horizon" = Option<String>, Query, description = "How far ahead, default 7d"), ("threshold" = Option<f64>, Query, description = "Level whose crossing time is wanted"), ("to" = Option<String>, Query, description = "End of the window: ms, RFC 3339 or now-relative (now-1d)")), responses((status = 200, description = "One fitted line per series", body = Object), (status = 400, description = "Bad parameter", body = crate::http::openapi::ErrorBody), (status = 404, description = "Unknown host", body = crate::http::openapi::ErrorBody)))]
 pub(crate) async fn forecast(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -147,7 +147,7 @@ pub(crate) async fn forecast(
     let horizon_ms = horizon.as_millis() as i64;
     let horizon_at = to
         .checked_add(horizon_ms)
-        .filter(|t| crate::time::in_range(*t))
+        .filter(|t| crate::util::time::in_range(*t))
         .ok_or_else(|| bad_request("to + horizon is after the year 9999"))?;
     let store = state.store().clone();
     let ratio = is_ratio(&name);
@@ -277,7 +277,7 @@ fn selector(given: &str) -> Result<Selector, ApiError> {
     Ok((name.to_owned(), host, m))
 }
 
-#[utoipa::path(get, path = "/api/v1/capacity", tag = "forecast", params(("kpi" = String, Query, description = "name{host=\"h\",k=\"v\"}, one series"), ("driver" = String, Query, description = "name{host=\"h\",k=\"v\"}, one series"), ("from" = Option<String>, Query, description = "ms, RFC 3339 or now-relative (now-7d), default to - 7d"), ("to" = Option<String>, Query, description = "ms, RFC 3339 or now-relative, default now"), ("step" = Option<String>, Query, description = "Bucket, whole minutes, default 5m"), ("growth" = Option<f64>, Query, description = "Percent, default 50")), responses((status = 200, description = "KPI regressed on the driver", body = Object), (status = 400, description = "Bad parameter or ambiguous selector", body = crate::openapi::ErrorBody), (status = 404, description = "No such series", body = crate::openapi::ErrorBody), (status = 422, description = "Too few paired buckets or a constant driver", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/capacity", tag = "forecast", params(("kpi" = String, Query, description = "name{host=\"h\",k=\"v\"}, one series"), ("driver" = String, Query, description = "name{host=\"h\",k=\"v\"}, one series"), ("from" = Option<String>, Query, description = "ms, RFC 3339 or now-relative (now-7d), default to - 7d"), ("to" = Option<String>, Query, description = "ms, RFC 3339 or now-relative, default now"), ("step" = Option<String>, Query, description = "Bucket, whole minutes, default 5m"), ("growth" = Option<f64>, Query, description = "Percent, default 50")), responses((status = 200, description = "KPI regressed on the driver", body = Object), (status = 400, description = "Bad parameter or ambiguous selector", body = crate::http::openapi::ErrorBody), (status = 404, description = "No such series", body = crate::http::openapi::ErrorBody), (status = 422, description = "Too few paired buckets or a constant driver", body = crate::http::openapi::ErrorBody)))]
 pub(crate) async fn capacity(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -297,7 +297,7 @@ pub(crate) async fn capacity(
     };
     let from = match one(&p, "from") {
         Some(v) => parse_time("from", v)?,
-        None => (to - 7 * 86_400_000).max(crate::time::MIN_MS),
+        None => (to - 7 * 86_400_000).max(crate::util::time::MIN_MS),
     };
     if from >= to {
         return Err(bad_request("from must be before to"));
@@ -314,7 +314,7 @@ pub(crate) async fn capacity(
          -> Result<crate::store::SeriesPoints, ApiError> {
             let mut v = store
                 .query(host, name, m, (from, to), Some(Step { ms: step_ms, agg: AggFn::Avg }), MAX_POINTS)
-                .map_err(crate::api::query_error)?
+                .map_err(crate::http::query_error)?
                 .1;
             match v.len() {
                 1 => Ok(v.remove(0)),
