@@ -6,9 +6,6 @@
 
 pub mod alerts;
 pub mod availability;
-pub mod bench_ingest;
-pub mod bench_storage;
-pub mod bench_store;
 pub mod cli;
 pub mod config;
 pub mod forecast;

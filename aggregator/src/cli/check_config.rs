@@ -8,6 +8,7 @@ use std::path::Path;
 use nines_common::diag::{Diagnostic, Key, Severity, summary};
 use nines_common::metrics;
 
+use super::EXIT_CONFIG;
 use crate::alerts::Rules;
 use crate::alerts::rules::Kind;
 use crate::config::{CheckConfig, Config};
@@ -31,10 +32,6 @@ impl Outcome {
         }
     }
 }
-
-/// Exit status for a configuration that is unusable, or has warnings under `--strict`
-/// (EX_USAGE, as for every bad configuration).
-pub const EXIT_CONFIG: u8 = 64;
 
 /// Checks the configuration file, its certificates, and its alert rules.
 pub fn check(file: &Path) -> Outcome {
@@ -212,6 +209,21 @@ pub fn rule_warnings(rules: &Rules, text: &str, check: &CheckConfig) -> Vec<Diag
         }
     }
     out
+}
+
+/// Flags of `check-config`.
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// Configuration file.
+    file: std::path::PathBuf,
+    /// Treat warnings as errors: exit 64 if there is any.
+    #[arg(long)]
+    strict: bool,
+}
+
+/// `nines-aggregator check-config`.
+pub fn main(args: CheckConfigArgs) -> std::process::ExitCode {
+    std::process::ExitCode::from(run(&args.file, args.strict))
 }
 
 /// Runs the check and prints it: notes to stdout; errors, warnings and their count to stderr.

@@ -1,7 +1,91 @@
-//! `nines-aggregator bench store`: the store measured end to end, on real redb files:
+//! `nines-bench store`: the store measured end to end, on real redb files:
 //! bytes per sample on disk for the synthetic host-metric mix (and for any existing store
 //! file), memory per active series, restart time with an hour of open heads, and a 30-day
 //! range query at a 1 h step.
+
+/// Flags of `nines-bench store`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Keep the store files in DIR instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Series per metric kind of the mix (six kinds, 7,200 points each at 15 s).
+    #[arg(long, default_value_t = 32)]
+    series: usize,
+    /// Points per series of the mix.
+    #[arg(long, default_value_t = 7200)]
+    mix_points: usize,
+    /// Hosts of the memory and restart part.
+    #[arg(long, default_value_t = 1000)]
+    hosts: usize,
+    /// Series per host of the memory and restart part.
+    #[arg(long, default_value_t = 100)]
+    series_per_host: usize,
+    /// Ticks, 10 s apart, held in open heads (360 is an hour).
+    #[arg(long, default_value_t = 360)]
+    ticks: usize,
+    /// Also report bytes/sample of this existing store file, settled on a copy.
+    #[arg(long, value_name = "FILE")]
+    existing: Option<PathBuf>,
+    /// With --existing: also write its values again at this interval (e.g. 10s), the n-th
+    /// point of every series at the n-th tick, and report that store settled.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "existing")]
+    restamp: Option<std::time::Duration>,
+    /// Timed runs of the 30-day query; the median is reported.
+    #[arg(long, default_value_t = 200)]
+    query_runs: usize,
+    /// A few seconds at a tiny scale (2 series per kind of 720 points, 20 hosts of 10 series,
+    /// 36 ticks, 5 query runs), to check that the benchmark works; overrides those flags.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// `nines-bench store`.
+pub async fn main(args: Args) -> Result<(), crate::Failure> {
+    let mut opts = StoreBenchOptions {
+        dir: args.dir,
+        mix_series_per_kind: args.series,
+        mix_points: args.mix_points,
+        hosts: args.hosts,
+        series_per_host: args.series_per_host,
+        ticks: args.ticks,
+        existing: args.existing,
+        restamp_ms: args
+            .restamp
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)),
+        query_runs: args.query_runs,
+    };
+    if args.quick {
+        opts.mix_series_per_kind = 2;
+        opts.mix_points = 720;
+        opts.hosts = 20;
+        opts.series_per_host = 10;
+        opts.ticks = 36;
+        opts.query_runs = 5;
+    }
+    if opts.mix_series_per_kind == 0
+        || opts.mix_points == 0
+        || opts.hosts == 0
+        || opts.series_per_host == 0
+        || opts.ticks == 0
+    {
+        return Err(crate::Failure::Usage(
+            "--series, --mix-points, --hosts, --series-per-host and --ticks must be at least 1"
+                .into(),
+        ));
+    }
+    run(&opts, std::io::stdout().lock())
+        .await
+        .map_err(|e| crate::Failure::Run(e.to_string()))
+}
+
+mod dump;
+#[allow(unused_imports)]
+mod files;
+#[allow(unused_imports)]
+use files::*;
+
+use dump::*;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,8 +95,10 @@ use nines_common::proto::Hello;
 use nines_common::{HostId, SeriesKey};
 use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
 
-use crate::bench_storage::{self, MixSpec};
-use crate::store::{AggFn, BatchWrite, HelloWrite, Step, Store, StoreError, StoreOptions};
+use crate::storage::{self, MixSpec};
+use nines_aggregator::store::{
+    AggFn, BatchWrite, HelloWrite, Step, Store, StoreError, StoreOptions,
+};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -64,85 +150,10 @@ pub enum StoreBenchError {
     Other(String),
 }
 
-fn hello_for(host: &HostId, interval_ms: u32) -> HelloWrite {
-    HelloWrite {
-        host: host.clone(),
-        hello: Hello {
-            protocol: nines_common::proto::PROTOCOL_VERSION,
-            agent_version: "bench".into(),
-            host_id: host.to_string(),
-            boot_id: "bench".into(),
-            os: "bench".into(),
-            arch: std::env::consts::ARCH.into(),
-            kernel: "bench".into(),
-            interval_ms,
-        },
-        now_ms: nines_common::model::now_ms(),
-    }
-}
-
-/// Resident and peak memory of this process, bytes.
-fn rss() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// Submits batches without waiting for each commit, so they share commits, then waits for all.
-async fn write_all(store: &Store, batches: Vec<BatchWrite>) -> Result<(), StoreBenchError> {
-    let mut pending = std::collections::VecDeque::new();
-    for b in batches {
-        pending.push_back(store.submit_batch(b).await?);
-        if pending.len() >= 8192
-            && let Some(rx) = pending.pop_front()
-        {
-            rx.await.map_err(|_| StoreError::Closed)??;
-        }
-    }
-    for rx in pending {
-        rx.await.map_err(|_| StoreError::Closed)??;
-    }
-    Ok(())
-}
-
-/// Per-table bytes of a store file (stored, metadata and fragmentation within its pages),
-/// largest first, and the file size.
-fn table_bytes(path: &Path) -> Result<(u64, Vec<(String, u64)>), StoreBenchError> {
-    let file = std::fs::metadata(path)?.len();
-    let db = redb::Database::open(path).map_err(|e| StoreBenchError::Other(e.to_string()))?;
-    let txn = db
-        .begin_read()
-        .map_err(|e| StoreBenchError::Other(e.to_string()))?;
-    let mut out = Vec::new();
-    for handle in txn
-        .list_tables()
-        .map_err(|e| StoreBenchError::Other(e.to_string()))?
-    {
-        let t = txn
-            .open_untyped_table(handle.clone())
-            .map_err(|e| StoreBenchError::Other(e.to_string()))?;
-        let stats = t
-            .stats()
-            .map_err(|e| StoreBenchError::Other(e.to_string()))?;
-        out.push((
-            handle.name().to_owned(),
-            stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes(),
-        ));
-    }
-    out.sort_by_key(|t| std::cmp::Reverse(t.1));
-    Ok((file, out))
-}
-
 /// Closes every head, merges every run of chunks, and compacts the file.
 async fn settle(
     store: Store,
-    writer: crate::store::WriterHandle,
+    writer: nines_aggregator::store::WriterHandle,
     path: &Path,
 ) -> Result<(u64, u64), StoreBenchError> {
     let closed = store.flush().await?;
@@ -218,7 +229,7 @@ pub async fn run(opts: &StoreBenchOptions, mut out: impl Write) -> Result<(), St
         points_per_series: opts.mix_points,
         ..MixSpec::default()
     };
-    let mix = bench_storage::generate(&spec);
+    let mix = storage::generate(&spec);
     let samples: u64 = mix.iter().map(|s| s.ts.len() as u64).sum();
     let path = dir.join("mix.redb");
     let _ = std::fs::remove_file(&path);
@@ -501,41 +512,4 @@ async fn fill(
         write_all(store, batches).await?;
     }
     Ok(())
-}
-
-/// Every series of a store: host, name, labels and all its raw points (closed chunks and
-/// heads).
-type SeriesDump = (String, String, Vec<(String, String)>, Vec<(i64, f64)>);
-
-fn all_series(store: &Store) -> Result<Vec<SeriesDump>, StoreBenchError> {
-    let mut out = Vec::new();
-    for host in store.hosts() {
-        for s in store.series(&host.host)? {
-            let matchers: Vec<(String, String)> = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            let (_, answer) = store
-                .query(
-                    &host.host,
-                    &s.name,
-                    &matchers,
-                    (i64::MIN / 2, i64::MAX / 2),
-                    None,
-                    u64::MAX,
-                )
-                .map_err(|e| StoreBenchError::Other(e.to_string()))?;
-            // Matchers select series whose labels include these: keep only the exact one.
-            if let Some(exact) = answer.into_iter().find(|a| a.labels == s.labels) {
-                out.push((host.host.clone(), s.name, matchers, exact.points));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Samples in a store: every raw point in chunks and heads.
-fn count_samples(store: &Store) -> Result<u64, StoreBenchError> {
-    Ok(all_series(store)?.iter().map(|s| s.3.len() as u64).sum())
 }

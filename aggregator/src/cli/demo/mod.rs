@@ -5,6 +5,10 @@
 //! appended to a file, and a weekly maintenance window. State lives in one directory and is
 //! reused on the next run.
 
+mod shop;
+#[allow(unused_imports)]
+use shop::*;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,17 +26,37 @@ use crate::http::token_hash;
 use crate::pki::{self, PkiDir};
 use crate::server::Server;
 
-/// Options of the demo.
-#[derive(Debug, Clone)]
+/// Options of `nines-aggregator demo`: an aggregator and a local agent on 127.0.0.1 with
+/// generated certificates.
+#[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
-    /// State directory.
+    /// State directory (certificates, configs, database); reused on the next run.
+    #[arg(long, default_value = "nines-demo")]
     pub dir: PathBuf,
-    /// Ingest address (port 0 picks a free one).
+    /// Ingest (mTLS) address.
+    #[arg(long, default_value = "127.0.0.1:7443")]
     pub ingest_listen: SocketAddr,
-    /// API address (port 0 picks a free one).
+    /// HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:7480")]
     pub api_listen: SocketAddr,
-    /// The agent binary; default: `nines-agent` next to this executable, else on `PATH`.
+    /// The nines-agent binary. Default: next to this one, else on PATH.
+    #[arg(long)]
     pub agent_bin: Option<PathBuf>,
+}
+
+/// `nines-aggregator demo`.
+pub fn main(opts: DemoOptions) -> std::process::ExitCode {
+    super::init_logging(false);
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        match run(opts, super::shutdown_on_signal()).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => super::fail("demo", e),
+        }
+    })
 }
 
 /// Why the demo could not run.
@@ -154,92 +178,6 @@ fn toml_str(s: &str) -> String {
     }
     o.push('"');
     o
-}
-
-/// `sleep`, from `PATH` or the usual places.
-fn sleep_bin() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/bin")])
-        .map(|d| d.join("sleep"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("sleep"))
-}
-
-/// The demo's shop: `sleep` run through a link named `nines-demo-shop` (so that `ps` shows
-/// that name), its pid in `shop.pid`, which the agent's pidfile watch reads on every tick.
-struct Shop {
-    link: PathBuf,
-    pidfile: PathBuf,
-    child: Option<Child>,
-    restart_at: Option<Instant>,
-}
-
-impl Shop {
-    fn new(dir: &Path) -> Result<Self, DemoError> {
-        let link = dir.join(SHOP);
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(sleep_bin(), &link).map_err(io(&link))?;
-        Ok(Self {
-            link,
-            pidfile: dir.join("shop.pid"),
-            child: None,
-            restart_at: None,
-        })
-    }
-
-    async fn start(&mut self) -> Result<u32, DemoError> {
-        let spawn = |bin: &Path| {
-            Command::new(bin)
-                .arg("2147483647")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|source| DemoError::Shop {
-                    bin: bin.to_owned(),
-                    source,
-                })
-        };
-        let mut child = spawn(&self.link)?;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Ok(Some(_)) = child.try_wait() {
-            // A multi-call `sleep` (busybox) picks its applet by name and refuses the link's:
-            // run it as itself; the pidfile watch does not care about the name.
-            child = spawn(&sleep_bin())?;
-        }
-        let pid = child.id().unwrap_or_default();
-        // Written whole, then renamed: the agent never reads half a pid.
-        let tmp = self.pidfile.with_extension("pid.tmp");
-        std::fs::write(&tmp, format!("{pid}\n")).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &self.pidfile).map_err(io(&self.pidfile))?;
-        self.child = Some(child);
-        self.restart_at = None;
-        Ok(pid)
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill().await;
-        }
-    }
-}
-
-/// Resolves when the running shop exits; never while none runs.
-async fn exited(child: &mut Option<Child>) -> std::io::Result<std::process::ExitStatus> {
-    match child {
-        Some(c) => c.wait().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves at `at`; never without it.
-async fn due(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// `POST /api/v1/maintenance` for a weekly window.
