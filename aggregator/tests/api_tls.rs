@@ -2,7 +2,7 @@
 //! a certificate reload, and the config errors an operator meets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod util;
+use crate::util;
 
 use std::net::SocketAddr;
 use std::path::Path;

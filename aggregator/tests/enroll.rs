@@ -3,7 +3,7 @@
 //! server certificate and CA bundle replaced while agents stay connected.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod util;
+use crate::util;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! promises.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod util;
+use crate::util;
 
 use nines_aggregator::{Config, Server};
 use nines_common::proto::{Batch, ErrorCode, Message, Point, SeriesDef};

@@ -4,7 +4,7 @@
 //! listening, unknown service, an https server the client does not trust).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod util;
+use crate::util;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! status says whether anything will cross.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod util;
+use crate::util;
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -3,7 +3,7 @@
 //! agents alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

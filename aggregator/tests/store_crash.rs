@@ -12,7 +12,7 @@ use nines_common::proto::Hello;
 use nines_common::{HostId, SeriesKey};
 
 const CHILD: &str = "NINES_STORE_CRASH_CHILD";
-const TEST: &str = "kill_9_while_chunks_close_loses_no_acked_point";
+const TEST: &str = "store_crash::kill_9_while_chunks_close_loses_no_acked_point";
 const SERIES: usize = 50;
 
 fn base() -> i64 {
