@@ -112,6 +112,49 @@ fn unix_now() -> i64 {
     nines_common::model::now_ms() / 1000
 }
 
+/// Why an enrollment or renewal was refused; the message goes back to the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// The CSR is over 16 KiB.
+    #[error("certificate signing request larger than 16 KiB")]
+    CsrTooLarge,
+    /// The CSR does not parse or its signature is wrong.
+    #[error("unreadable certificate signing request: {0}")]
+    Csr(#[source] rcgen::Error),
+    /// The CSR has no subject CN.
+    #[error("the certificate signing request names no host (subject CN)")]
+    NoHost,
+    /// No such token in the tokens file.
+    #[error("unknown enrollment token (make one with `nines-aggregator ca token`)")]
+    UnknownToken,
+    /// The token was spent already.
+    #[error("this enrollment token was used already; make a new one")]
+    TokenUsed,
+    /// The token's time is up.
+    #[error("this enrollment token has expired; make a new one")]
+    TokenExpired,
+    /// The token was made for another host.
+    #[error(
+        "this token is for host {host:?}, but the agent asks for {asked:?} (set `host` in the \
+         agent's configuration or make a token for {asked:?})"
+    )]
+    WrongHost {
+        /// The host the token enrolls.
+        host: String,
+        /// The host the agent asked for.
+        asked: String,
+    },
+    /// The tokens file names a host that is not a valid host id.
+    #[error(transparent)]
+    Host(#[from] nines_common::model::InvalidHostId),
+    /// The used-tokens file could not be written (logged with the cause).
+    #[error("the aggregator cannot record the token as used; see its log")]
+    CannotRecord,
+    /// The CA files could not be read or used (logged with the cause).
+    #[error("the aggregator cannot issue certificates ({0}); see its log")]
+    CannotIssue(&'static str),
+}
+
 impl Enroller {
     /// An enroller over `config`'s files. Nothing is read until a request comes.
     pub fn new(config: EnrollConfig) -> Self {
@@ -153,11 +196,13 @@ impl Enroller {
     pub fn enroll(&self, token: &str, csr_der: &[u8]) -> CertificateReply {
         match self.try_enroll(token, csr_der) {
             Ok(r) => r,
-            Err(message) => CertificateReply::Refused { message },
+            Err(e) => CertificateReply::Refused {
+                message: e.to_string(),
+            },
         }
     }
 
-    fn try_enroll(&self, token: &str, csr_der: &[u8]) -> Result<CertificateReply, String> {
+    fn try_enroll(&self, token: &str, csr_der: &[u8]) -> Result<CertificateReply, EnrollError> {
         let csr = parse_csr(csr_der)?;
         let asked = csr_common_name(&csr)?;
         let hash = token_hash(token);
@@ -171,27 +216,22 @@ impl Enroller {
                 (host, expires)
             })
         }) else {
-            return Err(
-                "unknown enrollment token (make one with `nines-aggregator ca token`)".into(),
-            );
+            return Err(EnrollError::UnknownToken);
         };
         let used = std::fs::read_to_string(&self.config.used_tokens).unwrap_or_default();
         if used
             .lines()
             .any(|l| l.split_whitespace().next() == Some(hash.as_str()))
         {
-            return Err("this enrollment token was used already; make a new one".into());
+            return Err(EnrollError::TokenUsed);
         }
         if expires <= unix_now() {
-            return Err("this enrollment token has expired; make a new one".into());
+            return Err(EnrollError::TokenExpired);
         }
         if asked != host {
-            return Err(format!(
-                "this token is for host {host:?}, but the agent asks for {asked:?} (set `host` \
-                 in the agent's configuration or make a token for {asked:?})"
-            ));
+            return Err(EnrollError::WrongHost { host, asked });
         }
-        let host = HostId::new(&host).map_err(|e| e.to_string())?;
+        let host = HostId::new(&host)?;
         // Spent before signing: a failure after this costs a token, never lets one be reused.
         self.record_used(&hash, &host)?;
         self.issue(&host, csr)
@@ -202,11 +242,13 @@ impl Enroller {
         let issued = parse_csr(csr_der).and_then(|csr| self.issue(host, csr));
         match issued {
             Ok(r) => r,
-            Err(message) => CertificateReply::Refused { message },
+            Err(e) => CertificateReply::Refused {
+                message: e.to_string(),
+            },
         }
     }
 
-    fn record_used(&self, hash: &str, host: &HostId) -> Result<(), String> {
+    fn record_used(&self, hash: &str, host: &HostId) -> Result<(), EnrollError> {
         let path = &self.config.used_tokens;
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new()
@@ -219,7 +261,7 @@ impl Enroller {
         };
         write().map_err(|e| {
             tracing::error!(file = %path.display(), "cannot record a used enrollment token: {e}");
-            "the aggregator cannot record the token as used; see its log".to_owned()
+            EnrollError::CannotRecord
         })
     }
 
@@ -227,10 +269,10 @@ impl Enroller {
         &self,
         host: &HostId,
         csr: CertificateSigningRequestParams,
-    ) -> Result<CertificateReply, String> {
-        let internal = |what: &str, e: &dyn std::fmt::Display| {
+    ) -> Result<CertificateReply, EnrollError> {
+        let internal = |what: &'static str, e: &dyn std::fmt::Display| {
             tracing::error!("issuing a certificate for {host}: {what}: {e}");
-            format!("the aggregator cannot issue certificates ({what}); see its log")
+            EnrollError::CannotIssue(what)
         };
         let ca_pem = std::fs::read_to_string(&self.config.ca_cert)
             .map_err(|e| internal("reading the CA certificate", &e))?;
@@ -252,15 +294,15 @@ impl Enroller {
 }
 
 /// Parses a DER CSR and checks its signature.
-fn parse_csr(der: &[u8]) -> Result<CertificateSigningRequestParams, String> {
+fn parse_csr(der: &[u8]) -> Result<CertificateSigningRequestParams, EnrollError> {
     if der.len() > 16 * 1024 {
-        return Err("certificate signing request larger than 16 KiB".into());
+        return Err(EnrollError::CsrTooLarge);
     }
     CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(der))
-        .map_err(|e| format!("unreadable certificate signing request: {e}"))
+        .map_err(EnrollError::Csr)
 }
 
-fn csr_common_name(csr: &CertificateSigningRequestParams) -> Result<String, String> {
+fn csr_common_name(csr: &CertificateSigningRequestParams) -> Result<String, EnrollError> {
     let name = match csr.params.distinguished_name.get(&DnType::CommonName) {
         Some(rcgen::DnValue::Utf8String(s)) => s.clone(),
         Some(rcgen::DnValue::PrintableString(p)) => p.as_str().to_owned(),
@@ -268,7 +310,7 @@ fn csr_common_name(csr: &CertificateSigningRequestParams) -> Result<String, Stri
         _ => String::new(),
     };
     if name.is_empty() {
-        Err("the certificate signing request names no host (subject CN)".into())
+        Err(EnrollError::NoHost)
     } else {
         Ok(name)
     }
