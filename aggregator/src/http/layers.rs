@@ -34,14 +34,14 @@ async fn request_now(req: Request, next: Next) -> Response {
     crate::util::time::with_now(crate::util::time::now_ms(), next.run(req)).await
 }
 
-/// A handler panicked: the message goes to the log, the caller gets [`crate::http::INTERNAL_ERROR`].
+/// A handler panicked: the message goes to the log, the caller gets [`crate::http::error::INTERNAL_ERROR`].
 fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
     let what = err
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| err.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into());
-    crate::http::internal("request handler panicked", what).into_response()
+    crate::http::error::internal("request handler panicked", what).into_response()
 }
 
 fn is_plain_text(r: &Response) -> bool {
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             json_body(r).await,
-            json!({ "error": crate::http::INTERNAL_ERROR })
+            json!({ "error": crate::http::error::INTERNAL_ERROR })
         );
         let (s, _) = send(&app, Request::get("/ok").body(Body::empty()).unwrap()).await;
         assert_eq!(s, StatusCode::OK);

@@ -23,7 +23,8 @@ use crate::alerts::{Data, StoreData};
 use crate::availability::Interval;
 use crate::availability::config::ServiceConfig;
 use crate::availability::service;
-use crate::http::{AppState, one, params};
+use crate::http::AppState;
+use crate::http::params::{one, params};
 use crate::ingest::now_ms;
 use crate::store::{AggFn, HostRecord, Step, Store};
 use health::{HostFacts, Status};
@@ -78,7 +79,7 @@ fn incident_row(r: &service::ReportedIncident) -> IncidentRow {
 
 impl MonthCache {
     fn get(&self, store: &Store, services: &[ServiceConfig], now: i64) -> Vec<ServiceMonth> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = crate::util::sync::lock(&self.inner);
         if let Some((at, v)) = &*g
             && now - at < MONTH_CACHE_MS
         {
@@ -397,7 +398,7 @@ async fn blocking<T: Send + 'static>(
         tracing::error!("status page: {e}");
         (
             StatusCode::INTERNAL_SERVER_ERROR,
-            crate::http::INTERNAL_ERROR,
+            crate::http::error::INTERNAL_ERROR,
         )
             .into_response()
     })
