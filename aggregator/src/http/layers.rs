@@ -16,6 +16,8 @@ use base64::Engine as _;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::http::dto::ErrorBody;
+
 /// Longest plain-text error body that is carried over into the JSON one; axum's own are a
 /// line.
 const MAX_TEXT_ERROR: usize = 4096;
@@ -70,16 +72,15 @@ async fn json_errors(req: Request, next: Next) -> Response {
     };
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_TYPE);
-    let body = if prom {
-        let kind = if parts.status.is_server_error() {
-            "internal"
-        } else {
-            "bad_data"
-        };
-        json!({"status": "error", "errorType": kind, "error": text})
+    if !prom {
+        return (parts, axum::Json(ErrorBody { error: text })).into_response();
+    }
+    let kind = if parts.status.is_server_error() {
+        "internal"
     } else {
-        json!({ "error": text })
+        "bad_data"
     };
+    let body = json!({"status": "error", "errorType": kind, "error": text});
     (parts, axum::Json(body)).into_response()
 }
 
