@@ -4,13 +4,16 @@
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
 
-use crate::forecast::{Fit, evidence, is_ratio, least_squares};
-use crate::http::{ApiError, AppState, bad_request, one, params, parse_time, rfc3339};
+use crate::forecast::{evidence, is_ratio, least_squares};
+use crate::http::AppState;
+use crate::http::dto::{
+    self, Capacity, CapacitySeries, ErrorBody, Forecast, ForecastSeries, rfc3339,
+};
+use crate::http::error::{ApiError, bad_request, internal, not_found, query_error};
+use crate::http::params::{known_host, one, params, parse_time};
 use crate::ingest::now_ms;
 use crate::store::{AggFn, Step, Store};
 
@@ -25,7 +28,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn unprocessable(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::UNPROCESSABLE_ENTITY, msg.into())
+    ApiError::Unprocessable(msg.into())
 }
 
 fn duration(p: &[(String, String)], name: &str, default: Duration) -> Result<Duration, ApiError> {
@@ -77,19 +80,12 @@ fn step_for(span_ms: i64) -> Option<Step> {
     })
 }
 
-fn fit_json(f: &Fit) -> Value {
-    json!({
-        "slope": f.slope, "intercept": f.intercept, "r": f.r, "r2": f.r2, "n": f.n,
-        "residual_sd": f.residual_sd,
-    })
-}
-
 async fn run<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| crate::http::internal("forecast task", e))?
+        .map_err(|e| internal("forecast task", e))?
 }
 
 fn query(
@@ -109,14 +105,14 @@ fn query(
             MAX_POINTS,
         )
         .map(|(_, s)| s)
-        .map_err(crate::http::query_error)
+        .map_err(query_error)
 }
 
-#[utoipa::path(get, path = "/api/v1/forecast", tag = "forecast", params(("name" = String, Query, description = "Metric name"), ("host" = Option<String>, Query, description = "One host (all if absent)"), ("label" = Option<String>, Query, description = "k=v, repeatable"), ("labels" = Option<String>, Query, description = "k=v,k=v"), ("window" = Option<String>, Query, description = "Fitted span, default 24h"), ("horizon" = Option<String>, Query, description = "How far ahead, default 7d"), ("threshold" = Option<f64>, Query, description = "Level whose crossing time is wanted"), ("to" = Option<String>, Query, description = "End of the window: ms, RFC 3339 or now-relative (now-1d)")), responses((status = 200, description = "One fitted line per series", body = Object), (status = 400, description = "Bad parameter", body = crate::http::openapi::ErrorBody), (status = 404, description = "Unknown host", body = crate::http::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/forecast", tag = "forecast", params(("name" = String, Query, description = "Metric name"), ("host" = Option<String>, Query, description = "One host (all if absent)"), ("label" = Option<String>, Query, description = "k=v, repeatable"), ("labels" = Option<String>, Query, description = "k=v,k=v"), ("window" = Option<String>, Query, description = "Fitted span, default 24h"), ("horizon" = Option<String>, Query, description = "How far ahead, default 7d"), ("threshold" = Option<f64>, Query, description = "Level whose crossing time is wanted"), ("to" = Option<String>, Query, description = "End of the window: ms, RFC 3339 or now-relative (now-1d)")), responses((status = 200, description = "One fitted line per series", body = Forecast), (status = 400, description = "Bad parameter", body = ErrorBody), (status = 404, description = "Unknown host", body = ErrorBody)))]
 pub(crate) async fn forecast(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Forecast>, ApiError> {
     let p = params(raw);
     let name = one(&p, "name")
         .ok_or_else(|| bad_request("name is required (a metric name)"))?
@@ -131,12 +127,7 @@ pub(crate) async fn forecast(
     };
     let hosts: Vec<String> = match one(&p, "host") {
         Some(h) => {
-            if state.store().host(h).is_none() {
-                return Err(ApiError(
-                    StatusCode::NOT_FOUND,
-                    format!("unknown host {h:?}"),
-                ));
-            }
+            known_host(&state, h)?;
             vec![h.to_owned()]
         }
         None => state.store().hosts().into_iter().map(|h| h.host).collect(),
@@ -177,12 +168,18 @@ pub(crate) async fn forecast(
                 let fit = match fit {
                     Ok(fit) => fit,
                     Err(why) => {
-                        out.push(json!({
-                            "host": host, "labels": s.labels, "status": "insufficient_data",
-                            "n": xy.len(),
-                            "covered_seconds": ts.last().zip(ts.first()).map_or(0, |(b, a)| (b - a) / 1000),
-                            "fit": null, "latest": latest.map(|l| l.1), "why": why,
-                        }));
+                        out.push(ForecastSeries::InsufficientData {
+                            host: host.clone(),
+                            labels: s.labels,
+                            n: xy.len(),
+                            covered_seconds: ts
+                                .last()
+                                .zip(ts.first())
+                                .map_or(0, |(b, a)| (b - a) / 1000),
+                            fit: None,
+                            latest: latest.map(|l| l.1),
+                            why,
+                        });
                         continue;
                     }
                 };
@@ -197,7 +194,11 @@ pub(crate) async fn forecast(
                 // the threshold (the far edge when the line falls): a line through noise
                 // or through a few minutes "crosses" anything.
                 let supported = crossing.is_some_and(|(y, _)| {
-                    if fit.at(to_x) < y { low >= y } else { high <= y }
+                    if fit.at(to_x) < y {
+                        low >= y
+                    } else {
+                        high <= y
+                    }
                 });
                 // A nearly flat line "reaches" it in a million years: that is never.
                 let reached_ms = crossing
@@ -205,31 +206,30 @@ pub(crate) async fn forecast(
                     .map(|(_, x)| x * 1000.0)
                     .filter(|ms| ms.is_finite() && ms.abs() < 1e14)
                     .map(|ms| from.saturating_add(ms as i64));
-                out.push(json!({
-                    "host": host,
-                    "labels": s.labels,
-                    "status": "ok",
-                    "fit": fit_json(&fit),
-                    "slope_per_hour": fit.slope * 3600.0,
-                    "latest": latest.map(|l| l.1),
-                    "predicted": clamp(at_horizon),
-                    "predicted_low": low,
-                    "predicted_high": high,
-                    "threshold_reached_at": reached_ms.map(rfc3339),
-                    "within_horizon": reached_ms.is_some_and(|t| t <= horizon_at),
-                }));
+                out.push(ForecastSeries::Ok {
+                    host: host.clone(),
+                    labels: s.labels,
+                    fit: dto::Fit::from(&fit),
+                    slope_per_hour: fit.slope * 3600.0,
+                    latest: latest.map(|l| l.1),
+                    predicted: clamp(at_horizon),
+                    predicted_low: low,
+                    predicted_high: high,
+                    threshold_reached_at: reached_ms.and_then(rfc3339),
+                    within_horizon: reached_ms.is_some_and(|t| t <= horizon_at),
+                });
             }
         }
         Ok(out)
     })
     .await?;
-    Ok(Json(json!({
-        "from": rfc3339(from),
-        "to": rfc3339(to),
-        "horizon_at": rfc3339(horizon_at),
-        "threshold": threshold,
-        "series": series,
-    })))
+    Ok(Json(Forecast {
+        from: rfc3339(from),
+        to: rfc3339(to),
+        horizon_at: rfc3339(horizon_at),
+        threshold,
+        series,
+    }))
 }
 
 /// A parsed selector: metric name, host, other labels.
@@ -277,11 +277,11 @@ fn selector(given: &str) -> Result<Selector, ApiError> {
     Ok((name.to_owned(), host, m))
 }
 
-#[utoipa::path(get, path = "/api/v1/capacity", tag = "forecast", params(("kpi" = String, Query, description = "name{host=\"h\",k=\"v\"}, one series"), ("driver" = String, Query, description = "name{host=\"h\",k=\"v\"}, one series"), ("from" = Option<String>, Query, description = "ms, RFC 3339 or now-relative (now-7d), default to - 7d"), ("to" = Option<String>, Query, description = "ms, RFC 3339 or now-relative, default now"), ("step" = Option<String>, Query, description = "Bucket, whole minutes, default 5m"), ("growth" = Option<f64>, Query, description = "Percent, default 50")), responses((status = 200, description = "KPI regressed on the driver", body = Object), (status = 400, description = "Bad parameter or ambiguous selector", body = crate::http::openapi::ErrorBody), (status = 404, description = "No such series", body = crate::http::openapi::ErrorBody), (status = 422, description = "Too few paired buckets or a constant driver", body = crate::http::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/capacity", tag = "forecast", params(("kpi" = String, Query, description = "name{host=\"h\",k=\"v\"}, one series"), ("driver" = String, Query, description = "name{host=\"h\",k=\"v\"}, one series"), ("from" = Option<String>, Query, description = "ms, RFC 3339 or now-relative (now-7d), default to - 7d"), ("to" = Option<String>, Query, description = "ms, RFC 3339 or now-relative, default now"), ("step" = Option<String>, Query, description = "Bucket, whole minutes, default 5m"), ("growth" = Option<f64>, Query, description = "Percent, default 50")), responses((status = 200, description = "KPI regressed on the driver", body = Capacity), (status = 400, description = "Bad parameter or ambiguous selector", body = ErrorBody), (status = 404, description = "No such series", body = ErrorBody), (status = 422, description = "Too few paired buckets or a constant driver", body = ErrorBody)))]
 pub(crate) async fn capacity(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Capacity>, ApiError> {
     let p = params(raw);
     let kpi_sel = one(&p, "kpi")
         .ok_or_else(|| bad_request("kpi is required"))?
@@ -310,15 +310,26 @@ pub(crate) async fn capacity(
     let step_ms = step.as_millis() as i64;
     let store = state.store().clone();
     let out = run(move || {
-        let one_series = |(name, host, m): &Selector, sel: &str|
+        let one_series = |(name, host, m): &Selector,
+                          sel: &str|
          -> Result<crate::store::SeriesPoints, ApiError> {
             let mut v = store
-                .query(host, name, m, (from, to), Some(Step { ms: step_ms, agg: AggFn::Avg }), MAX_POINTS)
-                .map_err(crate::http::query_error)?
+                .query(
+                    host,
+                    name,
+                    m,
+                    (from, to),
+                    Some(Step {
+                        ms: step_ms,
+                        agg: AggFn::Avg,
+                    }),
+                    MAX_POINTS,
+                )
+                .map_err(query_error)?
                 .1;
             match v.len() {
                 1 => Ok(v.remove(0)),
-                0 => Err(ApiError(StatusCode::NOT_FOUND, format!("{sel}: no such series"))),
+                0 => Err(not_found(format!("{sel}: no such series"))),
                 n => Err(bad_request(format!(
                     "{sel}: matches {n} series; add labels to pick one"
                 ))),
@@ -348,17 +359,27 @@ pub(crate) async fn capacity(
         let k_mean = pairs.iter().map(|p| p.1).sum::<f64>() / n;
         let k_peak = pairs.iter().map(|p| p.1).fold(f64::MIN, f64::max);
         let g = 1.0 + growth / 100.0;
-        Ok(json!({
-            "kpi": { "selector": kpi_sel, "labels": k.labels, "mean": k_mean, "peak": k_peak },
-            "driver": { "selector": driver_sel, "labels": d.labels, "mean": d_mean, "peak": d_peak },
-            "from": rfc3339(from),
-            "to": rfc3339(to),
-            "step_seconds": step_ms / 1000,
-            "fit": fit_json(&fit),
-            "growth_percent": growth,
-            "predicted_kpi_at_mean": fit.at(d_mean * g),
-            "predicted_kpi_at_peak": fit.at(d_peak * g),
-        }))
+        Ok(Capacity {
+            kpi: CapacitySeries {
+                selector: kpi_sel,
+                labels: k.labels,
+                mean: k_mean,
+                peak: k_peak,
+            },
+            driver: CapacitySeries {
+                selector: driver_sel,
+                labels: d.labels,
+                mean: d_mean,
+                peak: d_peak,
+            },
+            from: rfc3339(from),
+            to: rfc3339(to),
+            step_seconds: step_ms / 1000,
+            fit: dto::Fit::from(&fit),
+            growth_percent: growth,
+            predicted_kpi_at_mean: fit.at(d_mean * g),
+            predicted_kpi_at_peak: fit.at(d_peak * g),
+        })
     })
     .await?;
     Ok(Json(out))

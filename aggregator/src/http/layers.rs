@@ -16,6 +16,8 @@ use base64::Engine as _;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::http::dto::ErrorBody;
+
 /// Longest plain-text error body that is carried over into the JSON one; axum's own are a
 /// line.
 const MAX_TEXT_ERROR: usize = 4096;
@@ -34,14 +36,14 @@ async fn request_now(req: Request, next: Next) -> Response {
     crate::util::time::with_now(crate::util::time::now_ms(), next.run(req)).await
 }
 
-/// A handler panicked: the message goes to the log, the caller gets [`crate::http::INTERNAL_ERROR`].
+/// A handler panicked: the message goes to the log, the caller gets [`crate::http::error::INTERNAL_ERROR`].
 fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
     let what = err
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| err.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into());
-    crate::http::internal("request handler panicked", what).into_response()
+    crate::http::error::internal("request handler panicked", what).into_response()
 }
 
 fn is_plain_text(r: &Response) -> bool {
@@ -70,16 +72,15 @@ async fn json_errors(req: Request, next: Next) -> Response {
     };
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_TYPE);
-    let body = if prom {
-        let kind = if parts.status.is_server_error() {
-            "internal"
-        } else {
-            "bad_data"
-        };
-        json!({"status": "error", "errorType": kind, "error": text})
+    if !prom {
+        return (parts, axum::Json(ErrorBody { error: text })).into_response();
+    }
+    let kind = if parts.status.is_server_error() {
+        "internal"
     } else {
-        json!({ "error": text })
+        "bad_data"
     };
+    let body = json!({"status": "error", "errorType": kind, "error": text});
     (parts, axum::Json(body)).into_response()
 }
 
@@ -172,7 +173,7 @@ mod tests {
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             json_body(r).await,
-            json!({ "error": crate::http::INTERNAL_ERROR })
+            json!({ "error": crate::http::error::INTERNAL_ERROR })
         );
         let (s, _) = send(&app, Request::get("/ok").body(Body::empty()).unwrap()).await;
         assert_eq!(s, StatusCode::OK);

@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::util::histogram::{Histogram, Snapshot};
+use crate::util::sync::lock;
 
 /// The `route` of a request no route matched (a 404 from the fallback).
 pub const UNMATCHED: &str = "unmatched";
@@ -22,10 +23,6 @@ pub const UNMATCHED: &str = "unmatched";
 pub struct HttpMetrics {
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     durations: Mutex<BTreeMap<String, Arc<Histogram>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A method as a label value: the standard ones by name, anything else `other`.

@@ -140,7 +140,7 @@ impl Drop for Admitted {
 
 impl ApiConnections {
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        crate::util::sync::lock(&self.table)
     }
 
     /// Connections open now, those waiting for a first byte or a TLS handshake included.

@@ -111,17 +111,12 @@ impl ApiTls {
     /// Re-reads the files. A bad file keeps the configuration in force and says why.
     pub fn reload(&self) -> Result<(), ApiTlsError> {
         let config = Arc::new(server_config(&self.files)?);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+        *crate::util::sync::write(&self.current) = config;
         Ok(())
     }
 
     /// An acceptor with the configuration in force.
     pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(
-            self.current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        )
+        TlsAcceptor::from(crate::util::sync::read(&self.current).clone())
     }
 }

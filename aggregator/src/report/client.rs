@@ -1,4 +1,6 @@
-//! Fetching a report: the token file, the HTTPS client, and `GET /api/v1/availability`.
+//! Fetching a report: the token file, the HTTPS client, and `GET /api/v1/availability`, read
+//! into the API's own answer type ([`crate::http::dto::AvailabilityReport`]) and turned into
+//! the report's [`Availability`].
 
 use std::fmt::Write as _;
 use std::io::Read;
@@ -8,7 +10,8 @@ use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
 
-use super::{Availability, Period};
+use super::{Availability, Incident, Period, ServiceAvailability, Total};
+use crate::http::dto;
 
 /// Why no report could be fetched. Every variant ends in exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -258,10 +261,63 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn api_message(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| body.chars().take(200).collect::<String>().trim().to_owned())
+    serde_json::from_str::<dto::ErrorBody>(body)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| body.chars().take(200).collect::<String>().trim().to_owned())
+}
+
+/// The API's answer as a report shows it.
+fn availability(r: dto::AvailabilityReport) -> Availability {
+    Availability {
+        from: r.from.unwrap_or_default(),
+        to: r.to.unwrap_or_default(),
+        services: r.services.into_iter().map(service).collect(),
+        total: Total {
+            verdict: Some(r.total.verdict),
+            weighted_percent: r.total.weighted_percent,
+            serial_percent: r.total.serial_percent,
+            met: r.total.met,
+        },
+    }
+}
+
+fn service(s: dto::ServiceAvailability) -> ServiceAvailability {
+    ServiceAvailability {
+        service: s.service,
+        verdict: Some(s.verdict),
+        monitored_since: s.monitored_since,
+        not_monitored_minutes: s.not_monitored_minutes,
+        scheduled_minutes: s.scheduled_minutes,
+        downtime_minutes: s.downtime_minutes,
+        availability_percent: s.availability_percent,
+        target_percent: s.target_percent,
+        met: s.met,
+        error_budget_minutes: s.error_budget_minutes,
+        error_budget_minutes_left: s.error_budget_minutes_left,
+        maintenance_minutes: s.maintenance_minutes,
+        incident_count: s.incident_count as u64,
+        mttr_minutes: s.mttr_minutes,
+        mtbf_minutes: s.mtbf_minutes,
+        incidents: s.incidents.into_iter().map(incident).collect(),
+        without_root_cause: s.without_root_cause,
+    }
+}
+
+fn incident(i: dto::Incident) -> Incident {
+    Incident {
+        id: i.id,
+        service: i.service,
+        automatic: i.automatic,
+        title: i.title,
+        start: i.start.unwrap_or_default(),
+        end: i.end,
+        share: i.share,
+        impact: i.impact,
+        acknowledged: i.acknowledged,
+        root_cause: i.root_cause,
+        customer_impacting: i.customer_impacting,
+        lost_minutes: i.lost_minutes.unwrap_or(0.0),
+    }
 }
 
 /// Fetches the report.
@@ -269,8 +325,9 @@ pub async fn fetch(f: &Fetch) -> Result<Availability, FetchError> {
     let url = request_url(f)?;
     let client = client(f)?;
     let body = get_body(&client, url, &f.token).await?;
-    let report: Availability =
+    let report: dto::AvailabilityReport =
         serde_json::from_str(&body).map_err(|e| FetchError::Body(e.to_string()))?;
+    let report = availability(report);
     if report.services.is_empty() {
         return Err(FetchError::NoServices);
     }

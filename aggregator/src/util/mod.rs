@@ -6,4 +6,5 @@ pub mod accept;
 pub mod descriptors;
 pub mod histogram;
 pub mod random;
+pub mod sync;
 pub mod time;

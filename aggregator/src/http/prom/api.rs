@@ -98,7 +98,7 @@ fn internal(msg: impl std::fmt::Display) -> PromError {
     PromError(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
-        crate::http::INTERNAL_ERROR.into(),
+        crate::http::error::INTERNAL_ERROR.into(),
     )
 }
 
@@ -108,13 +108,13 @@ fn success(data: Value) -> Response {
 
 /// Query string and form body parameters together.
 fn form(raw: Option<String>, body: &Bytes) -> Vec<(String, String)> {
-    let mut p = crate::http::params(raw);
+    let mut p = crate::http::params::params(raw);
     p.extend(form_urlencoded::parse(body).into_owned());
     p
 }
 
 fn one<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    crate::http::one(p, k)
+    crate::http::params::one(p, k)
 }
 
 /// A time: float Unix seconds, RFC 3339 or `now`-relative (`now-6h`, which Prometheus itself

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::text::{CONTENT_TYPE, Exposition};
+use crate::http::AppState;
+use crate::http::error::{ApiError, bad_request};
 use crate::http::metrics::HttpMetrics;
+use crate::http::params::params;
 use crate::http::serve::ApiConnections;
-use crate::http::{ApiError, AppState, bad_request, params};
 use crate::ingest::now_ms;
 use crate::promql::{self, LOOKBACK_MS, Matcher};
 use crate::util::histogram::Snapshot;
@@ -22,8 +24,8 @@ fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    crate::http::internal("metrics", e)
+fn internal(e: impl Into<crate::http::error::Cause>) -> ApiError {
+    crate::http::error::internal("metrics", e)
 }
 
 /// The newest value in the lookback window of `host`'s series `name` (summed over its
@@ -541,17 +543,15 @@ pub async fn federate(
         .await
         .map_err(|e| match e {
             super::limits::GateError::Failed => internal(e),
-            e => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            e => ApiError::Unavailable(e.to_string()),
         })??;
     Ok(text(body))
 }
 
 fn load_error(e: super::LoadError) -> ApiError {
     match e {
-        super::LoadError::TooManySamples => {
-            ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-        }
-        super::LoadError::Timeout => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        super::LoadError::TooManySamples => ApiError::Unprocessable(e.to_string()),
+        super::LoadError::Timeout => ApiError::Unavailable(e.to_string()),
         super::LoadError::Store(e) => internal(e),
     }
 }

@@ -5,33 +5,32 @@
 //! anonymous = true`.
 
 pub mod health;
+mod host;
+mod login;
 pub mod page;
+mod service_page;
 pub mod svg;
 
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use jiff::tz::TimeZone;
 
-use crate::alerts::rules::{Kind, glob};
 use crate::alerts::{Data, StoreData};
 use crate::availability::Interval;
 use crate::availability::config::ServiceConfig;
 use crate::availability::service;
-use crate::http::{AppState, one, params};
+use crate::http::AppState;
 use crate::ingest::now_ms;
-use crate::store::{AggFn, HostRecord, Step, Store};
+use crate::store::{HostRecord, Store};
 use health::{HostFacts, Status};
-use page::{AlertRow, HostPage, IncidentRow, Overview, ServicePage};
-use svg::{Threshold, Unit};
+use page::{AlertRow, IncidentRow, Overview};
 
-/// The cookie that keeps the token.
-const COOKIE: &str = "nines_token";
 /// How long month figures are reused before they are computed again.
 const MONTH_CACHE_MS: i64 = 60_000;
 
@@ -78,7 +77,7 @@ fn incident_row(r: &service::ReportedIncident) -> IncidentRow {
 
 impl MonthCache {
     fn get(&self, store: &Store, services: &[ServiceConfig], now: i64) -> Vec<ServiceMonth> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = crate::util::sync::lock(&self.inner);
         if let Some((at, v)) = &*g
             && now - at < MONTH_CACHE_MS
         {
@@ -117,85 +116,13 @@ pub fn routes(state: AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/status", get(overview))
         .route("/status/live", get(live))
-        .route("/status/host/{host}", get(host))
-        .route("/status/service/{name}", get(service_page))
-        .route_layer(middleware::from_fn_with_state(state, cookie_auth));
+        .route("/status/host/{host}", get(host::host))
+        .route("/status/service/{name}", get(service_page::service_page))
+        .route_layer(middleware::from_fn_with_state(state, login::cookie_auth));
     Router::new()
-        .route("/status/login", get(login_form).post(login))
+        .route("/status/login", get(login::login_form).post(login::login))
         .route("/status/", get(|| async { Redirect::to("/status") }))
         .merge(pages)
-}
-
-fn cookie_token(req: &Request) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == COOKIE).then(|| v.to_owned())
-        })
-}
-
-async fn cookie_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.status_anonymous {
-        return next.run(req).await;
-    }
-    let ok = cookie_token(&req).is_some_and(|t| state.caller(&t).is_some());
-    if ok {
-        return next.run(req).await;
-    }
-    if req.uri().path() == "/status/live" {
-        return (StatusCode::UNAUTHORIZED, "log in at /status/login").into_response();
-    }
-    Redirect::to("/status/login").into_response()
-}
-
-fn login_page(error: Option<&str>) -> String {
-    page::layout(
-        "Log in",
-        &format!(
-            "{}<form method=post action=/status/login><p><label>API token<br>\
-<input name=token type=password autocomplete=current-password required style=\"width:100%;max-width:30em\"></label></p>\
-<p><button type=submit>Show status</button></p></form><p class=muted>The token is kept in a cookie for 30 days. \
-Any API token works; `nines-aggregator token new --role read` makes one.</p>",
-            error
-                .map(|e| format!("<p class=r>{}</p>", page::esc(e)))
-                .unwrap_or_default()
-        ),
-        false,
-    )
-}
-
-async fn login_form() -> Html<String> {
-    Html(login_page(None))
-}
-
-async fn login(State(state): State<AppState>, body: String) -> Response {
-    let token = form_urlencoded::parse(body.as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.trim().to_owned())
-        .unwrap_or_default();
-    match state.caller(&token) {
-        Some(caller) => {
-            tracing::info!(token = %caller.name, "status page login");
-            let cookie = format!(
-                "{COOKIE}={}; Path=/status; HttpOnly; SameSite=Strict; Max-Age=2592000",
-                form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
-            );
-            let mut r = Redirect::to("/status").into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            r
-        }
-        None => (
-            StatusCode::UNAUTHORIZED,
-            Html(login_page(Some("That token is not valid."))),
-        )
-            .into_response(),
-    }
 }
 
 /// Newest value per `label` of `metric` on `host` since `from`: what the host page's legends
@@ -397,7 +324,7 @@ async fn blocking<T: Send + 'static>(
         tracing::error!("status page: {e}");
         (
             StatusCode::INTERNAL_SERVER_ERROR,
-            crate::http::INTERNAL_ERROR,
+            crate::http::error::INTERNAL_ERROR,
         )
             .into_response()
     })
@@ -417,135 +344,6 @@ async fn live(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Ranges a host page offers: name, length, step (`None`: raw points).
-const RANGES: [(&str, i64, Option<i64>); 4] = [
-    ("1h", 3_600_000, None),
-    ("24h", 86_400_000, Some(300_000)),
-    ("7d", 7 * 86_400_000, Some(1_800_000)),
-    ("30d", 30 * 86_400_000, Some(7_200_000)),
-];
-
-/// One chart of the host page: title, unit, (metric, label filter, label that names a line,
-/// suffix).
-type ChartDef = (
-    &'static str,
-    Unit,
-    &'static [(
-        &'static str,
-        &'static [(&'static str, &'static str)],
-        &'static str,
-        &'static str,
-    )],
-);
-
-const CHARTS: [ChartDef; 7] = [
-    (
-        "CPU",
-        Unit::Ratio,
-        &[("cpu_usage_ratio", &[("cpu", "total")], "", "")],
-    ),
-    (
-        "Memory used",
-        Unit::Ratio,
-        &[("memory_used_ratio", &[], "", "")],
-    ),
-    (
-        "Swap used",
-        Unit::Ratio,
-        &[("swap_used_ratio", &[], "", "")],
-    ),
-    (
-        "Disk I/O",
-        Unit::BytesPerSecond,
-        &[
-            ("disk_read_bytes_per_second", &[], "device", " read"),
-            ("disk_write_bytes_per_second", &[], "device", " write"),
-        ],
-    ),
-    (
-        "Filesystems used",
-        Unit::Ratio,
-        &[("filesystem_used_ratio", &[], "mount", "")],
-    ),
-    (
-        "Network",
-        Unit::BytesPerSecond,
-        &[
-            ("network_receive_bytes_per_second", &[], "interface", " in"),
-            (
-                "network_transmit_bytes_per_second",
-                &[],
-                "interface",
-                " out",
-            ),
-        ],
-    ),
-    (
-        "Watched processes",
-        Unit::UpDown,
-        &[("process_up", &[], "process", "")],
-    ),
-];
-
-/// Lines per chart at most (the busiest are kept).
-const MAX_LINES: usize = 6;
-
-fn charts(state: &AppState, host: &str, (from, to): (i64, i64), step: Option<i64>) -> Vec<String> {
-    let store = state.store();
-    let rules = state
-        .alerts
-        .as_ref()
-        .map(|a| a.read(|e| e.rules().rules.clone()))
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    for (title, unit, defs) in CHARTS {
-        let mut lines: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
-        let mut thresholds = Vec::new();
-        for (metric, filter, name_label, suffix) in defs {
-            let matchers: Vec<(String, String)> = filter
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
-            let step = step.map(|ms| Step {
-                ms,
-                agg: AggFn::Avg,
-            });
-            match store.query(host, metric, &matchers, (from, to), step, 100_000) {
-                Ok((_, series)) => {
-                    for s in series {
-                        let name = s
-                            .labels
-                            .get(*name_label)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or("");
-                        if *name_label == "interface" && name == "lo" {
-                            continue;
-                        }
-                        lines.push((format!("{name}{suffix}"), s.points));
-                    }
-                }
-                Err(e) => tracing::warn!(host, metric, "status chart: {e}"),
-            }
-            for r in rules.iter().filter(|r| {
-                r.kind == Kind::Threshold && r.metric == *metric && glob(&r.hosts, host)
-            }) {
-                thresholds.push(Threshold {
-                    label: r.name.clone(),
-                    value: r.threshold,
-                    critical: r.severity == crate::alerts::rules::Severity::Critical,
-                });
-            }
-        }
-        if lines.len() > MAX_LINES {
-            let peak = |p: &[(i64, f64)]| p.iter().map(|x| x.1).fold(0.0, f64::max);
-            lines.sort_by(|a, b| peak(&b.1).total_cmp(&peak(&a.1)));
-            lines.truncate(MAX_LINES);
-        }
-        out.push(svg::chart(title, unit, &lines, (from, to), &thresholds));
-    }
-    out
-}
-
 fn not_found(what: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -556,126 +354,6 @@ fn not_found(what: &str) -> Response {
         )),
     )
         .into_response()
-}
-
-async fn host(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let p = params(raw);
-    let range = one(&p, "range").unwrap_or("24h").to_owned();
-    let Some(&(label, len, step)) = RANGES.iter().find(|r| r.0 == range) else {
-        return (StatusCode::BAD_REQUEST, "range: use 1h, 24h, 7d or 30d").into_response();
-    };
-    let Some(rec) = state.store().host(&name) else {
-        return not_found(&format!("No host {name:?} has reported."));
-    };
-    let body = blocking(move || {
-        let now = now_ms();
-        let alerts = alert_rows(&state, now);
-        let data = StoreData::new(state.store(), &state.services);
-        let status =
-            health::host_status(&host_facts(state.store(), &data, &rec, &alerts, now), now);
-        let tile = status.tile(&rec.host, host_href(&rec.host), None);
-        let facts = vec![
-            (
-                "last sample".to_owned(),
-                page::short_time(rec.last_sample_ms),
-            ),
-            ("agent".to_owned(), rec.agent_version.clone()),
-            (
-                "system".to_owned(),
-                format!("{} {} {}", rec.os, rec.kernel, rec.arch),
-            ),
-            (
-                "interval".to_owned(),
-                format!("{} s", rec.interval_ms as f64 / 1000.0),
-            ),
-        ];
-        let charts = charts(&state, &rec.host, (now - len, now), step);
-        page::host(&HostPage {
-            tile,
-            facts,
-            range: label.to_owned(),
-            charts,
-            reasons: status.reasons,
-            alerts: alerts.into_iter().filter(|a| a.host == rec.host).collect(),
-            now_ms: now,
-        })
-    })
-    .await;
-    match body {
-        Ok(b) => html(b),
-        Err(r) => r,
-    }
-}
-
-async fn service_page(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    let Some(svc) = state.services.iter().find(|s| s.name == name).cloned() else {
-        return not_found(&format!("No service {name:?} is configured."));
-    };
-    let body = blocking(move || {
-        let now = now_ms();
-        let store = state.store();
-        let a = assess(&state, now);
-        let status = state
-            .services
-            .iter()
-            .position(|s| s.name == svc.name)
-            .and_then(|i| a.services.get(i).cloned())
-            .unwrap_or_else(|| health::service_status(&svc, &[], &[], now));
-        let tile = status.tile(
-            &svc.name,
-            service_href(&svc.name),
-            a.months
-                .iter()
-                .find(|m| m.name == svc.name)
-                .and_then(|m| Some((m.percent?, m.target))),
-        );
-        let month = state
-            .month_cache
-            .get(store, &state.services, now)
-            .into_iter()
-            .find(|m| m.name == svc.name)
-            .map_or((None, 0.0), |m| (m.percent, m.budget_left));
-        let today = now - now.rem_euclid(86_400_000);
-        let days = (0..30)
-            .rev()
-            .map(|d| {
-                let start = today - d * 86_400_000;
-                let range = Interval::new(start, (start + 86_400_000).min(now));
-                let pct = service::report(store, &svc, range, now)
-                    .ok()
-                    .filter(|r| r.summary.scheduled_minutes > 0.0)
-                    .map(|r| r.summary.availability_percent);
-                (start, pct)
-            })
-            .collect();
-        let mut incidents: Vec<IncidentRow> = service::report(
-            store,
-            &svc,
-            Interval::new(today - 29 * 86_400_000, now),
-            now,
-        )
-        .map(|r| r.incidents.iter().map(incident_row).collect())
-        .unwrap_or_default();
-        incidents.sort_by_key(|i| std::cmp::Reverse(i.start_ms));
-        page::service(&ServicePage {
-            tile,
-            reasons: status.reasons,
-            target: svc.target_percent,
-            month,
-            days,
-            incidents,
-            now_ms: now,
-        })
-    })
-    .await;
-    match body {
-        Ok(b) => html(b),
-        Err(r) => r,
-    }
 }
 
 /// Builds an overview of `hosts` synthetic hosts (a tenth with a warning, one in fifty down)
