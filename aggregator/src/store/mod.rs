@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::util::sync;
 use nines_common::proto::MAX_SEQ;
 use nines_common::{HostId, SeriesKey};
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
@@ -277,13 +278,13 @@ impl Inner {
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
         use redb::ReadableDatabase;
-        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = sync::read(&self.db);
         let db = db.as_ref().ok_or_else(|| self.unavailable())?;
         db.begin_read().map_err(|e| db_err(&self.path)(e.into()))
     }
 
     fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
-        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = sync::read(&self.db);
         let db = db.as_ref().ok_or_else(|| self.unavailable())?;
         db.begin_write().map_err(|e| db_err(&self.path)(e.into()))
     }
@@ -484,30 +485,16 @@ impl Store {
 
     /// Why the store refuses writes, if it does.
     pub fn failure(&self) -> Option<String> {
-        self.inner
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        sync::lock(&self.inner.failed).clone()
     }
 
     /// The id of `host`'s series `key`, assigning a new one if it is new. A new series is
     /// written to the catalog table by the commit of the first batch that uses it.
     pub fn series_id(&self, host: &HostId, key: SeriesKey) -> Result<u32, StoreError> {
-        if let Some(id) = self
-            .inner
-            .catalog
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(host, &key)
-        {
+        if let Some(id) = sync::read(&self.inner.catalog).get(host, &key) {
             return Ok(id);
         }
-        let mut catalog = self
-            .inner
-            .catalog
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut catalog = sync::write(&self.inner.catalog);
         if let Some(id) = catalog.get(host, &key) {
             return Ok(id);
         }
@@ -526,7 +513,7 @@ impl Store {
         max_per_host: usize,
     ) -> Result<Option<u32>, StoreError> {
         {
-            let catalog = self.inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+            let catalog = sync::read(&self.inner.catalog);
             if let Some(id) = catalog.get(host, &key) {
                 return Ok(Some(id));
             }
@@ -534,11 +521,7 @@ impl Store {
                 return Ok(None);
             }
         }
-        let mut catalog = self
-            .inner
-            .catalog
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut catalog = sync::write(&self.inner.catalog);
         if let Some(id) = catalog.get(host, &key) {
             return Ok(Some(id));
         }
@@ -627,7 +610,7 @@ impl Store {
 
     /// Every known host.
     pub fn hosts(&self) -> Vec<HostRecord> {
-        let hosts = self.inner.hosts.read().unwrap_or_else(|p| p.into_inner());
+        let hosts = sync::read(&self.inner.hosts);
         let mut v: Vec<HostRecord> = hosts.values().cloned().collect();
         v.sort_by(|a, b| a.host.cmp(&b.host));
         v
@@ -635,7 +618,7 @@ impl Store {
 
     /// One host.
     pub fn host(&self, host: &str) -> Option<HostRecord> {
-        let hosts = self.inner.hosts.read().unwrap_or_else(|p| p.into_inner());
+        let hosts = sync::read(&self.inner.hosts);
         hosts.get(host).cloned()
     }
 
@@ -647,7 +630,7 @@ impl Store {
         name: Option<&str>,
         matchers: &[(String, String)],
     ) -> Vec<(u32, SeriesKey)> {
-        let catalog = self.inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+        let catalog = sync::read(&self.inner.catalog);
         let mut out = catalog.matching(host, name, matchers);
         drop(catalog);
         out.sort_by(|a, b| (&a.1.name, &a.1.labels).cmp(&(&b.1.name, &b.1.labels)));
@@ -668,11 +651,7 @@ impl Store {
 
     /// Number of series in the catalog.
     pub fn series_count(&self) -> usize {
-        self.inner
-            .catalog
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        sync::read(&self.inner.catalog).len()
     }
 
     /// Compacts the database file of a store that is not open (maintenance: `nines-aggregator

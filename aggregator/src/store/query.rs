@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::rollup::{self, Agg, AggFn, HOUR, MINUTE};
 use super::{CHUNKS, ROLLUP_1H, ROLLUP_1M, Store, StoreError, db_err, label_map};
 use crate::store::chunk;
+use crate::util::sync;
 
 /// A stepped query: one aggregate per `ms`-wide bucket, buckets aligned to multiples of `ms`
 /// since the epoch.
@@ -99,7 +100,7 @@ impl Store {
         // Head points first, then a read transaction, both under the heads' read lock: the
         // writer commits only under the write lock, so each point is seen exactly once.
         let (head_points, txn) = {
-            let heads = self.inner.heads.read().unwrap_or_else(|p| p.into_inner());
+            let heads = sync::read(&self.inner.heads);
             let points: Vec<Vec<(i64, f64)>> = series
                 .iter()
                 .map(|(id, _)| {

@@ -18,6 +18,7 @@ use super::{
     WAL, WAL_POINT, db_err, labels_json,
 };
 use crate::store::chunk;
+use crate::util::sync;
 
 /// After a storage error, reopening the file is tried this often.
 const RECOVERY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -151,7 +152,7 @@ impl Writer {
         let inner = self.inner.clone();
         let err = db_err(&inner.path);
         {
-            let mut db = inner.db.write().unwrap_or_else(|p| p.into_inner());
+            let mut db = sync::write(&inner.db);
             // Drop the old handle first: it holds the file's lock.
             *db = None;
             *db = Some(super::open_db(&inner.path, &inner.options)?);
@@ -193,7 +194,7 @@ impl Writer {
             .map_err(|e| err(e.into()))?
             .map_or(1, |v| v.value().max(1) as u64);
         let wal = txn.open_table(WAL).map_err(|e| err(e.into()))?;
-        let mut heads = inner.heads.write().unwrap_or_else(|p| p.into_inner());
+        let mut heads = sync::write(&inner.heads);
         heads.clear();
         let mut floor = None;
         let series = self.persisted.len();
@@ -244,18 +245,13 @@ impl Writer {
     }
 
     fn commit(&mut self, ops: Vec<Op>) {
-        let mut failed = self
-            .inner
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut failed = sync::lock(&self.inner.failed).clone();
         if failed.is_some() && Instant::now() >= self.next_recovery {
             self.next_recovery = Instant::now() + RECOVERY_EVERY;
             match self.recover() {
                 Ok(()) => {
                     tracing::info!("store is writable again; accepting batches");
-                    *self.inner.failed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    *sync::lock(&self.inner.failed) = None;
                     self.outage_logged = false;
                     failed = None;
                 }
@@ -327,7 +323,7 @@ impl Writer {
                     self.outage_logged = true;
                 }
                 self.next_recovery = Instant::now() + RECOVERY_EVERY;
-                *self.inner.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                *sync::lock(&self.inner.failed) = Some(e.to_string());
                 for (_, _, reply) in batches {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -358,14 +354,7 @@ impl Writer {
         // The records of the hosts this commit touches, copied on first use; the shared map is
         // updated with them once the commit has returned.
         let mut hosts: HashMap<String, HostRecord> = HashMap::new();
-        let known = |host: &str| {
-            inner
-                .hosts
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(host)
-                .cloned()
-        };
+        let known = |host: &str| sync::read(&inner.hosts).get(host).cloned();
         let mut txn = inner.begin_write()?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| err(e.into()))?;
@@ -376,7 +365,7 @@ impl Writer {
         let mut points: Vec<(u32, i64, f64)> = Vec::new();
         {
             let mut series_t = txn.open_table(SERIES).map_err(|e| err(e.into()))?;
-            let catalog = inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+            let catalog = sync::read(&inner.catalog);
             self.new_series.clear();
             self.persisted.resize(catalog.len(), false);
             self.closed.resize(catalog.len(), 0);
@@ -472,7 +461,7 @@ impl Writer {
         let closing = self.due(now, !extra.flush.is_empty());
         let closed_count = closing.len() as u64;
         {
-            let heads = inner.heads.read().unwrap_or_else(|p| p.into_inner());
+            let heads = sync::read(&inner.heads);
             self.close(&mut txn, &heads, &closing, seq)?;
         }
 
@@ -525,7 +514,7 @@ impl Writer {
 
         // Commit with the heads locked, so that no reader sees a closed chunk both on disk
         // and in memory, then bring the heads up to date.
-        let mut heads = inner.heads.write().unwrap_or_else(|p| p.into_inner());
+        let mut heads = sync::write(&inner.heads);
         txn.commit().map_err(|e| err(e.into()))?;
         for &id in &closing {
             if let Some(slot) = heads.get_mut(id as usize) {
@@ -552,16 +541,12 @@ impl Writer {
         if let Some(hook) = inner.on_commit.0.get()
             && !points.is_empty()
         {
-            let catalog = inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+            let catalog = sync::read(&inner.catalog);
             hook(&points, &|id| {
                 catalog.series(id).map(|(h, k)| (h.clone(), k))
             });
         }
-        inner
-            .hosts
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(hosts);
+        sync::write(&inner.hosts).extend(hosts);
         if wrote_wal {
             self.next_wal = seq + 1;
         }
@@ -570,7 +555,7 @@ impl Writer {
 
     /// Series whose heads are to be closed in this commit.
     fn due(&mut self, now: i64, all: bool) -> Vec<u32> {
-        let heads = self.inner.heads.read().unwrap_or_else(|p| p.into_inner());
+        let heads = sync::read(&self.inner.heads);
         let mut out: Vec<u32> = if all {
             heads
                 .iter()
@@ -621,7 +606,7 @@ impl Writer {
     /// The lowest commit number a head still open after this commit needs, dropping entries
     /// of closed heads on the way.
     fn watermark(&mut self, closing: &[u32], seq: u64) -> u64 {
-        let heads = self.inner.heads.read().unwrap_or_else(|p| p.into_inner());
+        let heads = sync::read(&self.inner.heads);
         while let Some(mut entry) = self.open_by_wal.first_entry() {
             let wseq = *entry.key();
             entry.get_mut().retain(|id| {
