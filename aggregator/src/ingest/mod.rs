@@ -581,7 +581,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         while let Some(reply) = ack_rx.recv().await {
             let msg = match reply {
                 Reply::Commit(rx) => match rx.await {
-                    Ok(Ok(through_seq)) => Message::Ack(Ack { through_seq }),
+                    Ok(Ok(receipt)) => Message::Ack(Ack {
+                        through_seq: receipt.through_seq(),
+                    }),
                     Ok(Err(e)) => Message::Error(ErrorMsg {
                         code: ErrorCode::StorageUnavailable,
                         message: e.to_string(),
@@ -784,7 +786,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 }
 
 enum Reply {
-    Commit(oneshot::Receiver<Result<u64, StoreError>>),
+    Commit(oneshot::Receiver<Result<crate::store::Committed, StoreError>>),
     /// Fatal: sent, then the connection closes.
     Error(ErrorMsg),
     /// Sent in its turn; the connection goes on.

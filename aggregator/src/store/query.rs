@@ -144,14 +144,10 @@ impl Store {
                         .map_err(|e| err(e.into()))?
                     {
                         let (k, v) = row.map_err(|e| err(e.into()))?;
-                        let block =
-                            rollup::decode_block(v.value()).map_err(|e| StoreError::Db {
-                                path: self.inner.path.clone(),
-                                detail: format!(
-                                    "rollup block of series {id} at {}: {e}",
-                                    k.value().1
-                                ),
-                            })?;
+                        let block = rollup::decode_block(v.value()).map_err(|e| {
+                            let what = format!("rollup block of series {id} at {}", k.value().1);
+                            StoreError::corrupt(&self.inner.path, what, e)
+                        })?;
                         for (b, agg) in block {
                             if b >= from && b <= to {
                                 add(rollup::bucket(b, s.ms), agg);
@@ -217,9 +213,9 @@ impl Store {
             if end < from {
                 continue;
             }
-            let (ts, values) = chunk::decode(bytes).map_err(|e| StoreError::Db {
-                path: self.inner.path.clone(),
-                detail: format!("chunk of series {id} at {start}: {e}"),
+            let (ts, values) = chunk::decode(bytes).map_err(|e| {
+                let what = format!("chunk of series {id} at {start}");
+                StoreError::corrupt(&self.inner.path, what, e)
             })?;
             out.extend(
                 ts.into_iter()
