@@ -29,6 +29,7 @@ use crate::ingest::tls::IngestTls;
 use crate::pki::enroll::Enroller;
 
 use crate::store::{BatchWrite, HelloWrite, Store, StoreError};
+use crate::util::sync;
 
 /// A series id standing for "dropped": the host was at its series limit when it was defined.
 const DROPPED: u32 = u32::MAX;
@@ -190,7 +191,7 @@ struct Admitted(Arc<Connections>, IpAddr);
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
-        let mut m = self.0.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = sync::lock(&self.0.per_address);
         if let Some(n) = m.get_mut(&self.1) {
             *n -= 1;
             if *n == 0 {
@@ -203,7 +204,7 @@ impl Drop for Admitted {
 impl Connections {
     /// Takes a place for a new connection from `ip`, or says why there is none.
     fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Result<Admitted, &'static str> {
-        let mut m = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = sync::lock(&self.per_address);
         if self.open.load(Ordering::Relaxed) >= limits.max_connections {
             self.refused.over_total.fetch_add(1, Ordering::Relaxed);
             return Err("max_connections");
@@ -220,7 +221,7 @@ impl Connections {
 
     /// Checks new and open connections against `r` from now on.
     pub fn set_revocations(&self, r: Arc<crate::pki::revoke::Revocations>) {
-        *self.revocations.write().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        *sync::write(&self.revocations) = Some(r);
     }
 
     /// The revocation list changed: every open connection checks itself again.
@@ -230,9 +231,7 @@ impl Connections {
 
     /// Whether `host`'s certificate with `serial` is revoked.
     pub fn is_revoked(&self, host: &str, serial: &str) -> bool {
-        self.revocations
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        sync::read(&self.revocations)
             .as_ref()
             .is_some_and(|r| r.revoked(host, serial))
     }
@@ -243,12 +242,12 @@ impl Connections {
     }
 
     fn add(&self, host: &HostId) {
-        let mut m = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = sync::lock(&self.hosts);
         *m.entry(host.to_string()).or_default() += 1;
     }
 
     fn remove(&self, host: &HostId) {
-        let mut m = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = sync::lock(&self.hosts);
         if let Some(n) = m.get_mut(host.as_str()) {
             *n -= 1;
             if *n == 0 {
@@ -259,13 +258,13 @@ impl Connections {
 
     /// Whether `host` has a connection open now.
     pub fn is_connected(&self, host: &str) -> bool {
-        let m = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let m = sync::lock(&self.hosts);
         m.contains_key(host)
     }
 
     /// Number of hosts connected.
     pub fn count(&self) -> usize {
-        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).len()
+        sync::lock(&self.hosts).len()
     }
 }
 
@@ -582,7 +581,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         while let Some(reply) = ack_rx.recv().await {
             let msg = match reply {
                 Reply::Commit(rx) => match rx.await {
-                    Ok(Ok(through_seq)) => Message::Ack(Ack { through_seq }),
+                    Ok(Ok(receipt)) => Message::Ack(Ack {
+                        through_seq: receipt.through_seq(),
+                    }),
                     Ok(Err(e)) => Message::Error(ErrorMsg {
                         code: ErrorCode::StorageUnavailable,
                         message: e.to_string(),
@@ -785,7 +786,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 }
 
 enum Reply {
-    Commit(oneshot::Receiver<Result<u64, StoreError>>),
+    Commit(oneshot::Receiver<Result<crate::store::Committed, StoreError>>),
     /// Fatal: sent, then the connection closes.
     Error(ErrorMsg),
     /// Sent in its turn; the connection goes on.

@@ -2,6 +2,7 @@
 //! and log lines about hostile input (so a flood cannot fill the journal). Both take the time
 //! as an argument, so tests drive them with a clock of their own.
 
+use crate::util::sync;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -77,7 +78,7 @@ impl FailureLimit {
     /// Takes a token for an attempt from `ip` at `now`; `Err` with the wait until the next
     /// token if there is none (the attempt must be refused without being looked at).
     pub fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut m = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = sync::lock(&self.buckets);
         let mut key = source(ip);
         if !m.contains_key(&key) && m.len() >= MAX_TRACKED {
             // Forget the addresses whose buckets are full again: they owe nothing.
@@ -106,7 +107,7 @@ impl FailureLimit {
 
     /// The attempt from `ip` that took a token succeeded: it gets its token back.
     pub fn succeeded(&self, ip: IpAddr) {
-        let mut m = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = sync::lock(&self.buckets);
         let key = match source(ip) {
             k if m.contains_key(&k) => k,
             _ => Source::Overflow,
@@ -137,7 +138,7 @@ impl LogLimit {
     /// Whether a line may be written at `now`: `Some(n)` with the number of lines left out
     /// since the last one written, `None` if this one is to be left out.
     pub fn allow(&self, now: Instant) -> Option<u64> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = sync::lock(&self.state);
         let (start, written, suppressed) = &mut *s;
         if now.saturating_duration_since(*start) >= Duration::from_secs(60) {
             *start = now;

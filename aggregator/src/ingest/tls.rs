@@ -14,6 +14,7 @@ use nines_common::tls::ClientCertCheck;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ingest::Connections;
+use crate::util::sync;
 
 /// What identifies a file's version: modification time and size.
 type Stamp = Option<(SystemTime, u64)>;
@@ -39,7 +40,7 @@ struct Revoked(RwLock<Option<Arc<Connections>>>);
 
 impl ClientCertCheck for Revoked {
     fn allowed(&self, der: &[u8]) -> bool {
-        let Some(connections) = self.0.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+        let Some(connections) = sync::read(&self.0).clone() else {
             return true;
         };
         // A certificate without a valid host id is refused after the handshake, with a reason.
@@ -94,17 +95,12 @@ impl IngestTls {
 
     /// From now on, handshakes of certificates `connections` holds revoked fail.
     pub fn check_revocations_with(&self, connections: Arc<Connections>) {
-        *self.revoked.0.write().unwrap_or_else(|p| p.into_inner()) = Some(connections);
+        *sync::write(&self.revoked.0) = Some(connections);
     }
 
     /// An acceptor with the configuration in force.
     pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(
-            self.current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        )
+        TlsAcceptor::from(sync::read(&self.current).clone())
     }
 
     /// Re-reads the files. A bad file keeps the configuration in force and says why.
@@ -112,8 +108,8 @@ impl IngestTls {
         let stamps = self.files.clone().map(|f| stamp(&f));
         let check: Arc<dyn ClientCertCheck> = self.revoked.clone();
         let config = build_checked(&self.files[0], &self.files[1], &self.files[2], Some(check))?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
-        *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
+        *sync::write(&self.current) = Arc::new(config);
+        *sync::lock(&self.stamps) = stamps;
         tracing::info!(
             cert = %self.files[1].display(),
             ca = %self.files[0].display(),
@@ -127,7 +123,7 @@ impl IngestTls {
     pub fn reload_if_changed(&self) -> Result<bool, String> {
         let now = self.files.clone().map(|f| stamp(&f));
         {
-            let mut seen = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = sync::lock(&self.stamps);
             if *seen == now {
                 return Ok(false);
             }

@@ -11,30 +11,38 @@
 
 mod catalog;
 pub mod chunk;
+mod compact;
+mod error;
 mod head;
 mod hook;
+mod open;
 mod query;
 mod repair;
 pub mod rollup;
 mod writer;
 
 use std::collections::HashMap;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::util::sync;
 use nines_common::proto::MAX_SEQ;
 use nines_common::{HostId, SeriesKey};
-use redb::{Database, ReadableTable, TableDefinition, TableHandle};
+use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+pub use error::StoreError;
+use error::db_err;
 pub use head::Head;
 pub use hook::{CommitHook, SeriesLookup};
+use open::open_db;
 pub use query::{QueryError, Resolution, SeriesPoints, Step};
 pub use rollup::{Agg, AggFn};
+pub use writer::Committed;
+use writer::{Op, Write};
 
 /// (host, metric name, labels as canonical JSON) → series id.
 const SERIES: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("series");
@@ -61,38 +69,6 @@ const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 const MAX_GROUP: usize = 4096;
 /// Bytes of one point in the write-ahead table.
 const WAL_POINT: usize = 20;
-
-/// A store operation failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    /// redb reported an error.
-    #[error("store {path}: {detail}")]
-    Db {
-        /// The database file.
-        path: PathBuf,
-        /// redb's message.
-        detail: String,
-    },
-    /// A commit failed (disk full, I/O error); the store refuses writes until it has reopened
-    /// the file and proved it writable, which it tries every few seconds.
-    #[error("store refuses writes after a failed commit: {0}")]
-    Failed(String),
-    /// The store is shutting down.
-    #[error("store is shutting down")]
-    Closed,
-    /// The series catalog is full.
-    #[error("the store holds {0} series, its limit")]
-    TooManySeries(usize),
-    /// A batch's sequence number is 0 or above [`MAX_SEQ`]: storing it would make every later
-    /// batch of the host look like a duplicate.
-    #[error("batch of {host}: sequence number {seq} is outside 1..={MAX_SEQ}")]
-    BadSequence {
-        /// The host.
-        host: String,
-        /// The sequence number.
-        seq: u64,
-    },
-}
 
 /// How long each resolution is kept, and how heads are closed.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,19 +155,6 @@ pub struct HelloWrite {
     pub now_ms: i64,
 }
 
-enum Op {
-    Batch(BatchWrite, oneshot::Sender<Result<u64, StoreError>>),
-    Hello(HelloWrite, oneshot::Sender<Result<u64, StoreError>>),
-    /// Close old heads and run a slice of retention; sent by the maintenance ticker.
-    Tick,
-    /// Close every head now (tests, benchmarks, and `bench storage`).
-    Flush(oneshot::Sender<Result<u64, StoreError>>),
-    /// Run a whole retention pass now.
-    Retain(oneshot::Sender<Result<u64, StoreError>>),
-    /// Run a whole compaction pass now, merging even chunks that are not settled yet.
-    Compact(oneshot::Sender<Result<u64, StoreError>>),
-}
-
 use catalog::Catalog;
 
 /// Counters for the aggregator's own health.
@@ -248,25 +211,6 @@ impl WriterHandle {
     }
 }
 
-fn open_db(path: &Path, options: &StoreOptions) -> Result<Database, StoreError> {
-    // A new file is made here, mode 0640, rather than by redb with the umask's 0644: the store
-    // holds every host's samples and incident notes. redb initialises an empty file.
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .open(path)
-    {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(db_err(path)(e.into())),
-    }
-    Database::builder()
-        .set_cache_size(options.cache_bytes)
-        .create(path)
-        .map_err(|e| db_err(path)(e.into()))
-}
-
 impl Inner {
     fn unavailable(&self) -> StoreError {
         StoreError::Db {
@@ -277,22 +221,15 @@ impl Inner {
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
         use redb::ReadableDatabase;
-        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = sync::read(&self.db);
         let db = db.as_ref().ok_or_else(|| self.unavailable())?;
         db.begin_read().map_err(|e| db_err(&self.path)(e.into()))
     }
 
     fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
-        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = sync::read(&self.db);
         let db = db.as_ref().ok_or_else(|| self.unavailable())?;
         db.begin_write().map_err(|e| db_err(&self.path)(e.into()))
-    }
-}
-
-fn db_err(path: &Path) -> impl Fn(redb::Error) -> StoreError + '_ {
-    move |e| StoreError::Db {
-        path: path.to_owned(),
-        detail: e.to_string(),
     }
 }
 
@@ -315,152 +252,6 @@ pub struct SeriesInfo {
 }
 
 impl Store {
-    /// Opens or creates the database at `path` with default options.
-    pub fn open(path: &Path) -> Result<(Self, WriterHandle), StoreError> {
-        Self::open_with(path, StoreOptions::default())
-    }
-
-    /// Opens or creates the database at `path`, rebuilds the heads from the write-ahead
-    /// table, and starts the writer thread.
-    pub fn open_with(
-        path: &Path,
-        options: StoreOptions,
-    ) -> Result<(Self, WriterHandle), StoreError> {
-        let err = db_err(path);
-        if let Some(parent) = path.parent() {
-            // Only the aggregator's user and group (the backup job, say) may look inside.
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(parent)
-                .map_err(|e| err(e.into()))?;
-        }
-        let db = open_db(path, &options)?;
-        let mut hosts = HashMap::new();
-        let mut catalog = Catalog::default();
-        let mut max_span = 0;
-        let mut closed: Vec<u64> = Vec::new();
-        {
-            let txn = db.begin_write().map_err(|e| err(e.into()))?;
-            {
-                let s = txn.open_table(SERIES).map_err(|e| err(e.into()))?;
-                let mut rows: Vec<(u64, HostId, SeriesKey)> = Vec::new();
-                for row in s.iter().map_err(|e| err(e.into()))? {
-                    let (k, v) = row.map_err(|e| err(e.into()))?;
-                    let (host, name, labels) = k.value();
-                    let labels: Vec<(String, String)> =
-                        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(labels)
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
-                            .collect();
-                    let Ok(host) = HostId::new(host) else {
-                        continue;
-                    };
-                    rows.push((
-                        v.value(),
-                        host,
-                        SeriesKey::from_parts(name.to_owned(), labels),
-                    ));
-                }
-                rows.sort_by_key(|r| r.0);
-                for (id, host, key) in rows {
-                    // Ids are dense; a gap (never written) gets a placeholder nobody can name.
-                    catalog.pad_to(id as usize);
-                    catalog.push(&host, &key);
-                }
-                let mut h = txn.open_table(HOSTS).map_err(|e| err(e.into()))?;
-                let mut repaired = Vec::new();
-                for row in h.iter().map_err(|e| err(e.into()))? {
-                    let (k, v) = row.map_err(|e| err(e.into()))?;
-                    if let Ok(mut rec) = serde_json::from_str::<HostRecord>(v.value()) {
-                        if repair::repair(&mut rec, nines_common::model::now_ms()) {
-                            repaired.push(rec.clone());
-                        }
-                        hosts.insert(k.value().to_owned(), rec);
-                    }
-                }
-                // Written in the transaction that opens the store: repaired once, said once.
-                for rec in repaired {
-                    let json = serde_json::to_string(&rec).map_err(|e| StoreError::Db {
-                        path: path.to_owned(),
-                        detail: e.to_string(),
-                    })?;
-                    h.insert(rec.host.as_str(), json.as_str())
-                        .map_err(|e| err(e.into()))?;
-                }
-                let c = txn.open_table(CLOSED).map_err(|e| err(e.into()))?;
-                closed.resize(catalog.len(), 0);
-                for row in c.iter().map_err(|e| err(e.into()))? {
-                    let (k, v) = row.map_err(|e| err(e.into()))?;
-                    if let Some(slot) = closed.get_mut(k.value() as usize) {
-                        *slot = v.value();
-                    }
-                }
-                let m = txn.open_table(META).map_err(|e| err(e.into()))?;
-                if let Some(v) = m.get("max_chunk_span").map_err(|e| err(e.into()))? {
-                    max_span = v.value();
-                }
-                txn.open_table(WAL).map_err(|e| err(e.into()))?;
-                txn.open_table(CHUNKS).map_err(|e| err(e.into()))?;
-                txn.open_table(ROLLUP_1M).map_err(|e| err(e.into()))?;
-                txn.open_table(ROLLUP_1H).map_err(|e| err(e.into()))?;
-            }
-            for name in LEGACY_ROLLUPS {
-                let legacy: TableDefinition<(u64, i64), rollup::AggRow> =
-                    TableDefinition::new(name);
-                txn.delete_table(legacy).map_err(|e| err(e.into()))?;
-            }
-            txn.commit().map_err(|e| err(e.into()))?;
-        }
-        let series_count = catalog.len();
-        let inner = Arc::new(Inner {
-            db: RwLock::new(Some(db)),
-            path: path.to_owned(),
-            options,
-            hosts: RwLock::new(hosts),
-            catalog: RwLock::new(catalog),
-            heads: RwLock::new(Vec::new()),
-            max_chunk_span: AtomicI64::new(max_span),
-            failed: Mutex::new(None),
-            stats: StoreStats::default(),
-            on_commit: hook::OnCommit::default(),
-        });
-        let mut writer = writer::Writer::new(inner.clone(), series_count, closed);
-        writer.replay()?;
-        let (tx, rx) = mpsc::channel(MAX_GROUP);
-        let ticker = tx.downgrade();
-        let every = inner.options.maintenance_every.min(Duration::from_secs(1));
-        std::thread::Builder::new()
-            .name("nines-store-tick".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(every);
-                    let Some(tx) = ticker.upgrade() else { return };
-                    // A full queue means the writer is busy and will look at heads anyway.
-                    let _ = tx.try_send(Op::Tick);
-                }
-            })
-            .map_err(|e| err(e.into()))?;
-        let handle = std::thread::Builder::new()
-            .name("nines-store-writer".into())
-            .spawn(move || {
-                // The writer's in-memory heads and the file are one state: after a panic
-                // half-way through a group commit nobody can say what the heads hold, and a
-                // store without its writer would queue batches forever. End the process, as
-                // `panic = "abort"` did; the service manager restarts it and the heads are
-                // rebuilt from the write-ahead table. No batch of the interrupted commit was
-                // acked, so the agents resend it.
-                let run = std::panic::AssertUnwindSafe(move || writer.run(rx));
-                if std::panic::catch_unwind(run).is_err() {
-                    tracing::error!("the store's writer thread panicked; stopping the aggregator");
-                    std::process::abort();
-                }
-            })
-            .map_err(|e| err(e.into()))?;
-        Ok((Self { inner, tx }, WriterHandle(handle)))
-    }
-
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -484,30 +275,16 @@ impl Store {
 
     /// Why the store refuses writes, if it does.
     pub fn failure(&self) -> Option<String> {
-        self.inner
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        sync::lock(&self.inner.failed).clone()
     }
 
     /// The id of `host`'s series `key`, assigning a new one if it is new. A new series is
     /// written to the catalog table by the commit of the first batch that uses it.
     pub fn series_id(&self, host: &HostId, key: SeriesKey) -> Result<u32, StoreError> {
-        if let Some(id) = self
-            .inner
-            .catalog
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(host, &key)
-        {
+        if let Some(id) = sync::read(&self.inner.catalog).get(host, &key) {
             return Ok(id);
         }
-        let mut catalog = self
-            .inner
-            .catalog
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut catalog = sync::write(&self.inner.catalog);
         if let Some(id) = catalog.get(host, &key) {
             return Ok(id);
         }
@@ -526,7 +303,7 @@ impl Store {
         max_per_host: usize,
     ) -> Result<Option<u32>, StoreError> {
         {
-            let catalog = self.inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+            let catalog = sync::read(&self.inner.catalog);
             if let Some(id) = catalog.get(host, &key) {
                 return Ok(Some(id));
             }
@@ -534,11 +311,7 @@ impl Store {
                 return Ok(None);
             }
         }
-        let mut catalog = self
-            .inner
-            .catalog
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut catalog = sync::write(&self.inner.catalog);
         if let Some(id) = catalog.get(host, &key) {
             return Ok(Some(id));
         }
@@ -552,12 +325,13 @@ impl Store {
     }
 
     /// Queues a batch for the next group commit. The receiver yields, once the commit has
-    /// returned, the highest sequence number stored for the host; a batch at or below the
-    /// stored one is a duplicate and is skipped. Batches are committed in submission order.
+    /// returned, its [`Committed`] receipt: the highest sequence number stored for the host; a
+    /// batch at or below the stored one is a duplicate and is skipped. Batches are committed
+    /// in submission order.
     pub async fn submit_batch(
         &self,
         batch: BatchWrite,
-    ) -> Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError> {
+    ) -> Result<oneshot::Receiver<Result<Committed, StoreError>>, StoreError> {
         if let Some(why) = self.failure() {
             return Err(StoreError::Failed(why));
         }
@@ -569,7 +343,7 @@ impl Store {
         }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Op::Batch(batch, reply))
+            .send(Op::Write(Write::Batch(batch), reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
@@ -577,18 +351,26 @@ impl Store {
 
     /// Stores a batch durably; see [`Store::submit_batch`].
     pub async fn write_batch(&self, batch: BatchWrite) -> Result<u64, StoreError> {
-        self.submit_batch(batch)
+        let receipt = self
+            .submit_batch(batch)
             .await?
             .await
-            .map_err(|_| StoreError::Closed)?
+            .map_err(|_| StoreError::Closed)??;
+        Ok(receipt.through_seq())
     }
 
     /// Registers a `Hello` durably. Returns the first sequence number not yet stored for the
     /// host; it is ordered after every batch submitted before it.
     pub async fn hello(&self, hello: HelloWrite) -> Result<u64, StoreError> {
+        Ok(self.register(hello).await?.through_seq() + 1)
+    }
+
+    /// Registers a `Hello` durably. The receipt carries the host's mark, the highest sequence
+    /// number stored for it: batches up to it are durable, and the host resumes after it.
+    pub async fn register(&self, hello: HelloWrite) -> Result<Committed, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Op::Hello(hello, reply))
+            .send(Op::Write(Write::Hello(hello), reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -627,7 +409,7 @@ impl Store {
 
     /// Every known host.
     pub fn hosts(&self) -> Vec<HostRecord> {
-        let hosts = self.inner.hosts.read().unwrap_or_else(|p| p.into_inner());
+        let hosts = sync::read(&self.inner.hosts);
         let mut v: Vec<HostRecord> = hosts.values().cloned().collect();
         v.sort_by(|a, b| a.host.cmp(&b.host));
         v
@@ -635,7 +417,7 @@ impl Store {
 
     /// One host.
     pub fn host(&self, host: &str) -> Option<HostRecord> {
-        let hosts = self.inner.hosts.read().unwrap_or_else(|p| p.into_inner());
+        let hosts = sync::read(&self.inner.hosts);
         hosts.get(host).cloned()
     }
 
@@ -647,7 +429,7 @@ impl Store {
         name: Option<&str>,
         matchers: &[(String, String)],
     ) -> Vec<(u32, SeriesKey)> {
-        let catalog = self.inner.catalog.read().unwrap_or_else(|p| p.into_inner());
+        let catalog = sync::read(&self.inner.catalog);
         let mut out = catalog.matching(host, name, matchers);
         drop(catalog);
         out.sort_by(|a, b| (&a.1.name, &a.1.labels).cmp(&(&b.1.name, &b.1.labels)));
@@ -668,80 +450,8 @@ impl Store {
 
     /// Number of series in the catalog.
     pub fn series_count(&self) -> usize {
-        self.inner
-            .catalog
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        sync::read(&self.inner.catalog).len()
     }
-
-    /// Compacts the database file of a store that is not open (maintenance: `nines-aggregator
-    /// compact-store`, and the benchmarks after settling). Needs no other handle on the
-    /// database. Returns the file's size before and after, bytes.
-    ///
-    /// redb's `Database::compact` moves pages down into free space, the highest first, and
-    /// stops at the first page it cannot move: a leaf of 2, 4 or 8 pages needs a free block
-    /// of that size, aligned to it, below it. Where the store's write pattern has left single
-    /// free pages between small ones (rollup blocks, host records), such a leaf pins
-    /// everything above the free space below it: measured, a file of 297 pages holding 160.
-    /// So every table of the store is first copied, in key order and in one durable
-    /// transaction per table, into a fresh table that replaces it: appending in key order
-    /// packs leaves full, each one page as long as no entry outgrows a page (compaction keeps
-    /// chunks under [`writer::CHUNK_BYTES`]). Then every page can move below any free page,
-    /// and `compact` is repeated until it moves nothing. A crash part way leaves either table,
-    /// whole: each copy replaces its original in the transaction that writes it.
-    pub fn compact_file(path: &Path) -> Result<(u64, u64), StoreError> {
-        let err = db_err(path);
-        let size = || {
-            std::fs::metadata(path)
-                .map(|m| m.len())
-                .map_err(|e| err(e.into()))
-        };
-        let before = size()?;
-        let mut db = Database::open(path).map_err(|e| err(e.into()))?;
-        rewrite(&db, SERIES).map_err(&err)?;
-        rewrite(&db, HOSTS).map_err(&err)?;
-        rewrite(&db, WAL).map_err(&err)?;
-        rewrite(&db, CLOSED).map_err(&err)?;
-        rewrite(&db, CHUNKS).map_err(&err)?;
-        rewrite(&db, ROLLUP_1M).map_err(&err)?;
-        rewrite(&db, ROLLUP_1H).map_err(&err)?;
-        rewrite(&db, META).map_err(&err)?;
-        for _ in 0..16 {
-            if !db.compact().map_err(|e| err(e.into()))? {
-                break;
-            }
-        }
-        drop(db);
-        Ok((before, size()?))
-    }
-}
-
-/// Replaces `table` by a copy written in key order, if it exists.
-fn rewrite<K: redb::Key + 'static, V: redb::Value + 'static>(
-    db: &Database,
-    table: TableDefinition<K, V>,
-) -> Result<(), redb::Error> {
-    let name = table.name().to_owned();
-    let copy_name = format!("{name}.compacting");
-    let copy: TableDefinition<K, V> = TableDefinition::new(&copy_name);
-    let mut txn = db.begin_write()?;
-    txn.set_durability(redb::Durability::Immediate)?;
-    {
-        if !txn.list_tables()?.any(|t| t.name() == name) {
-            return Ok(());
-        }
-        let from = txn.open_table(table)?;
-        let mut to = txn.open_table(copy)?;
-        for row in from.iter()? {
-            let (k, v) = row?;
-            to.insert(k.value(), v.value())?;
-        }
-    }
-    txn.delete_table(table)?;
-    txn.rename_table(copy, table)?;
-    txn.commit()?;
-    Ok(())
 }
 
 fn label_map(key: &SeriesKey) -> serde_json::Map<String, serde_json::Value> {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::rollup::{self, Agg, AggFn, HOUR, MINUTE};
 use super::{CHUNKS, ROLLUP_1H, ROLLUP_1M, Store, StoreError, db_err, label_map};
 use crate::store::chunk;
+use crate::util::sync;
 
 /// A stepped query: one aggregate per `ms`-wide bucket, buckets aligned to multiples of `ms`
 /// since the epoch.
@@ -99,7 +100,7 @@ impl Store {
         // Head points first, then a read transaction, both under the heads' read lock: the
         // writer commits only under the write lock, so each point is seen exactly once.
         let (head_points, txn) = {
-            let heads = self.inner.heads.read().unwrap_or_else(|p| p.into_inner());
+            let heads = sync::read(&self.inner.heads);
             let points: Vec<Vec<(i64, f64)>> = series
                 .iter()
                 .map(|(id, _)| {
@@ -143,14 +144,10 @@ impl Store {
                         .map_err(|e| err(e.into()))?
                     {
                         let (k, v) = row.map_err(|e| err(e.into()))?;
-                        let block =
-                            rollup::decode_block(v.value()).map_err(|e| StoreError::Db {
-                                path: self.inner.path.clone(),
-                                detail: format!(
-                                    "rollup block of series {id} at {}: {e}",
-                                    k.value().1
-                                ),
-                            })?;
+                        let block = rollup::decode_block(v.value()).map_err(|e| {
+                            let what = format!("rollup block of series {id} at {}", k.value().1);
+                            StoreError::corrupt(&self.inner.path, what, e)
+                        })?;
                         for (b, agg) in block {
                             if b >= from && b <= to {
                                 add(rollup::bucket(b, s.ms), agg);
@@ -216,9 +213,9 @@ impl Store {
             if end < from {
                 continue;
             }
-            let (ts, values) = chunk::decode(bytes).map_err(|e| StoreError::Db {
-                path: self.inner.path.clone(),
-                detail: format!("chunk of series {id} at {start}: {e}"),
+            let (ts, values) = chunk::decode(bytes).map_err(|e| {
+                let what = format!("chunk of series {id} at {start}");
+                StoreError::corrupt(&self.inner.path, what, e)
             })?;
             out.extend(
                 ts.into_iter()

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use nines_common::proto::Hello;
 use proptest::prelude::*;
-use redb::ReadableTableMetadata;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::*;
 

@@ -1,6 +1,6 @@
 //! Foundations below every layer: time, randomness, latency histograms, the process's
-//! descriptor budget and what an accept loop does when `accept` fails. Nothing here imports
-//! from any other module of the aggregator.
+//! descriptor budget, what an accept loop does when `accept` fails, and the poisoned-lock
+//! policy. Nothing here imports from any other module of the aggregator.
 
 pub mod accept;
 pub mod descriptors;
