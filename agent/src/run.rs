@@ -309,7 +309,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         };
         let mut samples: Vec<Sample> = Vec::with_capacity(256);
         runner.run(&tick, &mut samples);
-        let mut spool = spool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spool = nines_common::util::sync::lock(&spool);
         let mut out = Out::new(tick.ts_ms, &mut samples);
         out.push("agent_spool_bytes", &[], spool.bytes() as f64);
         out.push("agent_spool_pending_batches", &[], spool.pending() as f64);
@@ -338,7 +338,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             ts_ms,
             value: 1.0,
         }];
-        let mut spool = spool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spool = nines_common::util::sync::lock(&spool);
         match spool.append(ts_ms, goodbye) {
             Ok(_) => appended.notify_one(),
             Err(e) => tracing::error!("cannot spool the agent's goodbye: {e}"),

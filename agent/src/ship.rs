@@ -13,11 +13,14 @@ use nines_common::proto::{
     Batch, CertificateReply, DEFAULT_MAX_FRAME_BYTES, Hello, Message, Point, ProtoError, Renew,
     SeriesDef,
 };
+use nines_common::util::backoff::Backoff;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
+
+use nines_common::util::sync::lock;
 
 use crate::certs::Credentials;
 use crate::config::{AggregatorConfig, split_host_port};
@@ -120,17 +123,16 @@ fn is_tls_refusal(e: &std::io::Error) -> bool {
 /// the aggregator is unreachable, 60 s while it refuses the agent: bounded jitter, so no
 /// agent waits the full cap by chance while its aggregator is already back.
 pub fn backoff(attempt: u32, failure: Failure, rng: &mut fastrand::Rng) -> Duration {
-    if attempt == 0 {
-        return FIRST_RETRY_JITTER.mul_f64(rng.f64());
-    }
     let cap = match failure {
         Failure::Transient => BACKOFF_CAP,
         Failure::Refused => REFUSED_BACKOFF_CAP,
     };
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1u32.checked_shl((attempt - 1).min(16)).unwrap_or(u32::MAX))
-        .min(cap);
-    ceiling.mul_f64(0.5 + 0.5 * rng.f64())
+    Backoff {
+        base: BACKOFF_BASE,
+        cap,
+        first: FIRST_RETRY_JITTER,
+    }
+    .delay(attempt, rng)
 }
 
 /// Everything a shipper needs.
@@ -151,12 +153,6 @@ pub struct Shipper {
 enum End {
     Shutdown,
     Failed { error: ShipError, progressed: bool },
-}
-
-fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
-    // A panic while holding the lock cannot leave the spool's files inconsistent (every
-    // mutation is a single append or rename), so a poisoned lock is still usable.
-    spool.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How long a stopping agent goes on sending what is spooled, its goodbye last.

@@ -6,5 +6,6 @@ pub mod metrics;
 pub mod model;
 pub mod proto;
 pub mod tls;
+pub mod util;
 
 pub use model::{HostId, Sample, SeriesKey};

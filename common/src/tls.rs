@@ -225,11 +225,7 @@ pub fn client_config(
 
 /// The SHA-256 fingerprint of a DER certificate, lower-case hex without separators.
 pub fn fingerprint(cert: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, cert)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::util::hex::encode(ring::digest::digest(&ring::digest::SHA256, cert).as_ref())
 }
 
 /// A fingerprint as people write it (`AB:CD:..`, `sha256:abcd..`, any case) in the form
@@ -284,7 +280,7 @@ pub struct PinnedCa {
 impl PinnedCa {
     /// The pinned CA certificate, once a server presented it.
     pub fn certificate(&self) -> Option<CertificateDer<'static>> {
-        self.found.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::util::sync::lock(&self.found).clone()
     }
 }
 
@@ -323,7 +319,7 @@ impl rustls::client::danger::ServerCertVerifier for PinnedCa {
             ocsp_response,
             now,
         )?;
-        *self.found.lock().unwrap_or_else(|p| p.into_inner()) = Some(ca.clone().into_owned());
+        *crate::util::sync::lock(&self.found) = Some(ca.clone().into_owned());
         Ok(verified)
     }
 

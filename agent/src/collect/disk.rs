@@ -1,6 +1,5 @@
 //! Disk collector: I/O rates, busy time and latency per whole block device, from
-//! `/proc/diskstats`. Also home of the name globs the disk, filesystem and network collectors
-//! filter with.
+//! `/proc/diskstats`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,55 +47,7 @@ impl Default for DiskConfig {
     }
 }
 
-/// Whether `text` matches `pattern`, where `*` matches any run of characters (`/` included)
-/// and `?` exactly one character. Every other character matches itself.
-pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    // Where the last `*` was seen, and where in the text its match currently ends.
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                pi += 1;
-                star = Some((pi, ti));
-            }
-            Some(b'?') => {
-                pi += 1;
-                ti = next_char(t, ti);
-            }
-            Some(&c) if c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((after_star, end)) => {
-                    let end = next_char(t, end);
-                    star = Some((after_star, end));
-                    pi = after_star;
-                    ti = end;
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
-/// Index of the character after the one starting at `i`, so that `?` and `*` work on
-/// characters rather than bytes.
-fn next_char(t: &[u8], i: usize) -> usize {
-    let mut i = i + 1;
-    while i < t.len() && t[i] & 0xC0 == 0x80 {
-        i += 1;
-    }
-    i
-}
-
-/// Whether `name` matches one of `include` and none of `exclude`.
-pub(crate) fn selected(name: &str, include: &[String], exclude: &[String]) -> bool {
-    include.iter().any(|g| glob_match(g, name)) && !exclude.iter().any(|g| glob_match(g, name))
-}
+pub(crate) use nines_common::util::glob::{glob_match, selected};
 
 /// The counters of one `/proc/diskstats` line that the collector uses. Times are in
 /// milliseconds, sizes in 512-byte sectors.

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use sysinfo::{
@@ -35,7 +35,7 @@ fn lock<'a>(
     match system {
         // A collector that panicked holding the lock left nothing half-written that matters:
         // every reading starts with a refresh.
-        Ok(system) => Ok(system.lock().unwrap_or_else(PoisonError::into_inner)),
+        Ok(system) => Ok(nines_common::util::sync::lock(system)),
         Err(detail) => Err(failed(what, detail)),
     }
 }
