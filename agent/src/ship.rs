@@ -14,16 +14,15 @@ use nines_common::proto::{
     SeriesDef,
 };
 use nines_common::util::backoff::Backoff;
-use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, timeout};
-use tokio_rustls::TlsConnector;
 
 use nines_common::util::sync::lock;
 
-use crate::certs::Credentials;
-use crate::config::{AggregatorConfig, split_host_port};
+use crate::config::AggregatorConfig;
+use crate::identity::certs::Credentials;
+use crate::net::{self, ConnectError};
 use crate::spool::{Cursor, Spool, SpoolError, SpoolRecord};
 
 /// Longest wait between attempts while the aggregator cannot be reached (refused, reset or
@@ -210,30 +209,26 @@ impl Shipper {
         &self,
         addr: &str,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ShipError> {
-        let connect_err = |detail: String| ShipError::Connect {
-            addr: addr.to_owned(),
-            detail,
-            tls_refused: false,
-        };
-        let (host, port) =
-            split_host_port(addr).ok_or_else(|| connect_err("not host:port".into()))?;
-        let name = self.config.server_name.as_deref().unwrap_or(host);
-        let server_name = ServerName::try_from(name.to_owned())
-            .map_err(|e| connect_err(format!("server name {name:?}: {e}")))?;
-        let tcp = timeout(HANDSHAKE_TIMEOUT, TcpStream::connect((host, port)))
+        let tls = self.credentials.current().tls;
+        let server_name = self.config.server_name.as_deref();
+        net::connect(addr, server_name, tls, HANDSHAKE_TIMEOUT, true)
             .await
-            .map_err(|_| connect_err("TCP connect timed out".into()))?
-            .map_err(|e| connect_err(e.to_string()))?;
-        tcp.set_nodelay(true)
-            .map_err(|e| connect_err(e.to_string()))?;
-        let connector = TlsConnector::from(self.credentials.current().tls);
-        timeout(HANDSHAKE_TIMEOUT, connector.connect(server_name, tcp))
-            .await
-            .map_err(|_| connect_err("TLS handshake timed out".into()))?
-            .map_err(|e| ShipError::Connect {
-                addr: addr.to_owned(),
-                detail: format!("TLS: {e}"),
-                tls_refused: is_tls_refusal(&e),
+            .map_err(|e| {
+                let (detail, tls_refused) = match e {
+                    ConnectError::Address => ("not host:port".into(), false),
+                    ConnectError::ServerName { name, detail } => {
+                        (format!("server name {name:?}: {detail}"), false)
+                    }
+                    ConnectError::TcpTimeout => ("TCP connect timed out".into(), false),
+                    ConnectError::Tcp(e) => (e.to_string(), false),
+                    ConnectError::TlsTimeout => ("TLS handshake timed out".into(), false),
+                    ConnectError::Tls(e) => (format!("TLS: {e}"), is_tls_refusal(&e)),
+                };
+                ShipError::Connect {
+                    addr: addr.to_owned(),
+                    detail,
+                    tls_refused,
+                }
             })
     }
 
@@ -404,18 +399,6 @@ impl Shipper {
     }
 }
 
-/// A new key and a certificate signing request for `host`, DER: the key never leaves this
-/// machine.
-pub fn renewal_request(host: &str) -> Result<(String, Vec<u8>), rcgen::Error> {
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, host);
-    let csr = params.serialize_request(&key)?;
-    Ok((key.serialize_pem(), csr.der().to_vec()))
-}
-
 impl Shipper {
     /// Sends a `Renew` request; the new key, kept until the answer comes. A key that cannot
     /// be made postpones the renewal.
@@ -424,7 +407,7 @@ impl Shipper {
         writer: &mut FrameWriter<W>,
     ) -> Result<Option<String>, ShipError> {
         let now_s = nines_common::model::now_ms() / 1000;
-        match renewal_request(&self.hello.host_id) {
+        match crate::identity::csr::request(&self.hello.host_id) {
             Ok((key_pem, csr_der)) => {
                 tracing::info!(
                     expires = self.credentials.not_after(),

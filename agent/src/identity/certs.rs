@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use nines_common::{HostId, tls};
 
 use crate::config::Config;
-use crate::run::AgentError;
+use crate::error::AgentError;
 
 /// A certificate is renewed once this share of its life has passed.
 pub const RENEW_AT: f64 = 2.0 / 3.0;
