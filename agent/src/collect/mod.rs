@@ -480,6 +480,24 @@ pub(crate) mod testing {
         (samples, result, state.failures)
     }
 
+    /// Calls `probe` every 10 ms until it gives a value, for at most `limit`: `None` if it never
+    /// did. For what another task or process does in its own time.
+    pub(crate) async fn poll<T>(
+        limit: Duration,
+        mut probe: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(v) = probe() {
+                return Some(v);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Runs one collector for one tick that must succeed without failures.
     pub(crate) fn run_ok(collector: &mut dyn Collector, tick: &Tick) -> Vec<Sample> {
         let (samples, result, failures) = run(collector, tick);
