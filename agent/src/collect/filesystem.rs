@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{StatVfs, StatVfsMountFlags};
 use serde::Deserialize;
 
-use super::disk::glob_match;
+use super::select::glob_match;
 use super::{CollectConfig, CollectError, Collector, Out, Tick};
 
 fn default_exclude_fstypes() -> Vec<String> {

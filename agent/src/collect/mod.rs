@@ -28,6 +28,7 @@ pub mod process;
 #[cfg(unix)]
 pub mod push;
 mod runner;
+pub(crate) mod select;
 #[cfg(target_os = "linux")]
 pub mod swap;
 pub mod textfile;
@@ -39,6 +40,7 @@ pub mod process {
     mod config;
     mod parse;
     mod pattern;
+    mod restarts;
 
     pub use config::{ProcessConfig, Select, Watch};
     pub use parse::{
@@ -46,6 +48,7 @@ pub mod process {
         parse_stat, program,
     };
     pub use pattern::Pattern;
+    pub use restarts::Restarts;
 }
 
 /// Without procfs nothing is read through [`Out::read`] but what a caller names: a plain read,

@@ -18,10 +18,12 @@ use sysinfo::{
     ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, ThreadKind, UpdateKind,
 };
 
-use super::disk::selected;
 use super::filesystem::{FilesystemConfig, Mount, select};
 use super::network::NetworkConfig;
-use super::process::{COMM_LEN, Select, Watch, long_name_matches, parse_pidfile, program};
+use super::process::{
+    COMM_LEN, Restarts, Select, Watch, long_name_matches, parse_pidfile, program,
+};
+use super::select::selected;
 use super::{CollectConfig, CollectError, Collector, Out, Tick};
 
 /// The backend's one `System`, or why sysinfo could not set it up (every collector that needs
@@ -384,14 +386,8 @@ type Key = (u32, u64);
 #[derive(Debug)]
 struct WatchState {
     watch: Watch,
-    /// Live members as (pid, start time), sorted; and the previous tick's.
-    members: Vec<Key>,
-    prev_members: Vec<Key>,
-    /// `prev_members` is from an earlier tick (not the first).
-    primed: bool,
-    /// A member went away and no new one has appeared since.
-    lost: bool,
-    restarts: u64,
+    /// Live members over the ticks, and the restarts they make.
+    restarts: Restarts,
     /// CPU time (ms) of each member at the previous tick.
     cpu_ms: HashMap<Key, u64>,
     /// This tick's live members and zombies.
@@ -403,39 +399,11 @@ impl WatchState {
     fn new(watch: Watch) -> Self {
         Self {
             watch,
-            members: Vec::new(),
-            prev_members: Vec::new(),
-            primed: false,
-            lost: false,
-            restarts: 0,
+            restarts: Restarts::default(),
             cpu_ms: HashMap::new(),
             pids: Vec::new(),
             zombies: 0,
         }
-    }
-
-    /// Counts a restart when a member appeared after one went away, in this interval or since
-    /// (as the procfs collector does).
-    fn track_restarts(&mut self) {
-        self.members.sort_unstable();
-        if self.primed {
-            let left = self
-                .prev_members
-                .iter()
-                .any(|m| self.members.binary_search(m).is_err());
-            let joined = self
-                .members
-                .iter()
-                .any(|m| self.prev_members.binary_search(m).is_err());
-            self.lost |= left;
-            if joined && self.lost {
-                self.restarts += 1;
-                self.lost = false;
-            }
-        }
-        self.primed = true;
-        std::mem::swap(&mut self.members, &mut self.prev_members);
-        self.members.clear();
     }
 }
 
@@ -658,10 +626,10 @@ impl Collector for Process {
                 count += 1;
                 resident += p.memory();
                 fds = fds.zip(p.open_files()).map(|(a, b)| a + b);
-                w.members.push(key);
+                w.restarts.saw(key);
             }
             w.cpu_ms = cpu_now;
-            w.track_restarts();
+            w.restarts.end_tick();
             let labels = [("process", w.watch.name.as_str())];
             let up = count >= w.watch.min;
             out.push("process_up", &labels, if up { 1.0 } else { 0.0 });
@@ -673,7 +641,7 @@ impl Collector for Process {
             if let Some(fds) = fds {
                 out.push("process_open_fds", &labels, fds as f64);
             }
-            out.push("process_restarts_total", &labels, w.restarts as f64);
+            out.push("process_restarts_total", &labels, w.restarts.total() as f64);
             out.push("process_zombies", &labels, f64::from(w.zombies));
         }
         self.prev_at = Some(tick.now);
