@@ -328,16 +328,7 @@ pub fn metric_warnings(config: &Config) -> Vec<Diagnostic> {
     out
 }
 
-/// Splits `host:port` (or `[v6]:port`) into host and port.
-pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
-    let (host, port) = addr.rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    (!host.is_empty()).then_some((host, port))
-}
+pub use crate::net::split_host_port;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -1,10 +1,11 @@
 //! nines-agent: collectors, durable spool and mTLS shipper.
 
-pub mod certs;
 pub mod checks;
 pub mod collect;
 pub mod config;
-pub mod enroll;
+pub mod error;
+pub mod identity;
+pub mod net;
 pub mod run;
 pub mod ship;
 pub mod spool;

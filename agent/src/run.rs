@@ -5,130 +5,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nines_common::proto::{Hello, PROTOCOL_VERSION};
-use nines_common::{HostId, Sample, SeriesKey, tls};
+use nines_common::{HostId, Sample, SeriesKey};
 use tokio::sync::{Notify, watch};
 
-use crate::certs::Credentials;
 use crate::collect::{self, CollectConfig, Out, Runner, Tick};
 use crate::config::Config;
+use crate::identity::wait_for_tls;
 use crate::ship::Shipper;
-use crate::spool::{Limits, Spool, SpoolError};
+use crate::spool::{Limits, Spool};
 
-/// Why the agent could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// A certificate or key file could not be read.
-    #[error("reading {path}: {source}")]
-    ReadFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The TLS material is unusable.
-    #[error("TLS: {0}")]
-    Tls(#[from] tls::TlsError),
-    /// The configured host differs from the certificate's.
-    #[error(
-        "config says host = {configured:?} but the agent certificate is for {certified:?}; the aggregator would refuse it"
-    )]
-    HostMismatch {
-        /// From the config.
-        configured: String,
-        /// From the certificate.
-        certified: String,
-    },
-    /// The spool failed.
-    #[error(transparent)]
-    Spool(#[from] SpoolError),
-    /// The push socket (`[collect.push]`) could not be opened.
-    #[error("push socket: {source}")]
-    PushSocket {
-        /// The cause.
-        source: std::io::Error,
-    },
-}
-
+pub use crate::error::AgentError;
 pub use nines_common::model::now_ms;
-
-/// TLS client configuration and host id of the certificate in force
-/// ([`crate::certs::load`]).
-pub fn load_tls(config: &Config) -> Result<(rustls::ClientConfig, HostId), AgentError> {
-    let current = crate::certs::load(config)?;
-    Ok(((*current.tls).clone(), current.host))
-}
-
-/// How often an agent without its certificate files looks for them again: three `open`s
-/// that fail, nothing more.
-pub const ENROLL_POLL: Duration = Duration::from_secs(5);
-
-/// The CA, certificate and key files named by the configuration that do not exist (yet).
-/// A renewed pair in the state directory stands in for the configured certificate and key.
-pub fn missing_tls_files(config: &Config) -> Vec<&Path> {
-    let a = &config.aggregator;
-    let renewed = crate::certs::renewed_dir(&config.state_dir);
-    let have_renewed = renewed.join("agent.pem").exists() && renewed.join("agent.key").exists();
-    [&a.ca, &a.cert, &a.key]
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| *i == 0 || !have_renewed)
-        .map(|(_, p)| p.as_path())
-        .filter(|p| matches!(p.try_exists(), Ok(false)))
-        .collect()
-}
-
-/// What to do about missing certificate files, in one line: the `ca issue` command to run on
-/// the aggregator and where to put its output.
-pub fn enroll_hint(config: &Config, missing: &[&Path]) -> String {
-    let host = crate::enroll::host_id(config)
-        .map(|h| h.to_string())
-        .unwrap_or_else(|_| "HOST".to_owned());
-    let missing: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
-    let a = &config.aggregator;
-    format!(
-        "no certificates yet ({} missing): on the aggregator run `nines-aggregator ca token \
-         --dir /etc/nines/pki --host {host}` and here the `nines-agent enroll` command it \
-         prints; or run `nines-aggregator ca issue --dir /etc/nines/pki --host {host}` there \
-         and copy ca.pem, agents/{host}.pem and agents/{host}.key to {}, {} and {} here (the \
-         key readable by this agent's user only)",
-        missing.join(", "),
-        a.ca.display(),
-        a.cert.display(),
-        a.key.display(),
-    )
-}
-
-/// Loads the TLS material, waiting while certificate files are missing, as on a freshly
-/// installed host: one line says how to enroll, then the files are looked for every
-/// [`ENROLL_POLL`]. `None` if `shutdown` turned true meanwhile. Files that exist but are
-/// unusable are an error at once.
-async fn wait_for_tls(
-    config: &Config,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Option<Credentials>, AgentError> {
-    let mut waited = false;
-    loop {
-        let missing = missing_tls_files(config);
-        if missing.is_empty() {
-            if waited {
-                tracing::info!("certificates found");
-            }
-            return Credentials::load(config).map(Some);
-        }
-        if !waited {
-            tracing::warn!(
-                "{}; waiting for them (looking again every {} s)",
-                enroll_hint(config, &missing),
-                ENROLL_POLL.as_secs()
-            );
-            waited = true;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(ENROLL_POLL) => {}
-            _ = shutdown.wait_for(|s| *s) => return Ok(None),
-        }
-    }
-}
 
 fn first_line(path: &Path) -> String {
     std::fs::read_to_string(path)
@@ -309,7 +196,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         };
         let mut samples: Vec<Sample> = Vec::with_capacity(256);
         runner.run(&tick, &mut samples);
-        let mut spool = spool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spool = nines_common::util::sync::lock(&spool);
         let mut out = Out::new(tick.ts_ms, &mut samples);
         out.push("agent_spool_bytes", &[], spool.bytes() as f64);
         out.push("agent_spool_pending_batches", &[], spool.pending() as f64);
@@ -338,7 +225,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             ts_ms,
             value: 1.0,
         }];
-        let mut spool = spool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spool = nines_common::util::sync::lock(&spool);
         match spool.append(ts_ms, goodbye) {
             Ok(_) => appended.notify_one(),
             Err(e) => tracing::error!("cannot spool the agent's goodbye: {e}"),

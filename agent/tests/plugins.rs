@@ -79,6 +79,11 @@ async fn check_tcp_against_a_loopback_listener_and_a_closed_port() {
     assert_eq!(time.uom, "s");
     assert_eq!(time.max, Some(10.0));
     drop(listener);
+    // A port bound but not listening refuses connections, and no other test (they share this
+    // process) can be given it meanwhile, as it could a port just closed.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
     let down = run(&[&check_tcp, "-H", "127.0.0.1", "-p", &port]).await;
     assert_eq!(down.status, Status::Critical, "{down:?}");
     assert!(down.summary.contains("Connection refused"), "{down:?}");

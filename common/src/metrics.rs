@@ -129,17 +129,10 @@ pub fn closest_in<'a>(
         .map(|(_, c)| c)
 }
 
-/// Whether `name` matches a glob where `*` is any run of characters and `?` one character.
+/// Whether `name` matches a glob where `*` is any run of characters and `?` one character
+/// ([`crate::util::glob`]).
 pub fn glob_match(glob: &str, name: &str) -> bool {
-    fn go(g: &[u8], n: &[u8]) -> bool {
-        match g.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some((b'?', rest)) => !n.is_empty() && go(rest, &n[1..]),
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
-        }
-    }
-    go(glob.as_bytes(), name.as_bytes())
+    crate::util::glob::glob_match(glob, name)
 }
 
 /// The Markdown table of one section of docs/metrics.md.

@@ -269,7 +269,7 @@ impl Checks {
                         log_change(&name, &outcome);
                         last_status = Some(outcome.status);
                     }
-                    let mut latest = latest.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut latest = nines_common::util::sync::lock(&latest);
                     latest[i] = Some(outcome);
                 }
             }));
@@ -335,7 +335,7 @@ impl Collector for Checks {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let latest = nines_common::util::sync::lock(&self.latest);
         for (name, outcome) in self.names.iter().zip(latest.iter()) {
             if let Some(outcome) = outcome {
                 push_outcome(out, name, outcome);

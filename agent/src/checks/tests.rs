@@ -288,14 +288,11 @@ async fn the_collector_samples_the_latest_results() {
     ];
     let mut collector = Checks::start(&checks);
     let start = Instant::now();
-    let mut samples = Vec::new();
-    for _ in 0..250 {
-        samples = testing::run_ok(&mut collector, &testing::tick(start, 0));
-        if !samples.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let samples = testing::poll(Duration::from_secs(5), || {
+        Some(testing::run_ok(&mut collector, &testing::tick(start, 0))).filter(|s| !s.is_empty())
+    })
+    .await
+    .expect("the fast check reported within 5 s");
     assert_eq!(
         testing::get(&samples, "check_status", &[("check", "fast")]),
         Some(0.0)

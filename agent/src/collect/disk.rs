@@ -1,13 +1,11 @@
 //! Disk collector: I/O rates, busy time and latency per whole block device, from
-//! `/proc/diskstats`. Also home of the name globs the disk, filesystem and network collectors
-//! filter with.
+//! `/proc/diskstats`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::Deserialize;
 
+use super::select::{Devices, selected};
 use super::{CollectConfig, CollectError, Collector, Out, Tick};
 
 /// `/proc/diskstats` counts in 512-byte sectors whatever the device's real sector size.
@@ -46,56 +44,6 @@ impl Default for DiskConfig {
             exclude: default_exclude(),
         }
     }
-}
-
-/// Whether `text` matches `pattern`, where `*` matches any run of characters (`/` included)
-/// and `?` exactly one character. Every other character matches itself.
-pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    // Where the last `*` was seen, and where in the text its match currently ends.
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                pi += 1;
-                star = Some((pi, ti));
-            }
-            Some(b'?') => {
-                pi += 1;
-                ti = next_char(t, ti);
-            }
-            Some(&c) if c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((after_star, end)) => {
-                    let end = next_char(t, end);
-                    star = Some((after_star, end));
-                    pi = after_star;
-                    ti = end;
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
-/// Index of the character after the one starting at `i`, so that `?` and `*` work on
-/// characters rather than bytes.
-fn next_char(t: &[u8], i: usize) -> usize {
-    let mut i = i + 1;
-    while i < t.len() && t[i] & 0xC0 == 0x80 {
-        i += 1;
-    }
-    i
-}
-
-/// Whether `name` matches one of `include` and none of `exclude`.
-pub(crate) fn selected(name: &str, include: &[String], exclude: &[String]) -> bool {
-    include.iter().any(|g| glob_match(g, name)) && !exclude.iter().any(|g| glob_match(g, name))
 }
 
 /// The counters of one `/proc/diskstats` line that the collector uses. Times are in
@@ -186,22 +134,14 @@ fn parse_line(line: &str) -> Result<Option<(&str, DiskCounters)>, String> {
     )))
 }
 
-#[derive(Debug)]
-struct DeviceState {
-    /// Whole disk and selected by the config; decided once, when the name first appears.
-    report: bool,
-    prev: Option<DiskCounters>,
-    seen: bool,
-}
-
 /// Per-device I/O from `/proc/diskstats`.
 #[derive(Debug)]
 pub struct Disk {
     diskstats: PathBuf,
     sys_block: PathBuf,
     config: DiskConfig,
-    devices: HashMap<String, DeviceState>,
-    prev_at: Option<Instant>,
+    /// Per device: the counters of the previous tick.
+    devices: Devices<Option<DiskCounters>>,
 }
 
 impl Disk {
@@ -211,8 +151,7 @@ impl Disk {
             diskstats: config.procfs.join("diskstats"),
             sys_block: config.sysfs.join("block"),
             config: config.disk.clone(),
-            devices: HashMap::new(),
-            prev_at: None,
+            devices: Devices::new(),
         }
     }
 }
@@ -229,57 +168,35 @@ impl Collector for Disk {
     }
 
     fn collect(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let secs = self
-            .prev_at
-            .map(|at| tick.now.saturating_duration_since(at).as_secs_f64())
-            .filter(|s| *s > 0.0);
         let Self {
             diskstats,
             sys_block,
             config,
             devices,
-            ..
         } = self;
+        let secs = devices.secs(tick.now);
         out.read(diskstats, |text, out| {
-            for line in parse(text) {
-                let (name, cur) = match line {
-                    Ok(device) => device,
-                    Err(detail) => {
-                        out.fail(CollectError::Parse {
-                            path: diskstats.clone(),
-                            detail,
-                        });
-                        continue;
+            devices.update(
+                diskstats,
+                parse(text),
+                out,
+                |name| {
+                    let whole = selected(name, &config.include, &config.exclude)
+                        && is_whole(sys_block, name);
+                    (whole, None)
+                },
+                |out, name, prev, cur| {
+                    let (Some(prev), Some(secs)) = (prev.replace(cur), secs) else {
+                        return;
+                    };
+                    if let Some(d) = cur.since(&prev) {
+                        push_rates(out, name, &d, secs);
                     }
-                };
-                let state = match devices.get_mut(name) {
-                    Some(state) => state,
-                    None => devices.entry(name.to_owned()).or_insert(DeviceState {
-                        report: selected(name, &config.include, &config.exclude)
-                            && is_whole(sys_block, name),
-                        prev: None,
-                        seen: false,
-                    }),
-                };
-                state.seen = true;
-                if !state.report {
-                    continue;
-                }
-                let prev = state.prev.replace(cur);
-                let (Some(prev), Some(secs)) = (prev, secs) else {
-                    continue;
-                };
-                let Some(d) = cur.since(&prev) else {
-                    continue;
-                };
-                push_rates(out, name, &d, secs);
-            }
+                },
+            );
             Ok(())
         })?;
-        // Forget devices that went away, so a device that comes back starts afresh.
-        self.devices
-            .retain(|_, state| std::mem::take(&mut state.seen));
-        self.prev_at = Some(tick.now);
+        self.devices.end_tick(tick.now);
         Ok(())
     }
 }
@@ -328,8 +245,10 @@ fn latency_seconds(ms: u64, ops: u64) -> f64 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use crate::collect::select::glob_match;
     use std::path::Path;
     use std::time::Duration;
+    use std::time::Instant;
 
     use nines_common::{Sample, SeriesKey};
 

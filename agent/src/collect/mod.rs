@@ -2,7 +2,7 @@
 //! [`Runner`] times every collector, counts its failures, and keeps going.
 //!
 //! Two backends: the collectors that read procfs and sysfs (Linux, the default there), and
-//! [`portable`], built on the sysinfo library (every other system; on Linux with the `sysinfo`
+//! [`sysinfo`](self::sysinfo), built on the sysinfo library (every other system; on Linux with the `sysinfo`
 //! feature and `[collect] backend = "sysinfo"`). Elsewhere than on Linux only the procfs
 //! modules that hold configuration (`disk`, `filesystem`, `network`, and the watches of
 //! `process`) are compiled, so that one configuration file means the same everywhere.
@@ -21,15 +21,16 @@ pub mod host;
 #[cfg(target_os = "linux")]
 pub mod memory;
 pub mod network;
-#[cfg(any(feature = "sysinfo", not(target_os = "linux")))]
-pub mod portable;
 #[cfg(target_os = "linux")]
 pub mod process;
 #[cfg(unix)]
 pub mod push;
 mod runner;
+pub(crate) mod select;
 #[cfg(target_os = "linux")]
 pub mod swap;
+#[cfg(any(feature = "sysinfo", not(target_os = "linux")))]
+pub mod sysinfo;
 pub mod textfile;
 
 /// Without procfs, only the watches' configuration and matching rules: the portable backend
@@ -39,6 +40,7 @@ pub mod process {
     mod config;
     mod parse;
     mod pattern;
+    mod restarts;
 
     pub use config::{ProcessConfig, Select, Watch};
     pub use parse::{
@@ -46,6 +48,7 @@ pub mod process {
         parse_stat, program,
     };
     pub use pattern::Pattern;
+    pub use restarts::Restarts;
 }
 
 /// Without procfs nothing is read through [`Out::read`] but what a caller names: a plain read,
@@ -320,7 +323,7 @@ fn default_sysfs() -> PathBuf {
 pub enum Backend {
     /// `"procfs"`: procfs and sysfs, read directly. Linux only, and the default there.
     Procfs,
-    /// `"sysinfo"`: the [`portable`] collectors, built on the sysinfo library, which report
+    /// `"sysinfo"`: the [`sysinfo`](self::sysinfo) collectors, built on the sysinfo library, which report
     /// fewer metrics. The only backend on other systems; on Linux only in builds with the
     /// `sysinfo` feature (a configuration file that asks for it in another build is refused).
     Sysinfo,
@@ -422,7 +425,7 @@ pub fn registry(config: &CollectConfig) -> Vec<Box<dyn Collector>> {
     // Without the feature, `Backend::Sysinfo` cannot come from a configuration file.
     #[cfg(feature = "sysinfo")]
     if config.backend == Backend::Sysinfo {
-        return portable::registry(config);
+        return self::sysinfo::registry(config);
     }
     vec![
         Box::new(cpu::Cpu::new(config)),
@@ -440,7 +443,7 @@ pub fn registry(config: &CollectConfig) -> Vec<Box<dyn Collector>> {
 /// Every collector, configured: without procfs, the portable ones.
 #[cfg(not(target_os = "linux"))]
 pub fn registry(config: &CollectConfig) -> Vec<Box<dyn Collector>> {
-    portable::registry(config)
+    self::sysinfo::registry(config)
 }
 
 #[cfg(test)]
@@ -480,6 +483,24 @@ pub(crate) mod testing {
         (samples, result, state.failures)
     }
 
+    /// Calls `probe` every 10 ms until it gives a value, for at most `limit`: `None` if it never
+    /// did. For what another task or process does in its own time.
+    pub(crate) async fn poll<T>(
+        limit: Duration,
+        mut probe: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(v) = probe() {
+                return Some(v);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Runs one collector for one tick that must succeed without failures.
     pub(crate) fn run_ok(collector: &mut dyn Collector, tick: &Tick) -> Vec<Sample> {
         let (samples, result, failures) = run(collector, tick);
@@ -490,302 +511,7 @@ pub(crate) mod testing {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn causes_do_not_depend_on_the_pid() {
-        let denied = |pid: &str| CollectError::Read {
-            path: PathBuf::from(format!("/proc/{pid}/fd")),
-            source: std::io::Error::from_raw_os_error(13),
-        };
-        assert_eq!(denied("12").cause(), denied("3456").cause());
-        assert_eq!(denied("12").cause(), "read /proc/[pid]/fd errno 13");
-        let missing = CollectError::Read {
-            path: PathBuf::from("/proc/diskstats"),
-            source: std::io::Error::from_raw_os_error(2),
-        };
-        assert_ne!(missing.cause(), denied("12").cause());
-        let parse = CollectError::Parse {
-            path: PathBuf::from("/proc/77/stat"),
-            detail: "no state".into(),
-        };
-        assert_eq!(parse.cause(), "parse /proc/[pid]/stat");
-    }
-
-    /// `[collect] backend` picks a backend this build has, and says what to do otherwise, with
-    /// the file, the line and the key.
-    #[test]
-    #[allow(clippy::unwrap_used)]
-    fn the_backend_key_selects_or_says_what_to_do() {
-        let parse = |backend: &str| {
-            let text = format!(
-                "[aggregator]\naddresses = [\"agg.example.net:7443\"]\nca = \"ca.pem\"\n\
-                 cert = \"a.pem\"\nkey = \"a.key\"\n\n[collect]\n{backend}\n"
-            );
-            crate::config::Config::parse(&text, Path::new("/etc/nines/agent.toml"))
-                .map(|c| c.collect.backend)
-                .map_err(|e| e.to_string())
-        };
-        let default = parse("").unwrap();
-        if cfg!(target_os = "linux") {
-            assert_eq!(default, Backend::Procfs);
-            assert_eq!(parse("backend = \"procfs\"").unwrap(), Backend::Procfs);
-        } else {
-            assert_eq!(default, Backend::Sysinfo);
-            let e = parse("backend = \"procfs\"").unwrap_err();
-            assert!(e.contains("this system has no procfs"), "{e}");
-        }
-        let sysinfo = parse("backend = \"sysinfo\"");
-        if cfg!(any(feature = "sysinfo", not(target_os = "linux"))) {
-            assert_eq!(sysinfo.unwrap(), Backend::Sysinfo);
-        } else {
-            let e = sysinfo.unwrap_err();
-            assert!(e.contains("/etc/nines/agent.toml"), "{e}");
-            assert!(
-                e.contains("this build has no sysinfo backend; rebuild with --features sysinfo"),
-                "{e}"
-            );
-        }
-        let e = parse("backend = \"sysfs\"").unwrap_err();
-        assert!(e.contains("/etc/nines/agent.toml"), "{e}");
-        assert!(e.contains("line 8"), "{e}");
-        assert!(
-            e.contains("backend = \"sysfs\" is not a backend: use \"procfs\" or \"sysinfo\""),
-            "{e}"
-        );
-        assert!(parse("backend = 1").unwrap_err().contains("backend"));
-
-        // The shipped example documents the key with its default.
-        let shipped = include_str!("../../../packaging/agent.toml");
-        assert!(shipped.contains("\n#backend = \"procfs\"\n"));
-        let uncommented = shipped.replace("\n#backend = ", "\nbackend = ");
-        let config = crate::config::Config::parse(&uncommented, Path::new("agent.toml"));
-        if cfg!(target_os = "linux") {
-            assert_eq!(config.unwrap().collect.backend, Backend::Procfs);
-        }
-    }
-
-    /// Every collector through the runner, on a 2.6-era kernel's files: fields missing
-    /// (steal, MemAvailable, oom_kill, partition counters) are handled, nothing fails.
-    #[cfg(target_os = "linux")]
-    #[test]
-    #[allow(clippy::unwrap_used)]
-    fn every_collector_copes_with_an_old_kernel() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/old");
-        let config = CollectConfig {
-            procfs: root.join("proc"),
-            sysfs: root.join("sys"),
-            ..Default::default()
-        };
-        let mut runner = Runner::new(registry(&config));
-        let start = Instant::now();
-        let mut samples = Vec::new();
-        for secs in 0..2 {
-            samples.clear();
-            runner.run(&testing::tick(start, secs), &mut samples);
-        }
-        let get = |name: &str, labels: &[(&str, &str)]| testing::get(&samples, name, labels);
-        for collector in [
-            "cpu",
-            "memory",
-            "swap",
-            "disk",
-            "filesystem",
-            "network",
-            "process",
-            "host",
-        ] {
-            assert_eq!(
-                get(
-                    "agent_collector_failures_total",
-                    &[("collector", collector)]
-                ),
-                Some(0.0),
-                "{collector}"
-            );
-        }
-        assert_eq!(get("processes_running", &[]), Some(1.0));
-        assert_eq!(get("load_average_1m", &[]), Some(0.08));
-        assert_eq!(
-            get("memory_available_bytes", &[]),
-            Some(((152284 + 148136 + 1109964) * 1024) as f64)
-        );
-        assert_eq!(get("memory_oom_kills_total", &[]), None);
-        assert_eq!(get("swap_in_pages_per_second", &[]), Some(0.0));
-        assert_eq!(
-            get("disk_reads_per_second", &[("device", "sda")]),
-            Some(0.0)
-        );
-        assert_eq!(get("disk_reads_per_second", &[("device", "sda1")]), None);
-        assert_eq!(
-            get("network_receive_bytes_per_second", &[("interface", "eth0")]),
-            Some(0.0)
-        );
-        assert_eq!(get("network_up", &[("interface", "sit0")]), Some(0.0));
-        assert!(samples.iter().any(|s| s.key.name == "filesystem_size_bytes"
-            && s.key.label("mount") == Some("/")
-            && s.key.label("fstype") == Some("ext3")));
-        assert_eq!(get("processes_total", &[]), Some(2.0));
-        assert_eq!(get("host_boot_time_seconds", &[]), Some(1_262_304_000.0));
-        assert_eq!(get("agent_cpu_seconds_total", &[]), Some(0.94));
-    }
-}
-
-/// The collectors and the metric registry of `nines_common::metrics` (from which
-/// docs/metrics.md's tables are generated) cannot drift apart.
 #[cfg(all(test, target_os = "linux"))]
-#[allow(clippy::unwrap_used)]
-mod registry_tests {
-    use std::collections::BTreeSet;
-    use std::path::Path;
-    use std::time::Instant;
-
-    use nines_common::metrics;
-
-    use super::{CollectConfig, Runner, registry, testing, textfile};
-
-    /// The names the collectors send over two ticks on the system under `root` (or this host),
-    /// with process watches and a textfile directory configured. Every label of a registered
-    /// metric must be one the registry lists for it.
-    fn emitted(root: Option<&Path>) -> BTreeSet<String> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("shop.prom"), "shop_orders_total 3\n").unwrap();
-        let roots = match root {
-            Some(r) => format!(
-                "procfs = {:?}\nsysfs = {:?}\n",
-                r.join("proc").display().to_string(),
-                r.join("sys").display().to_string()
-            ),
-            None => String::new(),
-        };
-        let text = format!(
-            "{roots}[process]\nwatch = [\"sshd\", \"nginx\", \"init\", \"systemd\", \
-             {{ name = \"all\", cmdline = '.' }}]\n[textfile]\ndirectory = {:?}\n",
-            dir.path().display().to_string()
-        );
-        let config: CollectConfig = toml::from_str(&text).unwrap();
-        let mut collectors = registry(&config);
-        collectors.push(Box::new(textfile::Textfile::new(&config.textfile).unwrap()));
-        let mut runner = Runner::new(collectors);
-        let start = Instant::now();
-        let mut names = BTreeSet::new();
-        for secs in 0..2 {
-            let mut samples = Vec::new();
-            runner.run(&testing::tick(start, secs), &mut samples);
-            for s in samples {
-                if let Some(m) = metrics::lookup(&s.key.name) {
-                    for (label, _) in &s.key.labels {
-                        assert!(
-                            m.labels.contains(&label.as_str()),
-                            "{root:?}: {} has label {label:?}, which the registry does not list",
-                            s.key.name
-                        );
-                    }
-                }
-                names.insert(s.key.name);
-            }
-        }
-        names.remove("shop_orders_total");
-        names
-    }
-
-    #[test]
-    fn every_name_a_collector_sends_here_and_on_the_fixtures_is_in_the_registry() {
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let mut all = BTreeSet::new();
-        for root in [
-            None,
-            Some(fixtures.join("old")),
-            Some(fixtures.join("vm")),
-            Some(fixtures.join("server")),
-            Some(fixtures.join("arm32/t0")),
-        ] {
-            let names = emitted(root.as_deref());
-            assert!(names.len() > 10, "{root:?}: {names:?}");
-            for n in &names {
-                assert!(
-                    metrics::lookup(n).is_some(),
-                    "{root:?}: the agent sends {n:?}, which is not in nines_common::metrics \
-                     (add it to common/src/metrics/list.rs and regenerate docs/metrics.md)"
-                );
-            }
-            all.extend(names);
-        }
-        // Every collector was seen sending, so this test covers them. (CPU ratios are absent
-        // when no clock tick passed between the two readings, as on a fixture.)
-        for m in [
-            "load_average_1m",
-            "memory_used_ratio",
-            "swap_used_ratio",
-            "disk_busy_ratio",
-            "filesystem_used_ratio",
-            "network_up",
-            "process_up",
-            "host_uptime_seconds",
-            "agent_collector_failures_total",
-            "agent_textfile_series",
-        ] {
-            assert!(all.contains(m), "{m}");
-        }
-    }
-
-    /// The first argument of every `.push("name", ...)` outside tests in the agent's source,
-    /// with its file, and that source.
-    fn pushed_in_source() -> (BTreeSet<(String, String)>, String) {
-        fn walk(dir: &Path, out: &mut BTreeSet<(String, String)>, all: &mut String) {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    walk(&path, out, all);
-                    continue;
-                }
-                if path.extension().is_none_or(|e| e != "rs") {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).unwrap();
-                let code = text.split("#[cfg(test)]").next().unwrap_or("");
-                all.push_str(code);
-                for (i, _) in code.match_indices("push(") {
-                    let rest = code[i + 5..].trim_start();
-                    let Some(rest) = rest.strip_prefix('"') else {
-                        continue;
-                    };
-                    let name: String = rest
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    if rest[name.len()..].starts_with('"') && !name.is_empty() {
-                        out.insert((name, path.display().to_string()));
-                    }
-                }
-            }
-        }
-        let (mut out, mut all) = (BTreeSet::new(), String::new());
-        walk(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-            &mut out,
-            &mut all,
-        );
-        (out, all)
-    }
-
-    #[test]
-    fn every_name_pushed_in_the_source_is_registered_and_every_registered_name_is_sent() {
-        let (pushed, source) = pushed_in_source();
-        for (name, file) in &pushed {
-            assert!(
-                metrics::lookup(name).is_some(),
-                "{file} sends {name:?}, which is not in nines_common::metrics"
-            );
-        }
-        for m in metrics::METRICS {
-            // Pushed, or named in a table of names the collector pushes in a loop.
-            assert!(
-                source.contains(&format!("\"{}\"", m.name)),
-                "nines_common::metrics lists {:?}, which no collector sends",
-                m.name
-            );
-        }
-    }
-}
+mod registry_tests;

@@ -1,13 +1,11 @@
 //! Network collector: traffic, error and drop rates per interface from `/proc/net/dev`, and
 //! link state from `/sys/class/net/<interface>/operstate`.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::disk::selected;
+use super::select::{Devices, selected};
 use super::{CollectConfig, CollectError, Collector, Out, Tick};
 
 fn default_include() -> Vec<String> {
@@ -149,11 +147,8 @@ pub fn is_up(operstate: &str) -> bool {
 
 #[derive(Debug)]
 struct InterfaceState {
-    /// Selected by the config; decided once, when the name first appears.
-    report: bool,
     operstate: PathBuf,
     prev: Option<NetCounters>,
-    seen: bool,
 }
 
 /// Per-interface traffic and link state.
@@ -162,8 +157,7 @@ pub struct Network {
     net_dev: PathBuf,
     sys_class_net: PathBuf,
     config: NetworkConfig,
-    interfaces: HashMap<String, InterfaceState>,
-    prev_at: Option<Instant>,
+    interfaces: Devices<InterfaceState>,
 }
 
 impl Network {
@@ -173,8 +167,7 @@ impl Network {
             net_dev: config.procfs.join("net/dev"),
             sys_class_net: config.sysfs.join("class/net"),
             config: config.network.clone(),
-            interfaces: HashMap::new(),
-            prev_at: None,
+            interfaces: Devices::new(),
         }
     }
 }
@@ -185,48 +178,30 @@ impl Collector for Network {
     }
 
     fn collect(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let secs = self
-            .prev_at
-            .map(|at| tick.now.saturating_duration_since(at).as_secs_f64())
-            .filter(|s| *s > 0.0);
         let Self {
             net_dev,
             sys_class_net,
             config,
             interfaces,
-            ..
         } = self;
+        let secs = interfaces.secs(tick.now);
         out.read(net_dev, |text, out| {
-            for line in parse(text) {
-                let (name, cur) = match line {
-                    Ok(interface) => interface,
-                    Err(detail) => {
-                        out.fail(CollectError::Parse {
-                            path: net_dev.clone(),
-                            detail,
-                        });
-                        continue;
-                    }
-                };
-                let state = match interfaces.get_mut(name) {
-                    Some(state) => state,
-                    None => interfaces.entry(name.to_owned()).or_insert(InterfaceState {
-                        report: selected(name, &config.include, &config.exclude),
+            interfaces.update(
+                net_dev,
+                parse(text),
+                out,
+                |name| {
+                    let state = InterfaceState {
                         operstate: sys_class_net.join(name).join("operstate"),
                         prev: None,
-                        seen: false,
-                    }),
-                };
-                state.seen = true;
-                if state.report {
-                    report(out, name, state, cur, secs);
-                }
-            }
+                    };
+                    (selected(name, &config.include, &config.exclude), state)
+                },
+                |out, name, state, cur| report(out, name, state, cur, secs),
+            );
             Ok(())
         })?;
-        self.interfaces
-            .retain(|_, state| std::mem::take(&mut state.seen));
-        self.prev_at = Some(tick.now);
+        self.interfaces.end_tick(tick.now);
         Ok(())
     }
 }
@@ -272,6 +247,7 @@ fn report(
 mod tests {
     use std::path::Path;
     use std::time::Duration;
+    use std::time::Instant;
 
     use nines_common::{Sample, SeriesKey};
 

@@ -197,7 +197,7 @@ async fn connection(mut stream: UnixStream, store: &Mutex<Store>) {
         if n == 0 {
             // A last line without its newline still counts.
             if !pending.is_empty() {
-                let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+                let mut store = nines_common::util::sync::lock(store);
                 store.take(&String::from_utf8_lossy(&pending));
             }
             return;
@@ -205,7 +205,7 @@ async fn connection(mut stream: UnixStream, store: &Mutex<Store>) {
         pending.extend_from_slice(&buf[..n]);
         let Some(last) = pending.iter().rposition(|&b| b == b'\n') else {
             if pending.len() > MAX_LINE {
-                let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+                let mut store = nines_common::util::sync::lock(store);
                 store.errors_total += 1;
                 return;
             }
@@ -213,7 +213,7 @@ async fn connection(mut stream: UnixStream, store: &Mutex<Store>) {
         };
         {
             let text = String::from_utf8_lossy(&pending[..last]);
-            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            let mut store = nines_common::util::sync::lock(store);
             for line in text.lines() {
                 if line.len() > MAX_LINE {
                     store.errors_total += 1;
@@ -232,7 +232,7 @@ impl Collector for Push {
     }
 
     fn collect(&mut self, tick: &Tick, out: &mut Out<'_>) -> Result<(), CollectError> {
-        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut store = nines_common::util::sync::lock(&self.store);
         let Store {
             admitted, latest, ..
         } = &mut *store;

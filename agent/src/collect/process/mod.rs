@@ -10,6 +10,7 @@
 mod config;
 mod parse;
 mod pattern;
+mod restarts;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +31,7 @@ pub use parse::{
     parse_stat, program,
 };
 pub use pattern::Pattern;
+pub use restarts::Restarts;
 
 use super::auxv::Units;
 use super::files::read_rest;
@@ -174,14 +176,8 @@ struct WatchState {
     /// Some member's open files could not be counted.
     fds_unknown: bool,
     threads: u64,
-    /// Live members as (pid, start time), sorted; and the previous tick's.
-    members: Vec<(u32, u64)>,
-    prev_members: Vec<(u32, u64)>,
-    /// `prev_members` is from an earlier tick (not the first).
-    primed: bool,
-    /// A member went away and no new one has appeared since.
-    lost: bool,
-    restarts: u64,
+    /// Live members over the ticks, and the restarts they make.
+    restarts: Restarts,
 }
 
 impl WatchState {
@@ -201,11 +197,7 @@ impl WatchState {
             fds: 0,
             fds_unknown: false,
             threads: 0,
-            members: Vec::new(),
-            prev_members: Vec::new(),
-            primed: false,
-            lost: false,
-            restarts: 0,
+            restarts: Restarts::default(),
         }
     }
 
@@ -217,30 +209,7 @@ impl WatchState {
         self.fds = 0;
         self.fds_unknown = false;
         self.threads = 0;
-        self.members.clear();
-    }
-
-    /// Counts a restart when a member appeared after one went away, in this interval or
-    /// since.
-    fn track_restarts(&mut self) {
-        self.members.sort_unstable();
-        if self.primed {
-            let left = self
-                .prev_members
-                .iter()
-                .any(|m| self.members.binary_search(m).is_err());
-            let joined = self
-                .members
-                .iter()
-                .any(|m| self.prev_members.binary_search(m).is_err());
-            self.lost |= left;
-            if joined && self.lost {
-                self.restarts += 1;
-                self.lost = false;
-            }
-        }
-        self.primed = true;
-        std::mem::swap(&mut self.members, &mut self.prev_members);
+        self.restarts.clear();
     }
 }
 
@@ -863,7 +832,7 @@ impl Process {
                     continue;
                 }
                 w.count += 1;
-                w.members.push((pid, r.starttime));
+                w.restarts.saw((pid, r.starttime));
                 w.cpu_ticks += r.cpu_delta.unwrap_or(0);
                 w.rss_pages += r.rss_pages;
                 w.threads += r.threads;
@@ -962,7 +931,7 @@ impl Collector for Process {
             .map(|at| tick.now.saturating_duration_since(at).as_secs_f64())
             .filter(|s| *s > 0.0);
         for w in &mut self.watches {
-            w.track_restarts();
+            w.restarts.end_tick();
             let labels = [("process", w.watch.name.as_str())];
             let up = w.count >= w.watch.min;
             out.push("process_up", &labels, if up { 1.0 } else { 0.0 });
@@ -983,7 +952,7 @@ impl Collector for Process {
                 out.push("process_open_fds", &labels, w.fds as f64);
             }
             out.push("process_threads", &labels, w.threads as f64);
-            out.push("process_restarts_total", &labels, w.restarts as f64);
+            out.push("process_restarts_total", &labels, w.restarts.total() as f64);
             out.push("process_zombies", &labels, f64::from(w.zombies));
         }
         self.prev_at = Some(tick.now);

@@ -514,10 +514,9 @@ fn watches_a_real_process() {
     // Wait until the child has exec'd `sleep`: between fork and exec it is still a copy of
     // this test binary, sharing its memory.
     let comm = format!("/proc/{}/comm", child.id());
-    for _ in 0..200 {
-        if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
-            break;
-        }
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+        assert!(Instant::now() < deadline, "the child never exec'd sleep");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let dir = tempfile::tempdir().unwrap();

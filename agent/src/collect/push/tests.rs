@@ -26,14 +26,11 @@ async fn send(path: &Path, text: &str) {
 /// most 5 s.
 async fn tick_until(push: &mut Push, done: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
     let start = Instant::now();
-    for _ in 0..250 {
-        let samples = testing::run_ok(push, &testing::tick(start, 0));
-        if done(&samples) {
-            return samples;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the pushed lines never showed");
+    testing::poll(Duration::from_secs(5), || {
+        Some(testing::run_ok(push, &testing::tick(start, 0))).filter(|s| done(s))
+    })
+    .await
+    .expect("the pushed lines never showed")
 }
 
 fn count(samples: &[Sample], name: &str) -> Option<f64> {

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use nines_common::{HostId, tls};
 
 use crate::config::Config;
-use crate::run::AgentError;
+use crate::error::AgentError;
 
 /// A certificate is renewed once this share of its life has passed.
 pub const RENEW_AT: f64 = 2.0 / 3.0;
@@ -178,18 +178,12 @@ impl Credentials {
 
     /// The certificate in force.
     pub fn current(&self) -> Current {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        nines_common::util::sync::read(&self.current).clone()
     }
 
     /// When the certificate in force expires, Unix seconds.
     pub fn not_after(&self) -> i64 {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .not_after
+        nines_common::util::sync::read(&self.current).not_after
     }
 
     /// Whether the certificate should be renewed at `now` (Unix seconds).
@@ -200,10 +194,7 @@ impl Credentials {
     /// How long from `now` (Unix seconds) until the certificate should be renewed: zero if it
     /// is due, never more than a day (so that a changed clock is noticed).
     pub fn until_renewal(&self, now: i64) -> std::time::Duration {
-        let at = self
-            .current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        let at = nines_common::util::sync::read(&self.current)
             .renew_at()
             .max(self.retry_after.load(std::sync::atomic::Ordering::Relaxed));
         std::time::Duration::from_secs(u64::try_from(at - now).unwrap_or(0).min(86_400))
@@ -286,7 +277,7 @@ impl Credentials {
             not_after = loaded.not_after,
             "certificate renewed"
         );
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+        *nines_common::util::sync::write(&self.current) = loaded;
         self.asked
             .store(false, std::sync::atomic::Ordering::Relaxed);
         Ok(())

@@ -3,6 +3,7 @@
 //! the fingerprint of its CA before the token is sent.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nines_common::proto::io::{FrameReader, FrameWriter};
@@ -10,10 +11,10 @@ use nines_common::proto::{
     CertificateReply, DEFAULT_MAX_FRAME_BYTES, Enroll, Message, PROTOCOL_VERSION,
 };
 use nines_common::{HostId, tls};
-use rustls_pki_types::ServerName;
 use tokio::time::timeout;
 
-use crate::config::{Config, split_host_port};
+use crate::config::Config;
+use crate::net::{self, ConnectError};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -92,7 +93,7 @@ pub async fn enroll(config: &Config, req: &Request) -> Result<HostId, EnrollErro
     let host = host_id(config)?;
     let (client, pin) = tls::pinned_client_config(&req.ca_fingerprint)
         .map_err(|e| EnrollError::Usage(e.to_string()))?;
-    let (key_pem, csr_der) = crate::ship::renewal_request(host.as_str())
+    let (key_pem, csr_der) = super::csr::request(host.as_str())
         .map_err(|e| EnrollError::Usage(format!("making a key: {e}")))?;
 
     let addr = req.aggregator.as_str();
@@ -100,26 +101,21 @@ pub async fn enroll(config: &Config, req: &Request) -> Result<HostId, EnrollErro
         addr: addr.to_owned(),
         detail,
     };
-    let (h, port) =
-        split_host_port(addr).ok_or_else(|| connect_err("expected HOST:PORT".into()))?;
-    let name = req
-        .server_name
-        .as_deref()
-        .or(a.server_name.as_deref())
-        .unwrap_or(h);
-    let server_name = ServerName::try_from(name.to_owned())
-        .map_err(|e| connect_err(format!("server name {name:?}: {e}")))?;
-    let tcp = timeout(TIMEOUT, tokio::net::TcpStream::connect((h, port)))
+    let server_name = req.server_name.as_deref().or(a.server_name.as_deref());
+    let stream = net::connect(addr, server_name, Arc::new(client), TIMEOUT, false)
         .await
-        .map_err(|_| connect_err("timed out".into()))?
-        .map_err(|e| connect_err(e.to_string()))?;
-    let stream = timeout(
-        TIMEOUT,
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(client)).connect(server_name, tcp),
-    )
-    .await
-    .map_err(|_| connect_err("TLS handshake timed out".into()))?
-    .map_err(|e| connect_err(format!("TLS: {e}")))?;
+        .map_err(|e| {
+            connect_err(match e {
+                ConnectError::Address => "expected HOST:PORT".into(),
+                ConnectError::ServerName { name, detail } => {
+                    format!("server name {name:?}: {detail}")
+                }
+                ConnectError::TcpTimeout => "timed out".into(),
+                ConnectError::Tcp(e) => e.to_string(),
+                ConnectError::TlsTimeout => "TLS handshake timed out".into(),
+                ConnectError::Tls(e) => format!("TLS: {e}"),
+            })
+        })?;
     let (r, w) = tokio::io::split(stream);
     let mut reader = FrameReader::new(r, DEFAULT_MAX_FRAME_BYTES);
     let mut writer = FrameWriter::new(w, DEFAULT_MAX_FRAME_BYTES);
@@ -195,6 +191,6 @@ fn write(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let tmp = crate::certs::write_new(path, contents, mode, owner).map_err(err)?;
+    let tmp = super::certs::write_new(path, contents, mode, owner).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }

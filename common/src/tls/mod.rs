@@ -225,11 +225,7 @@ pub fn client_config(
 
 /// The SHA-256 fingerprint of a DER certificate, lower-case hex without separators.
 pub fn fingerprint(cert: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, cert)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::util::hex::encode(ring::digest::digest(&ring::digest::SHA256, cert).as_ref())
 }
 
 /// A fingerprint as people write it (`AB:CD:..`, `sha256:abcd..`, any case) in the form
@@ -284,7 +280,7 @@ pub struct PinnedCa {
 impl PinnedCa {
     /// The pinned CA certificate, once a server presented it.
     pub fn certificate(&self) -> Option<CertificateDer<'static>> {
-        self.found.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::util::sync::lock(&self.found).clone()
     }
 }
 
@@ -323,7 +319,7 @@ impl rustls::client::danger::ServerCertVerifier for PinnedCa {
             ocsp_response,
             now,
         )?;
-        *self.found.lock().unwrap_or_else(|p| p.into_inner()) = Some(ca.clone().into_owned());
+        *crate::util::sync::lock(&self.found) = Some(ca.clone().into_owned());
         Ok(verified)
     }
 
@@ -376,243 +372,7 @@ pub fn cert_host_id(cert: &CertificateDer<'_>) -> Result<HostId, TlsError> {
     HostId::new(cn).map_err(|e| TlsError::Identity(e.to_string()))
 }
 
-/// Just enough DER to find a certificate's subject common name, so that the agent does not
-/// carry a full X.509 parser. Bounds-checked throughout: any input gives `None` or a name,
-/// never a panic.
-mod der {
-    const SEQUENCE: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const OID: u8 = 0x06;
-    /// id-at-commonName, 2.5.4.3.
-    const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
-
-    /// Splits one tag-length-value off the front of `input`.
-    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = input.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let len = rest[..n]
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-            (len, &rest[n..])
-        };
-        if rest.len() < len {
-            return None;
-        }
-        Some((tag, &rest[..len], &rest[len..]))
-    }
-
-    fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-        let (t, content, rest) = tlv(input)?;
-        (t == tag).then_some((content, rest))
-    }
-
-    /// The validity of a DER certificate, seconds since the Unix epoch.
-    pub fn validity(cert: &[u8]) -> Option<(i64, i64)> {
-        let (certificate, _) = expect(cert, SEQUENCE)?;
-        let (tbs, _) = expect(certificate, SEQUENCE)?;
-        let mut fields = tbs;
-        if fields.first() == Some(&0xa0) {
-            fields = tlv(fields)?.2;
-        }
-        // serialNumber, signature, issuer, then validity.
-        for _ in 0..3 {
-            fields = tlv(fields)?.2;
-        }
-        let (validity, _) = expect(fields, SEQUENCE)?;
-        let (t1, not_before, rest) = tlv(validity)?;
-        let (t2, not_after, _) = tlv(rest)?;
-        Some((time(t1, not_before)?, time(t2, not_after)?))
-    }
-
-    /// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as Unix seconds.
-    fn time(tag: u8, text: &[u8]) -> Option<i64> {
-        let digits = |s: &[u8]| -> Option<i64> {
-            s.iter().try_fold(0i64, |acc, b| {
-                b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
-            })
-        };
-        let (year, rest) = match (tag, text.len()) {
-            (0x17, 13) => {
-                let yy = digits(&text[..2])?;
-                (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
-            }
-            (0x18, 15) => (digits(&text[..4])?, &text[4..]),
-            _ => return None,
-        };
-        if rest.last() != Some(&b'Z') {
-            return None;
-        }
-        let (month, day) = (digits(&rest[0..2])?, digits(&rest[2..4])?);
-        let (h, m, s) = (
-            digits(&rest[4..6])?,
-            digits(&rest[6..8])?,
-            digits(&rest[8..10])?,
-        );
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
-            return None;
-        }
-        // Days from civil (Howard Hinnant's algorithm).
-        let y = if month <= 2 { year - 1 } else { year };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let mp = (month + 9) % 12;
-        let doy = (153 * mp + 2) / 5 + day - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        let days = era * 146_097 + doe - 719_468;
-        Some(days * 86_400 + h * 3600 + m * 60 + s)
-    }
-
-    /// The first common name of the subject of a DER certificate.
-    pub fn subject_common_name(cert: &[u8]) -> Option<&str> {
-        let (certificate, _) = expect(cert, SEQUENCE)?;
-        let (tbs, _) = expect(certificate, SEQUENCE)?;
-        let mut fields = tbs;
-        // Optional [0] version.
-        if fields.first() == Some(&0xa0) {
-            fields = tlv(fields)?.2;
-        }
-        // serialNumber, signature, issuer, validity, then subject.
-        for _ in 0..4 {
-            fields = tlv(fields)?.2;
-        }
-        let (mut subject, _) = expect(fields, SEQUENCE)?;
-        while !subject.is_empty() {
-            let (mut rdn, rest) = expect(subject, SET)?;
-            subject = rest;
-            while !rdn.is_empty() {
-                let (attribute, rest) = expect(rdn, SEQUENCE)?;
-                rdn = rest;
-                let (oid, value) = expect(attribute, OID)?;
-                if oid == COMMON_NAME {
-                    let (tag, text, _) = tlv(value)?;
-                    // UTF8String, PrintableString, IA5String, TeletexString.
-                    if matches!(tag, 0x0c | 0x13 | 0x16 | 0x14) {
-                        return std::str::from_utf8(text).ok();
-                    }
-                    return None;
-                }
-            }
-        }
-        None
-    }
-}
+mod der;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-    #[test]
-    fn host_id_comes_from_the_common_name() {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["web-1".into()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "web-1");
-        let cert = params.self_signed(&key).unwrap();
-        assert_eq!(cert_host_id(cert.der()).unwrap().as_str(), "web-1");
-
-        let mut params = CertificateParams::new(vec![]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "not a host");
-        let cert = params.self_signed(&key).unwrap();
-        assert!(cert_host_id(cert.der()).is_err());
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic_the_name_reader(
-            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)
-        ) {
-            let _ = der::subject_common_name(&bytes);
-            let _ = der::validity(&bytes);
-        }
-    }
-
-    #[test]
-    fn validity_and_fingerprint_are_read_from_the_certificate() {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![]).unwrap();
-        // 2049 is still UTCTime, 2050 GeneralizedTime.
-        params.not_before = rcgen::date_time_ymd(2026, 2, 28);
-        params.not_after = rcgen::date_time_ymd(2050, 3, 1);
-        let cert = params.self_signed(&key).unwrap();
-        assert_eq!(
-            cert_validity(cert.der()),
-            Some((1_772_236_800, 2_529_705_600))
-        );
-        params.not_after = rcgen::date_time_ymd(2049, 12, 31);
-        let cert = params.self_signed(&key).unwrap();
-        assert_eq!(cert_validity(cert.der()).unwrap().1, 2_524_521_600);
-        let fp = fingerprint(cert.der());
-        assert_eq!(fp.len(), 64);
-        let colons = fp
-            .as_bytes()
-            .chunks(2)
-            .map(|c| std::str::from_utf8(c).unwrap().to_uppercase())
-            .collect::<Vec<_>>()
-            .join(":");
-        assert_eq!(normalize_fingerprint(&colons).as_deref(), Some(fp.as_str()));
-        assert_eq!(
-            normalize_fingerprint(&format!("sha256:{fp}")).as_deref(),
-            Some(fp.as_str())
-        );
-        assert_eq!(normalize_fingerprint("abcd"), None);
-        assert!(pinned_client_config("not-a-fingerprint").is_err());
-    }
-
-    #[test]
-    fn truncated_certificates_have_no_name() {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "nines");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "db-7.example.net");
-        let cert = params.self_signed(&key).unwrap();
-        let der = cert.der().as_ref();
-        assert_eq!(der::subject_common_name(der), Some("db-7.example.net"));
-        for cut in 0..der.len() - 1 {
-            // Cutting anywhere either loses the name or (past the subject) keeps it intact.
-            let name = der::subject_common_name(&der[..cut]);
-            assert!(name.is_none() || name == Some("db-7.example.net"));
-        }
-    }
-
-    #[test]
-    fn configs_build_and_refuse_garbage() {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(vec![]).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["localhost".into()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        let ca = ca_cert;
-        let (ca_pem, cert_pem, key_pem) = (ca.pem(), leaf.pem(), key.serialize_pem());
-        let server =
-            server_config(ca_pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
-        assert_eq!(server.alpn_protocols, vec![ALPN.to_vec()]);
-        assert!(client_config(ca_pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes()).is_ok());
-        assert!(matches!(
-            server_config(b"nothing", cert_pem.as_bytes(), key_pem.as_bytes()),
-            Err(TlsError::NoCertificate { .. })
-        ));
-        let other_key = KeyPair::generate().unwrap().serialize_pem();
-        assert!(
-            server_config(ca_pem.as_bytes(), cert_pem.as_bytes(), other_key.as_bytes()).is_err(),
-            "a key that does not match the certificate is refused"
-        );
-    }
-}
+mod tests;
