@@ -5,6 +5,7 @@ pub mod blackhole;
 pub mod check;
 pub mod cluster;
 pub mod demo;
+pub mod load;
 pub mod privileged;
 pub mod prometheus;
 pub mod wire;

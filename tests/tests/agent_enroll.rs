@@ -2,7 +2,6 @@
 //! them, and waits without exiting (systemd would otherwise restart it in a loop); once the
 //! files are in place it connects on its own. `check-config` accepts such a configuration,
 //! since it is the unit's `ExecStartPre`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! `agent_stopping`, delivered before it exits, and the silence that follows is not monitored
 //! time; after `kill -9` the same silence is down time with an incident, in the host's
 //! availability and in `/api/v1/incidents`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

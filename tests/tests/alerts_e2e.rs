@@ -2,7 +2,6 @@
 //! receiver on loopback. The agent is killed: the receiver gets Alertmanager's version 4
 //! payload for HostDown; the agent comes back: it gets the resolution. SIGHUP with a bad rules
 //! file keeps the rules in force and says why; with a good one, the new rules apply.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! `{"error": "..."}`, and `{"status":"error","errorType":..,"error":..}` under `/prom/api/`.
 //! Malformed parameters go to each documented GET route of a real `nines-aggregator demo`,
 //! including those that fail while the query string is parsed into typed fields.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use nines_tests::demo::Demo;
 use serde_json::Value;

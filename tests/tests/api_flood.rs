@@ -3,7 +3,6 @@
 //! getting every ack within 1 s, `/healthz` answers on new connections, and a new agent
 //! connects; the idle connections are closed after `[api] idle_timeout`, and the aggregator
 //! counts what it closed. Bounded in time.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -104,6 +103,7 @@ async fn send(session: &mut Session, seq: u64, n: u64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_idle_api_connections_do_not_starve_ingest_or_healthz() {
+    let _alone = nines_tests::load::flood().await;
     let own = raise_own_limit();
     // The flood this process can hold beside its own files and the probes.
     let flood = FLOOD.min(own.saturating_sub(1024) as usize);

@@ -3,7 +3,6 @@
 //! buckets, series listed across hosts by selector, and `/metrics` with the process, HTTP,
 //! commit and alert-evaluation families valid for `promtool check metrics` and moving as
 //! requests are made.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

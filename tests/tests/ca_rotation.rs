@@ -2,7 +2,6 @@
 //! tells the operator, with the real binaries: the host is never visited, its agent never
 //! restarted by hand to change certificates, and it ships throughout. At the end an agent
 //! still holding a certificate of the old CA is refused.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

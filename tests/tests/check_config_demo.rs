@@ -1,5 +1,4 @@
 //! The configurations `nines-aggregator demo` writes pass both `check-config --strict`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

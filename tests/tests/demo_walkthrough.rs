@@ -4,7 +4,6 @@
 //! incident opens, the alert fires and its notification lands in the notifier's file, the
 //! real `report availability` counts the lost minutes; then the demo starts the shop again and
 //! everything recovers.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};

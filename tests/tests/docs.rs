@@ -6,7 +6,6 @@
 //! block runs beside the demo's directory, named `nines-demo` as in README, with the binaries on
 //! PATH. A block that cannot run there (it needs root, packages, a second machine, or is only
 //! an illustration) carries `<!-- doc-test: skip (reason) -->` on the line before it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

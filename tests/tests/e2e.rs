@@ -1,6 +1,5 @@
 //! End to end: the real `nines-aggregator demo` with its real `nines-agent` child, generated
 //! certificates and mTLS on 127.0.0.1, queried over the HTTP API.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -25,6 +24,7 @@ const FAMILIES: [(&str, &str); 7] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_streams_every_metric_family_over_mtls_within_15_seconds() {
+    let _no_flood = nines_tests::load::timed().await;
     let dir = tempfile::tempdir().unwrap();
     let mut demo = start_demo(dir.path());
     let (url, token) = eventually(Duration::from_secs(10), || async { read_env(dir.path()) })

@@ -7,7 +7,6 @@
 //! `fsync` or `fdatasync` (x86-64 and aarch64 numbers): the record's own `fdatasync`, or, on
 //! the first tick after a restart, the `fsync` of the new, preallocated segment. Odd rounds
 //! aim at that first tick. If it sees neither within 300 ms it kills then, at a random moment.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -8,7 +8,6 @@
 //! and at the end every acked batch's points must be in the API, once. Two real `nines-agent`
 //! processes ship alongside at 1 s; their spools' ack marks must not be beyond what is stored,
 //! and every batch they spooled must be stored once.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

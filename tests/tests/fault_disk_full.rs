@@ -11,7 +11,6 @@
 //! was not acked plus some new batches, and all are acked. Finally every acked batch is in the
 //! API exactly once in every series. It mounts a tmpfs: as root directly, as a normal user
 //! inside a user + mount namespace (`nines_tests::privileged`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -211,7 +210,7 @@ async fn connect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_acks_says_why_and_the_backlog_drains_once_space_returns() {
     if !nines_tests::privileged::run_as_root(
-        "a_full_disk_stops_acks_says_why_and_the_backlog_drains_once_space_returns",
+        "fault_disk_full::a_full_disk_stops_acks_says_why_and_the_backlog_drains_once_space_returns",
     ) {
         return;
     }

@@ -7,7 +7,6 @@
 //! forwarding in both directions without closing anything. Connections made during the cut are
 //! accepted and then never answered, so the agent's TLS handshake times out, as it would
 //! against a host whose packets vanish.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ const NOTICED: &str = "no acknowledgement for 5s";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_network_cut_is_noticed_and_costs_nothing() {
+    let _no_flood = nines_tests::load::timed().await;
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::init(&dir.path().join("pki"));
     let client = nines_tests::http_client();

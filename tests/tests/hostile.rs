@@ -4,7 +4,6 @@
 //! host, an oversized frame, a frame that lies about its length, a runaway label.
 //! Throughout, a good agent keeps sending a batch every 100 ms and every ack comes back within
 //! 1 s; the aggregator counts what it refused.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -66,6 +65,7 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_agents_are_served_within_a_second_through_hostile_input() {
+    let _alone = nines_tests::load::flood().await;
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::init(&dir.path().join("pki"));
     pki.issue("good-1");

@@ -1,6 +1,5 @@
 //! `serve --log-format json`: every line the aggregator logs is one JSON object a log shipper
 //! can index, with level, message and the event's fields.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use nines_tests::cluster::{Aggregator, Pki};
 use serde_json::Value;

@@ -4,7 +4,6 @@
 //! same PromQL queries asked of nines' `/prom/api/v1` and of Prometheus, over HTTP and with
 //! `promtool query` as the client, get the same answers. `/metrics` and `/federate` pass
 //! `promtool check metrics`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -3,7 +3,6 @@
 //! token in a cookie; the overview shows the host's tile and updates itself; the host page
 //! shows SVG charts with the agent's data points and an alert rule's threshold. Screenshots
 //! are saved as test artifacts.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
