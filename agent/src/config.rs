@@ -328,7 +328,7 @@ pub fn metric_warnings(config: &Config) -> Vec<Diagnostic> {
     out
 }
 
-pub use crate::net::split_host_port;
+use crate::net::split_host_port;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

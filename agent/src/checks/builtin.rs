@@ -49,7 +49,7 @@ impl HttpTarget {
             .rsplit_once(':')
             .is_some_and(|(_, p)| !p.contains(']'));
         let address = if has_port {
-            if crate::config::split_host_port(authority).is_none() {
+            if crate::net::split_host_port(authority).is_none() {
                 return Err(format!("http = {url:?}: the port is not a number"));
             }
             authority.to_owned()

@@ -71,7 +71,7 @@ impl CheckConfig {
                     .to_owned()),
             },
             (None, Some(address), None) => {
-                if crate::config::split_host_port(address).is_none() {
+                if crate::net::split_host_port(address).is_none() {
                     return Err(format!("tcp = {address:?} is not \"host:port\""));
                 }
                 Ok(Probe::Tcp(address.clone()))
