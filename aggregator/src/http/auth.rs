@@ -57,11 +57,9 @@ fn hex_decode(s: &str) -> Vec<u8> {
 
 /// Lower-case hex SHA-256 of a token, as configured in `[[api.tokens]]`.
 pub fn token_hash(token: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    nines_common::util::hex::encode(
+        ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref(),
+    )
 }
 
 /// Who made a request: the role and name of the token it presented.
