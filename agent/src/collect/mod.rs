@@ -42,12 +42,12 @@ pub mod process {
     mod pattern;
     mod restarts;
 
-    pub use config::{ProcessConfig, Select, Watch};
+    pub use config::{ProcessConfig, Select, Watch, WatchError, WatchProblem};
     pub use parse::{
         COMM_LEN, CmdlineSearch, PidStat, in_unit, long_name_matches, parse_pid, parse_pidfile,
         parse_stat, program,
     };
-    pub use pattern::Pattern;
+    pub use pattern::{Pattern, PatternError};
     pub use restarts::Restarts;
 }
 

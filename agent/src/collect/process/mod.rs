@@ -29,12 +29,12 @@ use std::time::Instant;
 
 use rustix::fd::OwnedFd;
 
-pub use config::{ProcessConfig, Select, Watch};
+pub use config::{ProcessConfig, Select, Watch, WatchError, WatchProblem};
 pub use parse::{
     COMM_LEN, CmdlineSearch, PidStat, in_unit, long_name_matches, parse_pid, parse_pidfile,
     parse_stat, program,
 };
-pub use pattern::Pattern;
+pub use pattern::{Pattern, PatternError};
 pub use restarts::Restarts;
 
 use super::auxv::Units;
