@@ -6,9 +6,36 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use serde::Deserialize;
 
-use crate::config::{Role, TokenConfig};
 use crate::http::{ApiError, AppState};
+
+/// Roles of API tokens.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// May read everything.
+    Read,
+    /// May read and change (incidents, silences, maintenance).
+    Admin,
+}
+
+/// One `[[api.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it, for logs.
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token (`nines-aggregator token new` prints it).
+    pub sha256: String,
+    /// What it may do. Default `read`.
+    #[serde(default = "default_role")]
+    pub role: Role,
+}
+
+fn default_role() -> Role {
+    Role::Read
+}
 
 /// The configured tokens: hash, role, name.
 #[derive(Debug, Default)]
