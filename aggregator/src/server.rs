@@ -143,7 +143,7 @@ impl Server {
             config.alerts.rules.clone(),
             config.alerts.external_url.trim_end_matches('/').to_owned(),
         )?;
-        let started_ms = crate::ingest::now_ms();
+        let started_ms = nines_common::model::now_ms();
         let grace_ms = i64::try_from(config.alerts.startup_grace.as_millis()).unwrap_or(i64::MAX);
         alerts.with_engine(|e| e.set_startup_grace(started_ms, grace_ms))?;
         let ingest_listener = bind(config.ingest.listen).await?;
@@ -370,7 +370,7 @@ async fn track_incidents(
         }
         let (store, services) = (store.clone(), services.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            let now = crate::ingest::now_ms();
+            let now = nines_common::model::now_ms();
             use crate::availability::{config::ServiceConfig, service};
             // Every service's outages over the last day, and every host's own (`host:H`)
             // over the last two hours.

@@ -9,8 +9,9 @@ use axum::http::{Method, Request, StatusCode, header};
 use nines_aggregator::availability::config::ServiceConfig;
 use nines_aggregator::config::{Role, TokenConfig};
 use nines_aggregator::http::{self, AppState, token_hash};
-use nines_aggregator::ingest::{Connections, now_ms};
+use nines_aggregator::ingest::Connections;
 use nines_aggregator::store::Store;
+use nines_common::model::now_ms;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

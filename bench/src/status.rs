@@ -11,8 +11,9 @@ use nines_aggregator::http::AppState;
 use nines_aggregator::http::status::health::{self, HostFacts};
 use nines_aggregator::http::status::page::{self, AlertRow, Overview};
 use nines_aggregator::http::status::{gather, host_href};
-use nines_aggregator::ingest::{Connections, now_ms};
+use nines_aggregator::ingest::Connections;
 use nines_aggregator::store::{BatchWrite, HelloWrite, HostRecord, Store};
+use nines_common::model::now_ms;
 
 /// What one run of the benchmark measured.
 #[derive(Debug)]

@@ -22,6 +22,7 @@ mod fault_aggregator_kill;
 mod fault_disk_full;
 mod fault_network_cut;
 mod hostile;
+mod layers;
 mod logs;
 mod prometheus;
 mod status_page;

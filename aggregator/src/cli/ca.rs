@@ -214,7 +214,8 @@ pub fn main(cmd: CaCommand) -> ExitCode {
                 }
             };
             let path = dir.join("revoked.txt");
-            let now = crate::util::time::rfc3339_s(crate::ingest::now_ms()).unwrap_or_default();
+            let now =
+                crate::util::time::rfc3339_s(nines_common::model::now_ms()).unwrap_or_default();
             match crate::pki::revoke::append(&path, kind, &value, &now) {
                 Ok(()) => {
                     println!("revoked {kind} {value} in {}", path.display());

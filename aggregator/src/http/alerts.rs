@@ -13,11 +13,11 @@ use crate::http::dto::{
 };
 use crate::http::error::{ApiError, bad_request, internal, not_found};
 use crate::http::params::{one, params, parse_time};
-use crate::ingest::now_ms;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use nines_common::model::now_ms;
 
 /// The routes, to be merged behind the token check.
 pub fn routes() -> Router<AppState> {

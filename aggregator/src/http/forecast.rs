@@ -14,8 +14,8 @@ use crate::http::dto::{
 };
 use crate::http::error::{ApiError, bad_request, internal, not_found, query_error};
 use crate::http::params::{known_host, one, params, parse_time};
-use crate::ingest::now_ms;
 use crate::store::{AggFn, Step, Store};
+use nines_common::model::now_ms;
 
 /// Points read per series at most.
 const MAX_POINTS: u64 = 200_000;

@@ -10,8 +10,9 @@ use axum::{Json, Router};
 use crate::http::AppState;
 use crate::http::dto::{self, ErrorBody, Health, HealthStatus, HostList, rfc3339};
 use crate::http::error::{ApiError, not_found};
-use crate::ingest::{Connections, now_ms};
+use crate::ingest::Connections;
 use crate::store::HostRecord;
+use nines_common::model::now_ms;
 
 /// The routes, to be merged behind the token check (`/healthz` is not: the router adds it in
 /// front).

@@ -14,7 +14,7 @@ use crate::http::auth::{Caller, admin};
 use crate::http::dto::{self, ErrorBody, IncidentList, IncidentPatch, NewIncident};
 use crate::http::error::{ApiError, bad_request, internal, not_found};
 use crate::http::params::{json_body, known_host, one, params, time_value};
-use crate::ingest::now_ms;
+use nines_common::model::now_ms;
 
 use super::{blocking, find_service, incident_dto, period};
 

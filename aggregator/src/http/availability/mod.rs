@@ -20,7 +20,7 @@ use crate::http::dto::{
 };
 use crate::http::error::{ApiError, bad_request, internal, not_found};
 use crate::http::params::{known_host, one, params, parse_time};
-use crate::ingest::now_ms;
+use nines_common::model::now_ms;
 
 /// Default report period when `from` is not given: the last 30 days.
 const DEFAULT_PERIOD_MS: i64 = 30 * 24 * 3600 * 1000;

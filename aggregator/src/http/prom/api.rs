@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use super::limits::GateError;
 use super::{Budget, LoadError, load, select_series};
 use crate::http::AppState;
-use crate::ingest::now_ms;
 use crate::promql::{self, Expr, LOOKBACK_MS, Labels, SeriesData};
 use crate::store::Store;
+use nines_common::model::now_ms;
 
 /// Most evaluation steps of one range query, as Prometheus.
 const MAX_STEPS: i64 = 11_000;

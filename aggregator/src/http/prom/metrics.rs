@@ -15,10 +15,10 @@ use crate::http::error::{ApiError, bad_request};
 use crate::http::metrics::HttpMetrics;
 use crate::http::params::params;
 use crate::http::serve::ApiConnections;
-use crate::ingest::now_ms;
 use crate::promql::{self, LOOKBACK_MS, Matcher};
 use crate::util::exposition::{CONTENT_TYPE, Exposition};
 use crate::util::histogram::Snapshot;
+use nines_common::model::now_ms;
 
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()

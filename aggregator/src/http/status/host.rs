@@ -12,8 +12,8 @@ use crate::alerts::StoreData;
 use crate::alerts::rules::{Kind, glob};
 use crate::http::AppState;
 use crate::http::params::{one, params};
-use crate::ingest::now_ms;
 use crate::store::{AggFn, Step};
+use nines_common::model::now_ms;
 
 /// Ranges a host page offers: name, length, step (`None`: raw points).
 const RANGES: [(&str, i64, Option<i64>); 4] = [

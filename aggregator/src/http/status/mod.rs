@@ -26,9 +26,9 @@ use crate::availability::Interval;
 use crate::availability::config::ServiceConfig;
 use crate::availability::service;
 use crate::http::AppState;
-use crate::ingest::now_ms;
 use crate::store::{HostRecord, Store};
 use health::{HostFacts, Status};
+use nines_common::model::now_ms;
 use page::{AlertRow, IncidentRow, Overview};
 
 /// How long month figures are reused before they are computed again.

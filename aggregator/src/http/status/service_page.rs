@@ -9,7 +9,7 @@ use super::{assess, blocking, health, html, incident_row, not_found, service_hre
 use crate::availability::Interval;
 use crate::availability::service;
 use crate::http::AppState;
-use crate::ingest::now_ms;
+use nines_common::model::now_ms;
 
 pub(super) async fn service_page(
     State(state): State<AppState>,
