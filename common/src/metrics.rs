@@ -9,7 +9,7 @@
 
 mod list;
 
-pub use list::{DERIVED, METRICS};
+pub use list::{DERIVED, HOST_SAMPLES, METRICS};
 
 /// Whether a metric is a gauge or a counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ mod process;
 
 use super::Metric;
 
-pub use derived::DERIVED;
+pub use derived::{DERIVED, HOST_SAMPLES};
 
 /// The sections' entries, in the order of [`super::Section::ALL`].
 const SECTIONS: &[&[Metric]] = &[
