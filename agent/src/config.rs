@@ -7,7 +7,7 @@ use nines_common::HostId;
 use nines_common::diag::{Diagnostic, Key, Severity};
 use serde::Deserialize;
 
-use crate::checks::CheckConfig;
+use crate::checks::{CheckConfig, CheckConfigError, CheckProblem};
 use crate::collect::CollectConfig;
 
 /// Why the configuration is unusable. Every variant names the file.
@@ -228,20 +228,18 @@ impl Config {
         for (i, check) in config.checks.iter().enumerate() {
             let at = [name("checks"), Key::Index(i)];
             if let Err(e) = crate::checks::validate(std::slice::from_ref(check)) {
-                let e = e.replacen(
-                    "[[checks]] entry 1 (",
-                    &format!("[[checks]] entry {} (", i + 1),
-                    1,
-                );
-                invalid(&at, e);
+                // Validated alone, the entry is the first: say which it is in the file.
+                let e = CheckConfigError { index: i, ..e };
+                invalid(&at, e.to_string());
             } else if config.checks[..i].iter().any(|c| c.name == check.name) {
+                let e = CheckConfigError {
+                    index: i,
+                    name: check.name.clone(),
+                    problem: CheckProblem::Duplicate,
+                };
                 invalid(
                     &[name("checks"), Key::Index(i), name("name")],
-                    format!(
-                        "[[checks]] entry {} (name = {:?}): another check has this name; names must be unique",
-                        i + 1,
-                        check.name
-                    ),
+                    e.to_string(),
                 );
             }
         }
@@ -328,7 +326,7 @@ pub fn metric_warnings(config: &Config) -> Vec<Diagnostic> {
     out
 }
 
-pub use crate::net::split_host_port;
+use crate::net::split_host_port;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

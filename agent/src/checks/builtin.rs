@@ -24,16 +24,13 @@ pub struct HttpTarget {
 impl HttpTarget {
     /// Parses `http://host[:port][/path]`. HTTPS is refused with what to use instead: the
     /// agent carries no web PKI trust store.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, HttpUrlError> {
         let rest = if let Some(rest) = url.strip_prefix("http://") {
             rest
         } else if url.starts_with("https://") {
-            return Err(format!(
-                "http = {url:?}: the built-in check speaks plain HTTP only; for HTTPS use \
-                 command = [\"/usr/lib/nagios/plugins/check_http\", \"--ssl\", \"-H\", \"HOST\"]"
-            ));
+            return Err(HttpUrlError::Https(url.to_owned()));
         } else {
-            return Err(format!("http = {url:?} is not an http:// URL"));
+            return Err(HttpUrlError::NotHttp(url.to_owned()));
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_owned()),
@@ -41,16 +38,14 @@ impl HttpTarget {
             None => (rest, "/".to_owned()),
         };
         if authority.is_empty() || authority.contains('@') || path.contains(char::is_whitespace) {
-            return Err(format!(
-                "http = {url:?}: write http://host[:port]/path (no user, no spaces)"
-            ));
+            return Err(HttpUrlError::Malformed(url.to_owned()));
         }
         let has_port = authority
             .rsplit_once(':')
             .is_some_and(|(_, p)| !p.contains(']'));
         let address = if has_port {
-            if crate::config::split_host_port(authority).is_none() {
-                return Err(format!("http = {url:?}: the port is not a number"));
+            if crate::net::split_host_port(authority).is_none() {
+                return Err(HttpUrlError::Port(url.to_owned()));
             }
             authority.to_owned()
         } else {
@@ -62,6 +57,26 @@ impl HttpTarget {
             path,
         })
     }
+}
+
+/// Why an `http` check's URL cannot be fetched by the built-in check; each carries the URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpUrlError {
+    /// `https://`: the agent carries no web PKI trust store.
+    #[error(
+        "http = {0:?}: the built-in check speaks plain HTTP only; for HTTPS use \
+         command = [\"/usr/lib/nagios/plugins/check_http\", \"--ssl\", \"-H\", \"HOST\"]"
+    )]
+    Https(String),
+    /// Not an `http://` URL at all.
+    #[error("http = {0:?} is not an http:// URL")]
+    NotHttp(String),
+    /// No host, a user part, or spaces.
+    #[error("http = {0:?}: write http://host[:port]/path (no user, no spaces)")]
+    Malformed(String),
+    /// The port is not a number.
+    #[error("http = {0:?}: the port is not a number")]
+    Port(String),
 }
 
 /// What a built-in check found.
@@ -204,9 +219,19 @@ mod tests {
         let t = HttpTarget::parse("http://[::1]:81").unwrap();
         assert_eq!(t.address, "[::1]:81");
         let e = HttpTarget::parse("https://example.net/").unwrap_err();
-        assert!(e.contains("check_http"), "{e}");
-        assert!(HttpTarget::parse("ftp://x/").is_err());
-        assert!(HttpTarget::parse("http:///x").is_err());
-        assert!(HttpTarget::parse("http://h:port/").is_err());
+        assert_eq!(e, HttpUrlError::Https("https://example.net/".into()));
+        assert!(e.to_string().contains("check_http"), "{e}");
+        assert!(matches!(
+            HttpTarget::parse("ftp://x/"),
+            Err(HttpUrlError::NotHttp(_))
+        ));
+        assert!(matches!(
+            HttpTarget::parse("http:///x"),
+            Err(HttpUrlError::Malformed(_))
+        ));
+        assert!(matches!(
+            HttpTarget::parse("http://h:port/"),
+            Err(HttpUrlError::Port(_))
+        ));
     }
 }

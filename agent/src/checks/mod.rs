@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::collect::{CollectError, Collector, Out, Tick};
 use builtin::HttpTarget;
+pub use builtin::HttpUrlError;
 use perfdata::PerfData;
 
 fn default_check_interval() -> Duration {
@@ -62,56 +63,105 @@ enum Probe {
 }
 
 impl CheckConfig {
-    fn probe(&self) -> Result<Probe, String> {
+    fn probe(&self) -> Result<Probe, CheckProblem> {
         match (&self.command, &self.tcp, &self.http) {
             (Some(argv), None, None) => match argv.first() {
                 Some(program) if !program.is_empty() => Ok(Probe::Command(argv.clone())),
-                _ => Err("command is empty: give the plugin's path first, then its \
-                          arguments, e.g. [\"/usr/lib/nagios/plugins/check_load\", \"-w\", \"5\", \"-c\", \"10\"]"
-                    .to_owned()),
+                _ => Err(CheckProblem::EmptyCommand),
             },
             (None, Some(address), None) => {
-                if crate::config::split_host_port(address).is_none() {
-                    return Err(format!("tcp = {address:?} is not \"host:port\""));
+                if crate::net::split_host_port(address).is_none() {
+                    return Err(CheckProblem::TcpAddress(address.clone()));
                 }
                 Ok(Probe::Tcp(address.clone()))
             }
-            (None, None, Some(url)) => HttpTarget::parse(url).map(Probe::Http),
-            (None, None, None) => {
-                Err("says nothing to run: give one of command = [...], tcp = \"host:port\" \
-                     or http = \"http://...\""
-                    .to_owned())
-            }
-            _ => Err("has more than one of command, tcp and http: give exactly one".to_owned()),
+            (None, None, Some(url)) => Ok(Probe::Http(HttpTarget::parse(url)?)),
+            (None, None, None) => Err(CheckProblem::NothingToRun),
+            _ => Err(CheckProblem::MoreThanOne),
         }
     }
 }
 
+/// A `[[checks]]` entry that cannot be used, and which one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("[[checks]] entry {} (name = {name:?}): {problem}", .index + 1)]
+pub struct CheckConfigError {
+    /// Which entry, counted from 0 (the message counts from 1).
+    pub index: usize,
+    /// The entry's name.
+    pub name: String,
+    /// What is wrong with it.
+    pub problem: CheckProblem,
+}
+
+/// What is wrong with one `[[checks]]` entry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CheckProblem {
+    /// The name is empty, too long or has control characters.
+    #[error("name must be 1 to 200 characters without control characters")]
+    Name,
+    /// An earlier entry has the same name.
+    #[error("another check has this name; names must be unique")]
+    Duplicate,
+    /// `command = []` or a command whose program is empty.
+    #[error(
+        "command is empty: give the plugin's path first, then its arguments, e.g. \
+         [\"/usr/lib/nagios/plugins/check_load\", \"-w\", \"5\", \"-c\", \"10\"]"
+    )]
+    EmptyCommand,
+    /// `tcp` is not `host:port`.
+    #[error("tcp = {0:?} is not \"host:port\"")]
+    TcpAddress(String),
+    /// `http` is not a URL the built-in check can fetch.
+    #[error(transparent)]
+    Http(#[from] HttpUrlError),
+    /// None of `command`, `tcp` and `http`.
+    #[error(
+        "says nothing to run: give one of command = [...], tcp = \"host:port\" or \
+         http = \"http://...\""
+    )]
+    NothingToRun,
+    /// More than one of `command`, `tcp` and `http`.
+    #[error("has more than one of command, tcp and http: give exactly one")]
+    MoreThanOne,
+    /// `interval` under a second.
+    #[error("interval must be at least 1s")]
+    Interval,
+    /// `timeout` zero or longer than the interval.
+    #[error("timeout = {timeout:?} must be more than 0 and at most the interval ({interval:?})")]
+    Timeout {
+        /// The configured timeout.
+        timeout: Duration,
+        /// The configured interval.
+        interval: Duration,
+    },
+}
+
 /// Checks the `[[checks]]` entries: the first problem, naming the entry.
-pub fn validate(checks: &[CheckConfig]) -> Result<(), String> {
+pub fn validate(checks: &[CheckConfig]) -> Result<(), CheckConfigError> {
     let mut names = HashSet::new();
-    for (i, check) in checks.iter().enumerate() {
-        let which = format!("[[checks]] entry {} (name = {:?})", i + 1, check.name);
+    for (index, check) in checks.iter().enumerate() {
+        let error = |problem| CheckConfigError {
+            index,
+            name: check.name.clone(),
+            problem,
+        };
         if check.name.is_empty() || check.name.len() > 200 || check.name.contains(char::is_control)
         {
-            return Err(format!(
-                "{which}: name must be 1 to 200 characters without control characters"
-            ));
+            return Err(error(CheckProblem::Name));
         }
         if !names.insert(check.name.as_str()) {
-            return Err(format!(
-                "{which}: another check has this name; names must be unique"
-            ));
+            return Err(error(CheckProblem::Duplicate));
         }
-        check.probe().map_err(|e| format!("{which}: {e}"))?;
+        check.probe().map_err(error)?;
         if check.interval < Duration::from_secs(1) {
-            return Err(format!("{which}: interval must be at least 1s"));
+            return Err(error(CheckProblem::Interval));
         }
         if check.timeout.is_zero() || check.timeout > check.interval {
-            return Err(format!(
-                "{which}: timeout = {:?} must be more than 0 and at most the interval ({:?})",
-                check.timeout, check.interval
-            ));
+            return Err(error(CheckProblem::Timeout {
+                timeout: check.timeout,
+                interval: check.interval,
+            }));
         }
     }
     Ok(())
@@ -226,7 +276,7 @@ fn probe_result(p: builtin::Probe) -> (Status, String, Vec<PerfData>) {
 }
 
 /// Runs one configured check once, for `nines-agent` commands and tests.
-pub async fn run_once(check: &CheckConfig) -> Result<Outcome, String> {
+pub async fn run_once(check: &CheckConfig) -> Result<Outcome, CheckProblem> {
     Ok(run_probe(&check.probe()?, check.timeout).await)
 }
 

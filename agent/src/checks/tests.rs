@@ -265,11 +265,13 @@ fn bad_definitions_are_refused_naming_the_entry() {
             "name must be",
         ),
     ] {
-        let e = validate(&[bad]).unwrap_err();
+        let e = validate(&[bad]).unwrap_err().to_string();
         assert!(e.contains("[[checks]] entry 1"), "{e}");
         assert!(e.contains(needle), "{e}");
     }
     let e = validate(&[ok.clone(), ok]).unwrap_err();
+    assert_eq!((e.index, &e.problem), (1, &CheckProblem::Duplicate));
+    let e = e.to_string();
     assert!(e.contains("entry 2") && e.contains("unique"), "{e}");
 }
 

@@ -42,12 +42,12 @@ pub mod process {
     mod pattern;
     mod restarts;
 
-    pub use config::{ProcessConfig, Select, Watch};
+    pub use config::{ProcessConfig, Select, Watch, WatchError, WatchProblem};
     pub use parse::{
         COMM_LEN, CmdlineSearch, PidStat, in_unit, long_name_matches, parse_pid, parse_pidfile,
         parse_stat, program,
     };
-    pub use pattern::Pattern;
+    pub use pattern::{Pattern, PatternError};
     pub use restarts::Restarts;
 }
 
@@ -341,24 +341,33 @@ impl Default for Backend {
 
 impl Backend {
     /// The backend a configuration value names, if this build has it; else what to do.
-    pub fn from_name(name: &str) -> Result<Self, String> {
+    pub fn from_name(name: &str) -> Result<Self, BackendError> {
         match name {
             "procfs" if cfg!(target_os = "linux") => Ok(Self::Procfs),
-            "procfs" => Err(
-                "backend = \"procfs\": this system has no procfs; use \"sysinfo\" (the default)"
-                    .to_owned(),
-            ),
+            "procfs" => Err(BackendError::NoProcfs),
             "sysinfo" if cfg!(any(feature = "sysinfo", not(target_os = "linux"))) => {
                 Ok(Self::Sysinfo)
             }
-            "sysinfo" => Err("backend = \"sysinfo\": this build has no sysinfo backend; \
-                 rebuild with --features sysinfo"
-                .to_owned()),
-            other => Err(format!(
-                "backend = {other:?} is not a backend: use \"procfs\" or \"sysinfo\""
-            )),
+            "sysinfo" => Err(BackendError::NoSysinfo),
+            other => Err(BackendError::Unknown(other.to_owned())),
         }
     }
+}
+
+/// Why `[collect] backend` names no backend of this build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// `"procfs"` on a system without procfs.
+    #[error("backend = \"procfs\": this system has no procfs; use \"sysinfo\" (the default)")]
+    NoProcfs,
+    /// `"sysinfo"` in a Linux build without the `sysinfo` feature.
+    #[error(
+        "backend = \"sysinfo\": this build has no sysinfo backend; rebuild with --features sysinfo"
+    )]
+    NoSysinfo,
+    /// Not a backend's name.
+    #[error("backend = {0:?} is not a backend: use \"procfs\" or \"sysinfo\"")]
+    Unknown(String),
 }
 
 impl<'de> Deserialize<'de> for Backend {

@@ -73,7 +73,7 @@ fn every_name_a_collector_sends_here_and_on_the_fixtures_is_in_the_registry() {
             assert!(
                 metrics::lookup(n).is_some(),
                 "{root:?}: the agent sends {n:?}, which is not in nines_common::metrics \
-                 (add it to common/src/metrics/list.rs and regenerate docs/metrics.md)"
+                 (add it to its family in common/src/metrics/list/ and regenerate docs/metrics.md)"
             );
         }
         all.extend(names);

@@ -54,6 +54,10 @@ fn the_backend_key_selects_or_says_what_to_do() {
             "{e}"
         );
     }
+    assert_eq!(
+        Backend::from_name("sysfs"),
+        Err(BackendError::Unknown("sysfs".into()))
+    );
     let e = parse("backend = \"sysfs\"").unwrap_err();
     assert!(e.contains("/etc/nines/agent.toml"), "{e}");
     assert!(e.contains("line 8"), "{e}");

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::encode::encode_batch;
 use super::failure::{ShipError, backoff};
+use crate::error::AgentError;
 use crate::spool::SpoolRecord;
 
 /// How long a stopping agent goes on sending what is spooled, its goodbye last.
@@ -113,9 +114,10 @@ pub enum Event {
     Appended,
     /// The certificate is due for renewal: a new key (PEM) and its request (DER), or why none
     /// could be made.
-    RenewalDue(Result<(String, Vec<u8>), String>),
-    /// The answer to [`Action::InstallCredentials`].
-    RenewalDone(Result<(), String>),
+    RenewalDue(Result<(String, Vec<u8>), rcgen::Error>),
+    /// The answer to [`Action::InstallCredentials`]: in force, or why the renewed
+    /// credentials are unusable.
+    RenewalDone(Result<(), AgentError>),
     /// The time [`Machine::deadline`] named has come.
     Timeout,
     /// The agent is stopping.

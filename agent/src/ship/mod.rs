@@ -129,7 +129,7 @@ impl Shipper {
                         "asking the aggregator to renew the certificate"
                     );
                 }
-                Event::RenewalDue(request.map_err(|e| e.to_string()))
+                Event::RenewalDue(request)
             }
             _ = self.appended.notified(), if machine.wants_appends() => Event::Appended,
             _ = sleep_until_opt(deadline) => Event::Timeout,
@@ -195,9 +195,7 @@ impl Shipper {
                 cert_pem,
                 ca_pem,
             } => Some(Event::RenewalDone(
-                self.credentials
-                    .install(&key_pem, &cert_pem, &ca_pem)
-                    .map_err(|e| e.to_string()),
+                self.credentials.install(&key_pem, &cert_pem, &ca_pem),
             )),
             Action::Close => {
                 if let Some(mut c) = conn.take() {

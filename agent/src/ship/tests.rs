@@ -7,6 +7,7 @@ use nines_common::{Sample, SeriesKey};
 use tokio::time::{Instant, advance};
 
 use super::machine::{Action, DRAIN, Event, Machine, Params, State};
+use crate::error::AgentError;
 use crate::spool::SpoolRecord;
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -248,12 +249,17 @@ async fn a_refused_or_unusable_renewal_goes_back_to_shipping_and_asks_later() {
             ca_pem: "CA".into(),
         })),
     );
-    let actions = on(&mut m, Event::RenewalDone(Err("wrong host".into())));
+    let wrong_host = AgentError::HostMismatch {
+        configured: "web-1".into(),
+        certified: "web-2".into(),
+    };
+    let actions = on(&mut m, Event::RenewalDone(Err(wrong_host)));
     assert_eq!(actions, vec![Action::RenewalFailed]);
     assert!(matches!(m.state(), State::Shipping(_)));
 
     // No key could be made: no request, asked again later.
-    let actions = on(&mut m, Event::RenewalDue(Err("no entropy".into())));
+    let no_key = rcgen::Error::KeyGenerationUnavailable;
+    let actions = on(&mut m, Event::RenewalDue(Err(no_key)));
     assert_eq!(actions, vec![Action::RenewalFailed]);
     assert!(matches!(m.state(), State::Shipping(_)));
 

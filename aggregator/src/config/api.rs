@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::http::auth::{Role, TokenConfig};
+pub use crate::http::tls::ApiTlsFiles;
+
 pub(super) fn default_api_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7480))
 }
@@ -110,17 +113,6 @@ impl Default for ApiConfig {
     }
 }
 
-/// The files `[api]` serves HTTPS with, paths resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiTlsFiles {
-    /// Certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Private key (PEM).
-    pub key: PathBuf,
-    /// Client CA bundle (PEM), when clients must present a certificate.
-    pub client_ca: Option<PathBuf>,
-}
-
 impl ApiConfig {
     /// The API port's connection limits.
     pub fn limits(&self) -> crate::http::serve::Limits {
@@ -153,33 +145,6 @@ impl ApiConfig {
             client_ca: self.client_ca.clone(),
         })
     }
-}
-
-/// Roles of API tokens.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// May read everything.
-    Read,
-    /// May read and change (incidents, silences, maintenance).
-    Admin,
-}
-
-/// One `[[api.tokens]]` entry.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who holds it, for logs.
-    pub name: String,
-    /// Lower-case hex SHA-256 of the token (`nines-aggregator token new` prints it).
-    pub sha256: String,
-    /// What it may do. Default `read`.
-    #[serde(default = "default_role")]
-    pub role: Role,
-}
-
-fn default_role() -> Role {
-    Role::Read
 }
 
 impl ApiConfig {

@@ -6,9 +6,36 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use serde::Deserialize;
 
-use crate::config::{Role, TokenConfig};
 use crate::http::{ApiError, AppState};
+
+/// Roles of API tokens.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// May read everything.
+    Read,
+    /// May read and change (incidents, silences, maintenance).
+    Admin,
+}
+
+/// One `[[api.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it, for logs.
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token (`nines-aggregator token new` prints it).
+    pub sha256: String,
+    /// What it may do. Default `read`.
+    #[serde(default = "default_role")]
+    pub role: Role,
+}
+
+fn default_role() -> Role {
+    Role::Read
+}
 
 /// The configured tokens: hash, role, name.
 #[derive(Debug, Default)]
@@ -57,11 +84,9 @@ fn hex_decode(s: &str) -> Vec<u8> {
 
 /// Lower-case hex SHA-256 of a token, as configured in `[[api.tokens]]`.
 pub fn token_hash(token: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    nines_common::util::hex::encode(
+        ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref(),
+    )
 }
 
 /// Who made a request: the role and name of the token it presented.

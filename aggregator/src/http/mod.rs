@@ -25,7 +25,7 @@ use axum::Router;
 use axum::middleware;
 use axum::routing::get;
 
-use crate::config::TokenConfig;
+use crate::http::auth::TokenConfig;
 use crate::ingest::Connections;
 use crate::store::Store;
 

@@ -8,7 +8,16 @@ use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::ApiTlsFiles;
+/// The files `[api]` serves HTTPS with, paths resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiTlsFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// Client CA bundle (PEM), when clients must present a certificate.
+    pub client_ca: Option<PathBuf>,
+}
 
 /// Why the API's TLS material is unusable. Every variant names the file.
 #[derive(Debug, thiserror::Error)]

@@ -52,8 +52,8 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// A new random token: `nines1.` and 43 characters of base64url (256 bits).
-pub fn new_token() -> Result<String, crate::util::random::NoRandomness> {
-    let bytes = crate::util::random::bytes::<32>()?;
+pub fn new_token() -> Result<String, crate::util::random::RandomError> {
+    let bytes = crate::util::random::random_bytes::<32>()?;
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::from("nines1.");
     let mut acc = 0u32;

@@ -24,7 +24,7 @@ use time::{Duration, OffsetDateTime};
 pub enum PkiError {
     /// No randomness for a serial number.
     #[error(transparent)]
-    Random(#[from] crate::util::random::NoRandomness),
+    Random(#[from] crate::util::random::RandomError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -106,7 +106,7 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
 
 /// A random positive 128-bit serial number.
 pub(crate) fn serial() -> Result<SerialNumber, PkiError> {
-    let mut bytes = crate::util::random::bytes::<16>()?;
+    let mut bytes = crate::util::random::random_bytes::<16>()?;
     // Positive, non-zero first byte keeps the DER integer at 16 bytes.
     bytes[0] = (bytes[0] & 0x7f) | 0x01;
     Ok(SerialNumber::from_slice(&bytes))

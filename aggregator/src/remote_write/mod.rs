@@ -27,8 +27,8 @@ pub use config::RemoteWriteConfig;
 use proto::{Label, Sample, TimeSeries, WriteRequest};
 use queue::Queue;
 
-use crate::http::prom::text::Exposition;
 use crate::store::Store;
+use crate::util::exposition::Exposition;
 use crate::util::sync::lock;
 
 /// Commits waiting for the appender; past this the store's writer waits (the queue's disk is

@@ -1,22 +1,12 @@
-//! Randomness from the operating system, for tokens and certificate serial numbers. A failure
-//! is an error for the caller to report, never a token of zero bytes.
+//! Randomness for tokens and certificate serial numbers: the operating system's, through
+//! [`nines_common::util::random`]. A failure is an error for the caller to report, never a
+//! token of zero bytes.
 
-/// The operating system gave no random bytes.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the operating system gave no random bytes")]
-pub struct NoRandomness;
-
-/// `N` random bytes.
-pub fn bytes<const N: usize>() -> Result<[u8; N], NoRandomness> {
-    let mut b = [0u8; N];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-        .map_err(|_| NoRandomness)?;
-    Ok(b)
-}
+pub use nines_common::util::random::{RandomError, random_bytes};
 
 /// An API bearer token: 192 random bits as 48 hex digits.
-pub fn api_token() -> Result<String, NoRandomness> {
-    Ok(bytes::<24>()?.iter().map(|b| format!("{b:02x}")).collect())
+pub fn api_token() -> Result<String, RandomError> {
+    Ok(nines_common::util::hex::encode(&random_bytes::<24>()?))
 }
 
 #[cfg(test)]

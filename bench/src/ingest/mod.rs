@@ -113,7 +113,7 @@ pub enum BenchIngestError {
     Pki(#[from] PkiError),
     /// No random bytes for the API token.
     #[error(transparent)]
-    Random(#[from] nines_aggregator::util::random::NoRandomness),
+    Random(#[from] nines_aggregator::util::random::RandomError),
     /// The generated aggregator configuration was refused.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -1,726 +1,86 @@
-//! The registry's entries, in the order of docs/metrics.md. Edit here, then regenerate the doc
-//! tables (see `metrics_doc_tables_are_generated_from_the_registry`).
+//! The registry's entries, in the order of docs/metrics.md: one file per family of metrics
+//! (`machine`, `devices`, `process`, `agent`, and the aggregator's `derived`), one constant
+//! per section of the doc, put in the doc's order here. Edit the family's file, then
+//! regenerate the doc tables (see `metrics_doc_tables_are_generated_from_the_registry`).
 
-use super::{Kind, Metric, Section};
+mod agent;
+mod derived;
+mod devices;
+mod machine;
+mod process;
 
-/// Every metric the agent sends, in the order of docs/metrics.md.
-pub const METRICS: &[Metric] = &[
-    Metric {
-        name: "cpu_usage_ratio",
-        section: Section::Cpu,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &["cpu"],
-        labels_doc: Some("`cpu` = `total`, `0`, `1`, ..."),
-        help: "Share of the interval the CPU was not idle: 1 − (idle + iowait) / all time. `total` is all CPUs together; one series per online CPU.",
-    },
-    Metric {
-        name: "cpu_user_ratio",
-        section: Section::Cpu,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &["cpu"],
-        labels_doc: Some(r#"`cpu="total"`"#),
-        help: "Share spent in user mode, niced processes included.",
-    },
-    Metric {
-        name: "cpu_system_ratio",
-        section: Section::Cpu,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &["cpu"],
-        labels_doc: Some(r#"`cpu="total"`"#),
-        help: "Share spent in kernel mode.",
-    },
-    Metric {
-        name: "cpu_iowait_ratio",
-        section: Section::Cpu,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &["cpu"],
-        labels_doc: Some(r#"`cpu="total"`"#),
-        help: "Share spent idle while I/O was outstanding.",
-    },
-    Metric {
-        name: "cpu_irq_ratio",
-        section: Section::Cpu,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &["cpu"],
-        labels_doc: Some(r#"`cpu="total"`"#),
-        help: "Share spent servicing hard and soft interrupts.",
-    },
-    Metric {
-        name: "cpu_steal_ratio",
-        section: Section::Cpu,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &["cpu"],
-        labels_doc: Some(r#"`cpu="total"`"#),
-        help: "Share taken by the hypervisor for other guests (virtual machines only).",
-    },
-    Metric {
-        name: "context_switches_per_second",
-        section: Section::Cpu,
-        unit: "1/s",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Context switches per second over the interval.",
-    },
-    Metric {
-        name: "processes_running",
-        section: Section::Cpu,
-        unit: "threads",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Threads runnable at the tick (`procs_running`).",
-    },
-    Metric {
-        name: "processes_blocked",
-        section: Section::Cpu,
-        unit: "threads",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Threads blocked waiting for I/O at the tick (`procs_blocked`).",
-    },
-    Metric {
-        name: "load_average_1m",
-        section: Section::Cpu,
-        unit: "",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Kernel load average over 1 minute.",
-    },
-    Metric {
-        name: "load_average_5m",
-        section: Section::Cpu,
-        unit: "",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Kernel load average over 5 minutes.",
-    },
-    Metric {
-        name: "load_average_15m",
-        section: Section::Cpu,
-        unit: "",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Kernel load average over 15 minutes.",
-    },
-    Metric {
-        name: "memory_total_bytes",
-        section: Section::Memory,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Usable RAM (`MemTotal`).",
-    },
-    Metric {
-        name: "memory_available_bytes",
-        section: Section::Memory,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "RAM available to new work without swapping (`MemAvailable`; on kernels before 3.14, `MemFree + Buffers + Cached`).",
-    },
-    Metric {
-        name: "memory_used_bytes",
-        section: Section::Memory,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "`memory_total_bytes − memory_available_bytes`.",
-    },
-    Metric {
-        name: "memory_used_ratio",
-        section: Section::Memory,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "`memory_used_bytes / memory_total_bytes`.",
-    },
-    Metric {
-        name: "memory_cached_bytes",
-        section: Section::Memory,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Page cache (`Cached`).",
-    },
-    Metric {
-        name: "memory_buffers_bytes",
-        section: Section::Memory,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Block device buffers (`Buffers`).",
-    },
-    Metric {
-        name: "memory_oom_kills_total",
-        section: Section::Memory,
-        unit: "processes",
-        kind: Kind::Counter { since: "boot" },
-        labels: &[],
-        labels_doc: None,
-        help: "Processes killed by the kernel's OOM killer (`oom_kill`). Absent on kernels before 4.13.",
-    },
-    Metric {
-        name: "swap_total_bytes",
-        section: Section::Swap,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Swap space configured (`SwapTotal`); 0 without swap.",
-    },
-    Metric {
-        name: "swap_used_bytes",
-        section: Section::Swap,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "`SwapTotal − SwapFree`.",
-    },
-    Metric {
-        name: "swap_used_ratio",
-        section: Section::Swap,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "`swap_used_bytes / swap_total_bytes`; **0 when there is no swap**.",
-    },
-    Metric {
-        name: "swap_in_pages_per_second",
-        section: Section::Swap,
-        unit: "pages/s",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Pages read back from swap per second (`pswpin`).",
-    },
-    Metric {
-        name: "swap_out_pages_per_second",
-        section: Section::Swap,
-        unit: "pages/s",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Pages written to swap per second (`pswpout`).",
-    },
-    Metric {
-        name: "disk_read_bytes_per_second",
-        section: Section::Disk,
-        unit: "bytes/s",
-        kind: Kind::Gauge,
-        labels: &["device"],
-        labels_doc: None,
-        help: "Bytes read per second (sectors × 512).",
-    },
-    Metric {
-        name: "disk_write_bytes_per_second",
-        section: Section::Disk,
-        unit: "bytes/s",
-        kind: Kind::Gauge,
-        labels: &["device"],
-        labels_doc: None,
-        help: "Bytes written per second (sectors × 512).",
-    },
-    Metric {
-        name: "disk_reads_per_second",
-        section: Section::Disk,
-        unit: "1/s",
-        kind: Kind::Gauge,
-        labels: &["device"],
-        labels_doc: None,
-        help: "Reads completed per second.",
-    },
-    Metric {
-        name: "disk_writes_per_second",
-        section: Section::Disk,
-        unit: "1/s",
-        kind: Kind::Gauge,
-        labels: &["device"],
-        labels_doc: None,
-        help: "Writes completed per second.",
-    },
-    Metric {
-        name: "disk_busy_ratio",
-        section: Section::Disk,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &["device"],
-        labels_doc: None,
-        help: "Share of the interval with at least one I/O in flight (`io_ticks`), at most 1. Near 1 means saturated for a single-queue disk; SSDs and NVMe serve many I/Os at once and can do more while at 1.",
-    },
-    Metric {
-        name: "disk_read_latency_seconds",
-        section: Section::Disk,
-        unit: "seconds",
-        kind: Kind::Gauge,
-        labels: &["device"],
-        labels_doc: None,
-        help: "Mean time per read completed in the interval, queueing included; 0 if there were no reads.",
-    },
-    Metric {
-        name: "disk_write_latency_seconds",
-        section: Section::Disk,
-        unit: "seconds",
-        kind: Kind::Gauge,
-        labels: &["device"],
-        labels_doc: None,
-        help: "Mean time per write completed in the interval; 0 if there were no writes.",
-    },
-    Metric {
-        name: "filesystem_size_bytes",
-        section: Section::Filesystem,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &["mount", "device", "fstype"],
-        labels_doc: None,
-        help: "Total size.",
-    },
-    Metric {
-        name: "filesystem_available_bytes",
-        section: Section::Filesystem,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &["mount", "device", "fstype"],
-        labels_doc: None,
-        help: r#"Space available to unprivileged users (`f_bavail`), as `df` "Avail"."#,
-    },
-    Metric {
-        name: "filesystem_used_bytes",
-        section: Section::Filesystem,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &["mount", "device", "fstype"],
-        labels_doc: None,
-        help: r#"Size minus the space free for root (`f_bfree`), as `df` "Used". Blocks reserved for root count neither as used nor as available."#,
-    },
-    Metric {
-        name: "filesystem_used_ratio",
-        section: Section::Filesystem,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &["mount", "device", "fstype"],
-        labels_doc: None,
-        help: r#"`used / (used + available)`, as `df` "Use%": 1 means unprivileged writes fail. 0 for an empty filesystem."#,
-    },
-    Metric {
-        name: "filesystem_inodes",
-        section: Section::Filesystem,
-        unit: "inodes",
-        kind: Kind::Gauge,
-        labels: &["mount", "device", "fstype"],
-        labels_doc: None,
-        help: "Inodes in total; 0 on filesystems without a fixed inode table (btrfs, vfat).",
-    },
-    Metric {
-        name: "filesystem_inodes_free",
-        section: Section::Filesystem,
-        unit: "inodes",
-        kind: Kind::Gauge,
-        labels: &["mount", "device", "fstype"],
-        labels_doc: None,
-        help: "Free inodes.",
-    },
-    Metric {
-        name: "filesystem_inodes_used_ratio",
-        section: Section::Filesystem,
-        unit: "ratio",
-        kind: Kind::Gauge,
-        labels: &["mount", "device", "fstype"],
-        labels_doc: None,
-        help: r#"`(inodes − free) / inodes`, as `df -i` "IUse%": 1 means no file can be created. **0 on filesystems without a fixed inode table**, which cannot run out of inodes."#,
-    },
-    Metric {
-        name: "filesystem_readonly",
-        section: Section::Filesystem,
-        unit: "1/0",
-        kind: Kind::Gauge,
-        labels: &["mount", "device", "fstype"],
-        labels_doc: None,
-        help: "1 if mounted read-only, including after the kernel remounted it read-only on errors.",
-    },
-    Metric {
-        name: "network_up",
-        section: Section::Network,
-        unit: "1/0",
-        kind: Kind::Gauge,
-        labels: &["interface"],
-        labels_doc: None,
-        help: "1 if the link is up: `operstate` is `up`, or `unknown` (drivers that do not track link state, such as lo, tun, wireguard, dummy, report `unknown` while administratively up). 0 for `down`, `dormant`, `lowerlayerdown`, `notpresent`, `testing`. Absent if the interface has no `operstate` file (it went away since `/proc/net/dev` was read, or sysfs belongs to another network namespace); that is not a failure.",
-    },
-    Metric {
-        name: "network_receive_bytes_per_second",
-        section: Section::Network,
-        unit: "bytes/s",
-        kind: Kind::Gauge,
-        labels: &["interface"],
-        labels_doc: None,
-        help: "Bytes received per second.",
-    },
-    Metric {
-        name: "network_transmit_bytes_per_second",
-        section: Section::Network,
-        unit: "bytes/s",
-        kind: Kind::Gauge,
-        labels: &["interface"],
-        labels_doc: None,
-        help: "Bytes sent per second.",
-    },
-    Metric {
-        name: "network_receive_packets_per_second",
-        section: Section::Network,
-        unit: "1/s",
-        kind: Kind::Gauge,
-        labels: &["interface"],
-        labels_doc: None,
-        help: "Packets received per second.",
-    },
-    Metric {
-        name: "network_transmit_packets_per_second",
-        section: Section::Network,
-        unit: "1/s",
-        kind: Kind::Gauge,
-        labels: &["interface"],
-        labels_doc: None,
-        help: "Packets sent per second.",
-    },
-    Metric {
-        name: "network_receive_errors_per_second",
-        section: Section::Network,
-        unit: "1/s",
-        kind: Kind::Gauge,
-        labels: &["interface"],
-        labels_doc: None,
-        help: "Receive errors per second.",
-    },
-    Metric {
-        name: "network_transmit_errors_per_second",
-        section: Section::Network,
-        unit: "1/s",
-        kind: Kind::Gauge,
-        labels: &["interface"],
-        labels_doc: None,
-        help: "Transmit errors per second.",
-    },
-    Metric {
-        name: "network_receive_drops_per_second",
-        section: Section::Network,
-        unit: "1/s",
-        kind: Kind::Gauge,
-        labels: &["interface"],
-        labels_doc: None,
-        help: "Received packets dropped per second (no buffer, unknown protocol, ...).",
-    },
-    Metric {
-        name: "network_transmit_drops_per_second",
-        section: Section::Network,
-        unit: "1/s",
-        kind: Kind::Gauge,
-        labels: &["interface"],
-        labels_doc: None,
-        help: "Outgoing packets dropped per second.",
-    },
-    Metric {
-        name: "processes_total",
-        section: Section::Process,
-        unit: "processes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Processes (pid directories in `/proc`), kernel threads included, at the last listing of `/proc` (see below). With `hidepid`, only those visible to the agent.",
-    },
-    Metric {
-        name: "processes_zombie",
-        section: Section::Process,
-        unit: "processes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Processes that exited and wait for their parent to reap them (state `Z` or `X`). See below for how soon a new zombie is counted.",
-    },
-    Metric {
-        name: "process_up",
-        section: Section::Process,
-        unit: "1/0",
-        kind: Kind::Gauge,
-        labels: &["process"],
-        labels_doc: None,
-        help: "1 when at least `min` live processes match the watch, 0 otherwise.",
-    },
-    Metric {
-        name: "process_count",
-        section: Section::Process,
-        unit: "processes",
-        kind: Kind::Gauge,
-        labels: &["process"],
-        labels_doc: None,
-        help: "Live processes matching the watch (zombies excluded).",
-    },
-    Metric {
-        name: "process_cpu_ratio",
-        section: Section::Process,
-        unit: "ratio of one core",
-        kind: Kind::Gauge,
-        labels: &["process"],
-        labels_doc: None,
-        help: "CPU time (user + system, all threads) the matching processes used over the interval, divided by the interval: 1.0 is one core busy, 2.5 two and a half. Only processes that matched on the previous tick too contribute, so a process's first interval is not counted, nor the last interval of one that exited. Absent on the first tick.",
-    },
-    Metric {
-        name: "process_resident_bytes",
-        section: Section::Process,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &["process"],
-        labels_doc: None,
-        help: "Resident memory of the matching processes, summed (shared pages count once per process, as `ps` RSS).",
-    },
-    Metric {
-        name: "process_open_fds",
-        section: Section::Process,
-        unit: "files",
-        kind: Kind::Gauge,
-        labels: &["process"],
-        labels_doc: None,
-        help: "Open file descriptors of the matching processes, summed. Absent when one of them cannot be counted (see *Permissions*).",
-    },
-    Metric {
-        name: "process_threads",
-        section: Section::Process,
-        unit: "threads",
-        kind: Kind::Gauge,
-        labels: &["process"],
-        labels_doc: None,
-        help: "Threads of the matching processes, summed.",
-    },
-    Metric {
-        name: "process_restarts_total",
-        section: Section::Process,
-        unit: "restarts",
-        kind: Kind::Counter {
-            since: "agent start",
-        },
-        labels: &["process"],
-        labels_doc: None,
-        help: "Times a matching process appeared after one had gone away: a pid left the set of matching processes and another joined it, in the same interval or later. A service restarted by systemd counts 1 (even if down for several ticks in between); a service that starts while the agent runs counts 0; for a pool whose master replaces its workers, every replacement counts.",
-    },
-    Metric {
-        name: "process_zombies",
-        section: Section::Process,
-        unit: "processes",
-        kind: Kind::Gauge,
-        labels: &["process"],
-        labels_doc: None,
-        help: "Matching processes that are zombies: exited, not reaped by their parent.",
-    },
-    Metric {
-        name: "host_uptime_seconds",
-        section: Section::Host,
-        unit: "seconds",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Time since boot (`/proc/uptime`).",
-    },
-    Metric {
-        name: "host_boot_time_seconds",
-        section: Section::Host,
-        unit: "seconds since the Unix epoch",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "When the host booted (`btime`). Changes when the host reboots (and by a second or so when the clock is stepped). The boot id is in the agent's hello to the aggregator.",
-    },
-    Metric {
-        name: "agent_cpu_seconds_total",
-        section: Section::Host,
-        unit: "seconds",
-        kind: Kind::Counter {
-            since: "agent start",
-        },
-        labels: &[],
-        labels_doc: None,
-        help: "CPU time the agent has used, user + system, all threads.",
-    },
-    Metric {
-        name: "agent_resident_bytes",
-        section: Section::Host,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "The agent's resident memory (RSS).",
-    },
-    Metric {
-        name: "agent_collector_failures_total",
-        section: Section::Agent,
-        unit: "failures",
-        kind: Kind::Counter {
-            since: "agent start",
-        },
-        labels: &["collector"],
-        labels_doc: None,
-        help: "Failures of the collector: a file that could not be read or parsed (once per tick while it lasts), a process or mount that could not be read (a process once, see *Permissions*). Each cause is logged once. The other collectors go on; a failing collector's metrics may be partly or wholly absent.",
-    },
-    Metric {
-        name: "agent_collector_duration_seconds",
-        section: Section::Agent,
-        unit: "seconds",
-        kind: Kind::Gauge,
-        labels: &["collector"],
-        labels_doc: None,
-        help: "Wall time the collector took on this tick.",
-    },
-    Metric {
-        name: "agent_spool_bytes",
-        section: Section::Agent,
-        unit: "bytes",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Bytes of records in the spool's segment files (acknowledged records still in the segment being written included; the zero-filled preallocation not counted).",
-    },
-    Metric {
-        name: "agent_spool_pending_batches",
-        section: Section::Agent,
-        unit: "batches",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Batches in the spool not yet acknowledged by the aggregator.",
-    },
-    Metric {
-        name: "agent_spool_dropped_batches_total",
-        section: Section::Agent,
-        unit: "batches",
-        kind: Kind::Counter {
-            since: "agent start",
-        },
-        labels: &[],
-        labels_doc: None,
-        help: "Batches dropped from the spool because it exceeded `[spool] max_bytes` or `max_age`.",
-    },
-    Metric {
-        name: "agent_stopping",
-        section: Section::Agent,
-        unit: "—",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "1, sent once as the agent's last sample when it stops cleanly (SIGTERM): its timestamp is the moment it stopped, not a tick. The silence that follows is not monitored time rather than an outage (docs/design.md, \"Monitored time and liveness\").",
-    },
-    Metric {
-        name: "agent_certificate_expiry_timestamp_seconds",
-        section: Section::Agent,
-        unit: "seconds since the epoch",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "When the agent certificate in force expires. It is renewed at two thirds of its life (docs/security.md); a value less than a week away means renewal is failing.",
-    },
-    Metric {
-        name: "check_status",
-        section: Section::Checks,
-        unit: "state",
-        kind: Kind::Gauge,
-        labels: &["check"],
-        labels_doc: None,
-        help: "0 ok, 1 warning, 2 critical, 3 unknown: the plugin's exit code; any other code, a plugin killed by a signal, one that timed out or could not be started is 3. The aggregator's `check_failed` alert rules read it.",
-    },
-    Metric {
-        name: "check_duration_seconds",
-        section: Section::Checks,
-        unit: "seconds",
-        kind: Kind::Gauge,
-        labels: &["check"],
-        labels_doc: None,
-        help: "Wall time of the last run.",
-    },
-    Metric {
-        name: "check_perfdata",
-        section: Section::Checks,
-        unit: "the plugin's `uom`",
-        kind: Kind::Gauge,
-        labels: &["check", "label", "uom"],
-        labels_doc: None,
-        help: r#"One per performance data entry of the last run (`'label'=value[UOM];warn;crit;min;max`, after the first `\|` of the output)."#,
-    },
-    Metric {
-        name: "agent_textfile_series",
-        section: Section::Business,
-        unit: "series",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Series taken from the textfile directory this tick.",
-    },
-    Metric {
-        name: "agent_textfile_refused_series_total",
-        section: Section::Business,
-        unit: "series",
-        kind: Kind::Counter {
-            since: "agent start",
-        },
-        labels: &[],
-        labels_doc: None,
-        help: "Series refused because `max_series` was reached, added up over ticks (a series refused on 3 ticks counts 3).",
-    },
-    Metric {
-        name: "agent_push_series",
-        section: Section::Business,
-        unit: "series",
-        kind: Kind::Gauge,
-        labels: &[],
-        labels_doc: None,
-        help: "Series held from the push socket.",
-    },
-    Metric {
-        name: "agent_push_refused_series_total",
-        section: Section::Business,
-        unit: "lines",
-        kind: Kind::Counter {
-            since: "agent start",
-        },
-        labels: &[],
-        labels_doc: None,
-        help: "Lines refused because they would add a series beyond `max_series`.",
-    },
-    Metric {
-        name: "agent_push_errors_total",
-        section: Section::Business,
-        unit: "lines",
-        kind: Kind::Counter {
-            since: "agent start",
-        },
-        labels: &[],
-        labels_doc: None,
-        help: "Lines that did not parse or were too long.",
-    },
+use super::Metric;
+
+pub use derived::DERIVED;
+
+/// The sections' entries, in the order of [`super::Section::ALL`].
+const SECTIONS: &[&[Metric]] = &[
+    machine::CPU,
+    machine::MEMORY,
+    machine::SWAP,
+    devices::DISK,
+    devices::FILESYSTEM,
+    devices::NETWORK,
+    process::PROCESS,
+    machine::HOST,
+    agent::AGENT,
+    agent::CHECKS,
+    agent::BUSINESS,
 ];
 
-/// The series the aggregator derives itself, documented in docs/metrics.md's conventions.
-pub const DERIVED: &[Metric] = &[Metric {
-    name: "nines_host_samples",
-    section: Section::Host,
-    unit: "samples",
-    kind: Kind::Gauge,
-    labels: &[],
-    labels_doc: None,
-    help: "Derived by the aggregator at ingest: one point per distinct sample timestamp of every stored batch, valued with the number of samples the host sent for it. Liveness is judged from it.",
-}];
+/// Every metric the agent sends, in the order of docs/metrics.md.
+pub const METRICS: &[Metric] = &ALL;
+
+const ALL: [Metric; count(SECTIONS)] = concat(SECTIONS);
+
+/// How many entries the parts hold together.
+const fn count(parts: &[&[Metric]]) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        n += parts[i].len();
+        i += 1;
+    }
+    n
+}
+
+/// The parts one after the other. `N` must be their [`count`]; evaluated at compile time, so a
+/// wrong `N` fails the build.
+const fn concat<const N: usize>(parts: &[&[Metric]]) -> [Metric; N] {
+    // Every slot is overwritten below; the first entry only fills the array meanwhile.
+    let mut all = [parts[0][0]; N];
+    let mut k = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        let mut j = 0;
+        while j < parts[i].len() {
+            all[k] = parts[i][j];
+            k += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(k == N, "N is not the parts' count");
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Section;
+    use super::*;
+
+    #[test]
+    fn each_part_is_one_section_in_the_order_of_the_doc() {
+        assert_eq!(SECTIONS.len(), Section::ALL.len());
+        for (part, section) in SECTIONS.iter().zip(Section::ALL) {
+            assert!(!part.is_empty(), "{section:?} has no metrics");
+            for m in *part {
+                assert_eq!(m.section, section, "{} is listed under {section:?}", m.name);
+            }
+        }
+        assert_eq!(
+            METRICS.len(),
+            SECTIONS.iter().map(|p| p.len()).sum::<usize>()
+        );
+    }
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::pattern::Pattern;
+use super::pattern::{Pattern, PatternError};
 
 /// `[collect.process]`: groups of processes whose health is reported.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -25,15 +25,12 @@ struct RawProcessConfig {
 }
 
 impl TryFrom<RawProcessConfig> for ProcessConfig {
-    type Error = String;
+    type Error = WatchError;
 
-    fn try_from(raw: RawProcessConfig) -> Result<Self, String> {
+    fn try_from(raw: RawProcessConfig) -> Result<Self, WatchError> {
         for (i, w) in raw.watch.iter().enumerate() {
             if raw.watch[..i].iter().any(|v| v.name == w.name) {
-                return Err(format!(
-                    "two watches are named {:?}; names label the series and must be unique",
-                    w.name
-                ));
+                return Err(WatchError::DuplicateName(w.name.clone()));
             }
         }
         Ok(Self { watch: raw.watch })
@@ -95,14 +92,14 @@ struct RawWatch {
 }
 
 impl TryFrom<RawWatch> for Watch {
-    type Error = String;
+    type Error = WatchError;
 
-    fn try_from(raw: RawWatch) -> Result<Self, String> {
+    fn try_from(raw: RawWatch) -> Result<Self, WatchError> {
         let name = raw.name;
         if name.is_empty() {
-            return Err("a watch has an empty name".to_owned());
+            return Err(WatchError::EmptyName);
         }
-        let set: Vec<&str> = [
+        let set: Vec<&'static str> = [
             ("comm", raw.comm.is_some()),
             ("cmdline", raw.cmdline.is_some()),
             ("pidfile", raw.pidfile.is_some()),
@@ -111,59 +108,114 @@ impl TryFrom<RawWatch> for Watch {
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))
         .collect();
-        let bad = |what: String| Err(format!("watch {name:?}: {what}"));
+        let bad = |problem| {
+            Err(WatchError::Invalid {
+                name: name.clone(),
+                problem,
+            })
+        };
         let select = match (raw.comm, raw.cmdline, raw.pidfile, raw.unit) {
             (Some(comm), None, None, None) => {
                 if comm.is_empty() {
-                    return bad("comm is empty".to_owned());
+                    return bad(WatchProblem::EmptyComm);
                 }
                 Select::Comm(comm)
             }
             (None, Some(source), None, None) => {
                 if source.is_empty() {
-                    return bad("cmdline is empty (it would match every process)".to_owned());
+                    return bad(WatchProblem::EmptyCmdline);
                 }
                 match Pattern::new(&source) {
                     Ok(p) => Select::Cmdline(p),
-                    Err(e) => return bad(format!("cmdline {source:?}: {e}")),
+                    Err(error) => {
+                        return bad(WatchProblem::Cmdline {
+                            pattern: source,
+                            error,
+                        });
+                    }
                 }
             }
             (None, None, Some(path), None) => {
                 if !path.is_absolute() {
-                    return bad(format!(
-                        "pidfile {:?} is not an absolute path",
-                        path.display()
-                    ));
+                    return bad(WatchProblem::RelativePidfile(path));
                 }
                 Select::Pidfile(path)
             }
             (None, None, None, Some(unit)) => {
                 if unit.is_empty() || unit.contains('/') {
-                    return bad(format!(
-                        "unit {unit:?} is not a unit name such as \"nginx.service\""
-                    ));
+                    return bad(WatchProblem::Unit(unit));
                 }
                 Select::Unit(unit)
             }
-            _ => {
-                let found = if set.is_empty() {
-                    "none is set".to_owned()
-                } else {
-                    format!("{} are set", set.join(" and "))
-                };
-                return bad(format!(
-                    "set exactly one of comm, cmdline, pidfile, unit ({found})"
-                ));
-            }
+            _ => return bad(WatchProblem::Selectors(set)),
         };
         if raw.min == 0 {
-            return bad("min is 0; it is the number of processes that must run, at least 1".into());
+            return bad(WatchProblem::MinZero);
         }
         Ok(Self {
             name,
             select,
             min: raw.min,
         })
+    }
+}
+
+/// Why `[collect.process]` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// Two watches have the same name.
+    #[error("two watches are named {0:?}; names label the series and must be unique")]
+    DuplicateName(String),
+    /// A watch's name is empty.
+    #[error("a watch has an empty name")]
+    EmptyName,
+    /// One watch is wrong.
+    #[error("watch {name:?}: {problem}")]
+    Invalid {
+        /// The watch's name.
+        name: String,
+        /// What is wrong with it.
+        problem: WatchProblem,
+    },
+}
+
+/// What is wrong with one watch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchProblem {
+    /// `comm = ""`.
+    #[error("comm is empty")]
+    EmptyComm,
+    /// `cmdline = ""`.
+    #[error("cmdline is empty (it would match every process)")]
+    EmptyCmdline,
+    /// `cmdline` is outside the pattern subset.
+    #[error("cmdline {pattern:?}: {error}")]
+    Cmdline {
+        /// The pattern as written.
+        pattern: String,
+        /// What in it is not supported.
+        error: PatternError,
+    },
+    /// `pidfile` is a relative path.
+    #[error("pidfile {:?} is not an absolute path", .0.display())]
+    RelativePidfile(PathBuf),
+    /// `unit` is empty or has a `/`.
+    #[error("unit {0:?} is not a unit name such as \"nginx.service\"")]
+    Unit(String),
+    /// Not exactly one of `comm`, `cmdline`, `pidfile` and `unit`: those that are set.
+    #[error("set exactly one of comm, cmdline, pidfile, unit ({})", set_keys(.0))]
+    Selectors(Vec<&'static str>),
+    /// `min = 0`.
+    #[error("min is 0; it is the number of processes that must run, at least 1")]
+    MinZero,
+}
+
+/// The keys set, in words.
+fn set_keys(keys: &[&str]) -> String {
+    if keys.is_empty() {
+        "none is set".to_owned()
+    } else {
+        format!("{} are set", keys.join(" and "))
     }
 }
 

@@ -11,6 +11,54 @@
 /// Items in a pattern, at most (`+` counts twice): one state bit each, plus one for the match.
 const MAX_ITEMS: usize = 127;
 
+/// What in a pattern is outside the subset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// `$` before the end.
+    #[error("`$` is supported at the end only")]
+    DollarNotAtEnd,
+    /// `^` after the start.
+    #[error("`^` is supported at the start only")]
+    CaretNotAtStart,
+    /// `(`, `)` or `|`.
+    #[error("groups and alternation (`(`, `)`, `|`) are not supported: this is a regex subset")]
+    Group,
+    /// `{` or `}`.
+    #[error("counted repetition (`{{n,m}}`) is not supported; escape a literal brace as `\\{{`")]
+    CountedRepetition,
+    /// A quantifier after nothing, or after another quantifier.
+    #[error("`{what}` at byte {at} repeats nothing")]
+    RepeatsNothing {
+        /// The quantifier.
+        what: char,
+        /// Where, counted from 1 after a leading `^`.
+        at: usize,
+    },
+    /// A `\` with nothing after it.
+    #[error("trailing backslash")]
+    TrailingBackslash,
+    /// An escape other than `\d \w \s \D \W \S \n \t` and escaped punctuation.
+    #[error("unsupported escape \\{}", .0.escape_default())]
+    UnsupportedEscape(char),
+    /// More items than the matcher has states for.
+    #[error("too long: {0} items, at most {max}", max = MAX_ITEMS)]
+    TooLong(usize),
+    /// A `[` without its `]`.
+    #[error("unclosed `[`")]
+    UnclosedClass,
+    /// A byte outside ASCII in a class.
+    #[error("only ASCII characters are supported in `[...]`")]
+    NonAsciiClass,
+    /// A range whose end is before its start, or not ASCII.
+    #[error("bad range {lo}-{hi} in `[...]`")]
+    BadRange {
+        /// Its start.
+        lo: char,
+        /// Its end.
+        hi: char,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rep {
     One,
@@ -70,7 +118,7 @@ fn space(b: u8) -> bool {
 }
 
 /// The set of an escape `\c` (after the backslash), or why it is not supported.
-fn escape(c: u8) -> Result<Set, String> {
+fn escape(c: u8) -> Result<Set, PatternError> {
     Ok(match c {
         b'd' => class(digit),
         b'D' => class(|b| !digit(b)),
@@ -82,17 +130,14 @@ fn escape(c: u8) -> Result<Set, String> {
         b't' => class(|b| b == b'\t'),
         c if c.is_ascii_punctuation() => class(|b| b == c),
         c => {
-            return Err(format!(
-                "unsupported escape \\{}",
-                char::from(c).escape_default()
-            ));
+            return Err(PatternError::UnsupportedEscape(char::from(c)));
         }
     })
 }
 
 impl Pattern {
     /// Compiles `source`, or says what in it is outside the subset.
-    pub fn new(source: &str) -> Result<Self, String> {
+    pub fn new(source: &str) -> Result<Self, PatternError> {
         let mut bytes = source.as_bytes();
         let start = bytes.first() == Some(&b'^');
         if start {
@@ -109,25 +154,20 @@ impl Pattern {
                     end = true;
                     break;
                 }
-                b'$' => return Err("`$` is supported at the end only".to_owned()),
-                b'^' => return Err("`^` is supported at the start only".to_owned()),
+                b'$' => return Err(PatternError::DollarNotAtEnd),
+                b'^' => return Err(PatternError::CaretNotAtStart),
                 b'(' | b')' | b'|' => {
-                    return Err(
-                        "groups and alternation (`(`, `)`, `|`) are not supported: this is a \
-                         regex subset"
-                            .to_owned(),
-                    );
+                    return Err(PatternError::Group);
                 }
                 b'{' | b'}' => {
-                    return Err(
-                        "counted repetition (`{n,m}`) is not supported; escape a literal brace \
-                         as `\\{`"
-                            .to_owned(),
-                    );
+                    return Err(PatternError::CountedRepetition);
                 }
                 b'*' | b'+' | b'?' => {
                     let Some(last) = items.last_mut().filter(|(_, rep)| *rep == Rep::One) else {
-                        return Err(format!("`{}` at byte {i} repeats nothing", char::from(c)));
+                        return Err(PatternError::RepeatsNothing {
+                            what: char::from(c),
+                            at: i,
+                        });
                     };
                     match c {
                         b'*' => last.1 = Rep::Star,
@@ -147,7 +187,7 @@ impl Pattern {
                 }
                 b'\\' => {
                     let Some(&e) = bytes.get(i) else {
-                        return Err("trailing backslash".to_owned());
+                        return Err(PatternError::TrailingBackslash);
                     };
                     i += 1;
                     escape(e)?
@@ -157,10 +197,7 @@ impl Pattern {
             items.push((set, Rep::One));
         }
         if items.len() > MAX_ITEMS {
-            return Err(format!(
-                "too long: {} items, at most {MAX_ITEMS}",
-                items.len()
-            ));
+            return Err(PatternError::TooLong(items.len()));
         }
         let mut accepts = Box::new([0u128; 256]);
         let (mut optional, mut star) = (0u128, 0u128);
@@ -271,7 +308,7 @@ pub struct Search {
 }
 
 /// A bracket class after its `[`: the set, and the bytes used up to and including `]`.
-fn parse_class(bytes: &[u8]) -> Result<(Set, usize), String> {
+fn parse_class(bytes: &[u8]) -> Result<(Set, usize), PatternError> {
     let mut set = [false; 256];
     let mut i = 0;
     let negate = bytes.first() == Some(&b'^');
@@ -281,7 +318,7 @@ fn parse_class(bytes: &[u8]) -> Result<(Set, usize), String> {
     let mut first = true;
     loop {
         let Some(&c) = bytes.get(i) else {
-            return Err("unclosed `[`".to_owned());
+            return Err(PatternError::UnclosedClass);
         };
         i += 1;
         if c == b']' && !first {
@@ -289,11 +326,11 @@ fn parse_class(bytes: &[u8]) -> Result<(Set, usize), String> {
         }
         first = false;
         if !c.is_ascii() {
-            return Err("only ASCII characters are supported in `[...]`".to_owned());
+            return Err(PatternError::NonAsciiClass);
         }
         let lo = if c == b'\\' {
             let Some(&e) = bytes.get(i) else {
-                return Err("unclosed `[`".to_owned());
+                return Err(PatternError::UnclosedClass);
             };
             i += 1;
             let escaped = escape(e)?;
@@ -313,11 +350,10 @@ fn parse_class(bytes: &[u8]) -> Result<(Set, usize), String> {
             let hi = bytes[i + 1];
             i += 2;
             if !hi.is_ascii() || hi < lo {
-                return Err(format!(
-                    "bad range {}-{} in `[...]`",
-                    char::from(lo),
-                    char::from(hi)
-                ));
+                return Err(PatternError::BadRange {
+                    lo: char::from(lo),
+                    hi: char::from(hi),
+                });
             }
             for b in lo..=hi {
                 set[usize::from(b)] = true;
@@ -430,11 +466,13 @@ mod tests {
             ("\\q", "unsupported escape"),
             ("a\\", "trailing backslash"),
         ] {
-            let err = Pattern::new(pattern).unwrap_err();
+            let err = Pattern::new(pattern).unwrap_err().to_string();
             assert!(err.contains(why), "{pattern}: {err}");
         }
         let long = "a".repeat(MAX_ITEMS + 1);
-        assert!(Pattern::new(&long).unwrap_err().contains("too long"));
+        let err = Pattern::new(&long).unwrap_err();
+        assert_eq!(err, PatternError::TooLong(MAX_ITEMS + 1));
+        assert!(err.to_string().contains("too long"), "{err}");
         assert!(Pattern::new(&"a".repeat(MAX_ITEMS)).is_ok());
         assert!(
             Pattern::new(&"a".repeat(MAX_ITEMS))

@@ -75,7 +75,7 @@ pub enum DemoError {
     Pki(#[from] pki::PkiError),
     /// No randomness for the token.
     #[error(transparent)]
-    Random(#[from] crate::util::random::NoRandomness),
+    Random(#[from] crate::util::random::RandomError),
     /// The generated configuration was refused (a bug).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),

@@ -177,7 +177,7 @@ fn secs(ms: i64) -> Value {
 
 /// A sample value as Prometheus writes it: a string.
 fn value_str(v: f64) -> Value {
-    Value::String(super::text::float(v))
+    Value::String(crate::util::exposition::float(v))
 }
 
 fn metric(labels: &Labels) -> Value {

@@ -10,7 +10,6 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::text::{CONTENT_TYPE, Exposition};
 use crate::http::AppState;
 use crate::http::error::{ApiError, bad_request};
 use crate::http::metrics::HttpMetrics;
@@ -18,6 +17,7 @@ use crate::http::params::params;
 use crate::http::serve::ApiConnections;
 use crate::ingest::now_ms;
 use crate::promql::{self, LOOKBACK_MS, Matcher};
+use crate::util::exposition::{CONTENT_TYPE, Exposition};
 use crate::util::histogram::Snapshot;
 
 fn text(body: String) -> Response {
@@ -119,7 +119,7 @@ fn render_api(body: &mut String, api: Option<&ApiConnections>) {
 fn histogram(e: &mut Exposition, name: &str, labels: &[(&str, &str)], s: &Snapshot) {
     let bucket = format!("{name}_bucket");
     for (le, count) in &s.buckets {
-        let le = super::text::float(*le);
+        let le = crate::util::exposition::float(*le);
         e.sample(
             &bucket,
             labels.iter().copied().chain([("le", le.as_str())]),

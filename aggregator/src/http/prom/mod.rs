@@ -6,7 +6,6 @@ pub mod api;
 pub mod limits;
 pub mod metrics;
 pub mod process;
-pub mod text;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

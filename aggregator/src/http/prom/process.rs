@@ -3,7 +3,7 @@
 //! `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
 //! `process_start_time_seconds`. Parsing is pure and tested on fixed text.
 
-use super::text::Exposition;
+use crate::util::exposition::Exposition;
 
 /// What `/proc/self/stat` says, in the units of the metrics.
 #[derive(Debug, Clone, Copy, PartialEq)]

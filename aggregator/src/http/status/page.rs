@@ -1,5 +1,5 @@
 //! The status pages as HTML strings, from plain data: pure functions, so the overview's render
-//! time can be measured on its own (`nines-aggregator bench status`).
+//! time can be measured on its own (`nines-bench status`).
 
 use std::fmt::Write;
 

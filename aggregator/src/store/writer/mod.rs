@@ -71,7 +71,7 @@ pub(super) enum Op {
     Write(Write, Reply<Committed>),
     /// Close old heads and run a slice of retention; sent by the maintenance ticker.
     Tick,
-    /// Close every head now (tests, benchmarks, and `bench storage`). Answers the chunks
+    /// Close every head now (tests, benchmarks, and `nines-bench storage`). Answers the chunks
     /// written.
     Flush(Reply<u64>),
     /// Run a whole retention pass now.
