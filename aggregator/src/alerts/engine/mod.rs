@@ -10,7 +10,8 @@
 //! host's host_down alert are kept but notify nobody.
 //!
 //! This file holds the engine and its inputs; `evaluate` reads the data, `state` steps each
-//! instance, `group` batches and sends, `silence` decides who is muted, `alert` is what is kept.
+//! instance, `group` batches alerts into notifications (delivered by `alerts::notify`), `silence`
+//! decides what is muted, `alert` is what is kept.
 
 mod alert;
 mod evaluate;
