@@ -27,6 +27,7 @@ use crate::availability::config::ServiceConfig;
 use crate::availability::records::{self, Maintenance};
 use crate::ingest::now_ms;
 use crate::store::Store;
+use crate::util::sync::lock;
 pub use engine::{Alert, Data, Engine, HostInfo, Labels, Muted, Silence, State, Transition};
 pub use persist::{Attempt, PersistError};
 pub use rules::{Rules, RulesError};
@@ -168,10 +169,6 @@ pub struct NotificationCounts {
     pub sent: u64,
     /// Attempts that failed (retried later or given up).
     pub failed: u64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Alerting {

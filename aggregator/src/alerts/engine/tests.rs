@@ -6,7 +6,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 
+use serde_json::json;
+
 use super::*;
+use crate::alerts::matcher::MatcherJson;
 
 /// Series of one (host, metric): labels and points.
 type SeriesList = Vec<(Labels, Vec<(i64, f64)>)>;

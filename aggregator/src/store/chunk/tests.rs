@@ -1,5 +1,7 @@
 use proptest::prelude::*;
 
+use super::values::decimal_places;
+use super::varint::{Reader, put_varint};
 use super::*;
 
 const CODECS: [ValueCodec; 4] = [
