@@ -384,7 +384,7 @@ async fn track_incidents(
                 .map(|s| (s, 24 * 3_600_000))
                 .chain(hosts.map(|h| (h, 2 * 3_600_000)))
                 .collect();
-            match service::track_many(&store, &all, now) {
+            match service::track_many(&store, &crate::alerts::persist::History, &all, now) {
                 Ok(results) => {
                     for ((svc, _), r) in all.iter().zip(results) {
                         if let Err(e) = r {

@@ -25,10 +25,10 @@ use tokio::task::JoinHandle;
 use crate::availability::Interval;
 use crate::availability::config::ServiceConfig;
 use crate::availability::records::{self, Maintenance};
-use crate::ingest::now_ms;
 use crate::store::Store;
 use crate::util::sync::lock;
 pub use engine::{Alert, Data, Engine, HostInfo, Labels, Muted, Silence, State, Transition};
+use nines_common::model::now_ms;
 pub use persist::{Attempt, PersistError};
 pub use rules::{Rules, RulesError};
 

@@ -87,20 +87,6 @@ impl Summary {
     }
 }
 
-/// The scheduled set: `scheduled` minus `maintenance` when `exclude_maintenance`.
-pub fn effective_schedule(
-    scheduled: Vec<Interval>,
-    maintenance: &[Interval],
-    exclude_maintenance: bool,
-) -> Vec<Interval> {
-    let scheduled = interval::normalize(scheduled);
-    if exclude_maintenance {
-        interval::subtract(&scheduled, &interval::normalize(maintenance.to_vec()))
-    } else {
-        scheduled
-    }
-}
-
 /// Availability of one service with scheduled set `scheduled` (normalized) and `outages`.
 pub fn summarize(scheduled: &[Interval], outages: &[Outage], target_percent: f64) -> Summary {
     let scheduled_minutes = interval::minutes(scheduled);
@@ -212,6 +198,7 @@ pub fn total(parts: &[Summary]) -> Total {
 mod tests {
     use super::*;
     use crate::availability::interval::MINUTE_MS;
+    use crate::availability::schedule::effective_schedule;
     use crate::availability::schedule::{Schedule, parse_window, time_zone};
 
     fn ms(s: &str) -> i64 {

@@ -13,6 +13,7 @@ pub mod records;
 pub mod schedule;
 pub mod service;
 
-pub use compute::{Outage, Summary, Total, Verdict, effective_schedule, summarize, total};
+pub use compute::{Outage, Summary, Total, Verdict, summarize, total};
 pub use interval::Interval;
+pub use schedule::effective_schedule;
 pub use schedule::{Schedule, WeeklyWindow};

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::TimeZone;
 
-use super::interval::{Interval, normalize};
+use super::interval::{self, Interval, normalize};
 
 /// One weekly window: on each of `days`, from `start` to `end` minutes after local midnight.
 /// `end <= start` runs past midnight into the next day; `end = 1440` is midnight.
@@ -196,6 +196,21 @@ pub fn parse_window(days: &[String], start: &str, end: &str) -> Result<WeeklyWin
         return Err(format!("window {start}-{end} is empty"));
     }
     Ok(w)
+}
+
+/// The scheduled set: `scheduled` minus `maintenance` when `exclude_maintenance` (a service
+/// whose maintenance windows do not count as scheduled time).
+pub fn effective_schedule(
+    scheduled: Vec<Interval>,
+    maintenance: &[Interval],
+    exclude_maintenance: bool,
+) -> Vec<Interval> {
+    let scheduled = interval::normalize(scheduled);
+    if exclude_maintenance {
+        interval::subtract(&scheduled, &interval::normalize(maintenance.to_vec()))
+    } else {
+        scheduled
+    }
 }
 
 #[cfg(test)]

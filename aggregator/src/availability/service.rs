@@ -9,9 +9,25 @@ use super::config::ServiceConfig;
 use super::gaps;
 use super::interval::{self, Interval};
 use super::records::{self, Incident, RecordError};
-use crate::ingest::HOST_SAMPLES;
 use crate::store::{QueryError, Store};
+use nines_common::metrics::HOST_SAMPLES;
 use nines_common::model::AGENT_STOPPING;
+
+/// Where an alert rule fired on a host: the alert engine's transition log. The alert engine is
+/// a layer above availability (docs/design.md, "The map"), so whoever asks for a service's
+/// availability hands its log in (`alerts::persist::History`).
+pub trait AlertLog {
+    /// The intervals of `range` in which alerts of `rule` on `host` fired (one still firing
+    /// fires until `now`).
+    fn firing(
+        &self,
+        store: &Store,
+        rule: &str,
+        host: &str,
+        range: Interval,
+        now: i64,
+    ) -> Result<Vec<Interval>, RecordError>;
+}
 
 /// How far before a period outages are looked for, so one running across its start keeps
 /// the start (and id) it had.
@@ -116,6 +132,7 @@ struct MemberState {
 /// those in which its agent had stopped cleanly.
 fn member_state(
     store: &Store,
+    alerts: &dyn AlertLog,
     svc: &ServiceConfig,
     host: &str,
     judged: Interval,
@@ -154,8 +171,7 @@ fn member_state(
             .map(|i| (i, format!("{host} down"))),
     );
     for rule in &svc.alert_rules {
-        let fired = crate::alerts::persist::firing(store, rule, host, judged, now)
-            .map_err(|e| RecordError::Db(e.to_string()))?;
+        let fired = alerts.firing(store, rule, host, judged, now)?;
         out.extend(
             fired
                 .into_iter()
@@ -188,11 +204,12 @@ fn member_state(
 /// data shows it up again; one still lasting at `now` is open.
 pub fn automatic_incidents(
     store: &Store,
+    alerts: &dyn AlertLog,
     svc: &ServiceConfig,
     range: Interval,
     now: i64,
 ) -> Result<Vec<Incident>, RecordError> {
-    Ok(derive(store, svc, range, now)?.0)
+    Ok(derive(store, alerts, svc, range, now)?.0)
 }
 
 /// [`automatic_incidents`], and the monitored time within `range` that is not known either
@@ -200,6 +217,7 @@ pub fn automatic_incidents(
 /// members were, and is not down with them up.
 fn derive(
     store: &Store,
+    alerts: &dyn AlertLog,
     svc: &ServiceConfig,
     range: Interval,
     now: i64,
@@ -213,7 +231,7 @@ fn derive(
     }
     let mut states = Vec::new();
     for m in &svc.members {
-        states.push(member_state(store, svc, m, judged, now)?);
+        states.push(member_state(store, alerts, svc, m, judged, now)?);
     }
     let per_member: Vec<&Vec<(Interval, String)>> = states.iter().map(|s| &s.down).collect();
     let downs: Vec<Vec<Interval>> = per_member
@@ -335,8 +353,13 @@ const TRACK_MAX_LOOKBACK_MS: i64 = 30 * 24 * 3600 * 1000;
 /// opens a new one for a later outage, and withdraws one the data no longer shows (an agent's
 /// spool arrived late: it was not an outage). Returns how many incidents it changed. The
 /// aggregator runs it every minute for every service and every host.
-pub fn track(store: &Store, svc: &ServiceConfig, now: i64) -> Result<usize, RecordError> {
-    track_within(store, svc, now, LOOKBACK_MS)
+pub fn track(
+    store: &Store,
+    alerts: &dyn AlertLog,
+    svc: &ServiceConfig,
+    now: i64,
+) -> Result<usize, RecordError> {
+    track_within(store, alerts, svc, now, LOOKBACK_MS)
 }
 
 /// [`track`] searching only `lookback_ms` back (and to the start of any incident still open):
@@ -344,6 +367,7 @@ pub fn track(store: &Store, svc: &ServiceConfig, now: i64) -> Result<usize, Reco
 /// more than data arriving later than that is worth. Reports recompute from the data anyway.
 pub fn track_within(
     store: &Store,
+    alerts: &dyn AlertLog,
     svc: &ServiceConfig,
     now: i64,
     lookback_ms: i64,
@@ -352,7 +376,7 @@ pub fn track_within(
         .into_iter()
         .filter(|s| s.automatic && s.service == svc.name)
         .collect();
-    track_stored(store, svc, stored, now, lookback_ms)
+    track_stored(store, alerts, svc, stored, now, lookback_ms)
 }
 
 /// [`track_within`] for each `(service, lookback ms)`, reading the stored incidents once for
@@ -360,6 +384,7 @@ pub fn track_within(
 /// service, in order.
 pub fn track_many(
     store: &Store,
+    alerts: &dyn AlertLog,
     list: &[(ServiceConfig, i64)],
     now: i64,
 ) -> Result<Vec<Result<usize, RecordError>>, RecordError> {
@@ -375,13 +400,14 @@ pub fn track_many(
         .iter()
         .map(|(svc, lookback_ms)| {
             let stored = by_service.remove(&svc.name).unwrap_or_default();
-            track_stored(store, svc, stored, now, *lookback_ms)
+            track_stored(store, alerts, svc, stored, now, *lookback_ms)
         })
         .collect())
 }
 
 fn track_stored(
     store: &Store,
+    alerts: &dyn AlertLog,
     svc: &ServiceConfig,
     stored: Vec<Incident>,
     now: i64,
@@ -399,7 +425,7 @@ fn track_stored(
             .max(now - TRACK_MAX_LOOKBACK_MS),
         now,
     );
-    let derived = automatic_incidents(store, svc, look, now)?;
+    let derived = automatic_incidents(store, alerts, svc, look, now)?;
     let by = |what: String| records::Change {
         at_ms: now,
         by: "nines".into(),
@@ -464,6 +490,7 @@ fn track_stored(
 /// `svc`'s availability over `range` (clipped to `now`).
 pub fn report(
     store: &Store,
+    alerts: &dyn AlertLog,
     svc: &ServiceConfig,
     range: Interval,
     now: i64,
@@ -490,13 +517,13 @@ pub fn report(
         &interval::intersect(&planned, &maintenance),
         &[monitored],
     ));
-    let all = compute::effective_schedule(planned, &maintenance, svc.exclude_maintenance);
+    let all = super::schedule::effective_schedule(planned, &maintenance, svc.exclude_maintenance);
     let scheduled = interval::intersect(&all, &[monitored]);
     let not_monitored_minutes = interval::minutes(&interval::subtract(&all, &[monitored]));
 
     let stored = records::incidents(store)?;
     let look = Interval::new(range.start - LOOKBACK_MS, range.end);
-    let (derived, stopped) = derive(store, svc, look, now)?;
+    let (derived, stopped) = derive(store, alerts, svc, look, now)?;
     let stopped = interval::intersect(&stopped, &[range]);
     let not_monitored_minutes =
         not_monitored_minutes + interval::minutes(&interval::intersect(&scheduled, &stopped));

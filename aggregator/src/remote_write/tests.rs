@@ -112,7 +112,7 @@ async fn a_5xx_is_retried_and_a_400_is_dropped_without_retry() {
         .await
         .unwrap();
     let id = store.series_id(&host, SeriesKey::new("m", &[])).unwrap();
-    let now = crate::ingest::now_ms();
+    let now = nines_common::model::now_ms();
     // One batch, wait until it is delivered (after two 503s), then another, refused.
     let wait = |n: u64| {
         let rw = rw.clone();

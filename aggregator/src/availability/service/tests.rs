@@ -168,7 +168,7 @@ async fn a_counted_alert_rule_firing_on_a_member_is_down_time() {
     crate::alerts::persist::save(&store, &engine, &log, &[]).unwrap();
     let mut svc = service(&["web-1"], None);
     svc.alert_rules = vec!["HighLatency".into()];
-    let r = report(&store, &svc, day, day.end).unwrap();
+    let r = report(&store, &crate::alerts::persist::History, &svc, day, day.end).unwrap();
     assert!(
         (r.summary.downtime_minutes - 30.0).abs() < 1e-9,
         "{:?}",
@@ -187,7 +187,14 @@ async fn a_counted_alert_rule_firing_on_a_member_is_down_time() {
         ]
     );
     // Without the rule counted, the same day is all up.
-    let r = report(&store, &service(&["web-1"], None), day, day.end).unwrap();
+    let r = report(
+        &store,
+        &crate::alerts::persist::History,
+        &service(&["web-1"], None),
+        day,
+        day.end,
+    )
+    .unwrap();
     assert_eq!(r.summary.downtime_minutes, 0.0);
 }
 
@@ -201,7 +208,16 @@ async fn a_tracked_outage_keeps_its_id_and_start_past_a_day_and_closes_on_recove
     let svc = service(&["web-1"], None);
     let h = 60 * MIN;
     // Silent from t0 on; the tracker opens the incident at its real start.
-    assert_eq!(track(&store, &svc, t0 + 30 * MIN).unwrap(), 1);
+    assert_eq!(
+        track(
+            &store,
+            &crate::alerts::persist::History,
+            &svc,
+            t0 + 30 * MIN
+        )
+        .unwrap(),
+        1
+    );
     let stored = records::incidents(&store).unwrap();
     assert_eq!(stored.len(), 1);
     let id = stored[0].id.clone();
@@ -214,9 +230,13 @@ async fn a_tracked_outage_keeps_its_id_and_start_past_a_day_and_closes_on_recove
     );
     // 30 h later, still down: nothing changes, and a report of the last 5 h shows the
     // incident with its real start and id, not the edge of what the data search sees.
-    assert_eq!(track(&store, &svc, t0 + 30 * h).unwrap(), 0);
+    assert_eq!(
+        track(&store, &crate::alerts::persist::History, &svc, t0 + 30 * h).unwrap(),
+        0
+    );
     let r = report(
         &store,
+        &crate::alerts::persist::History,
         &svc,
         Interval::new(t0 + 25 * h, t0 + 30 * h),
         t0 + 30 * h,
@@ -228,7 +248,10 @@ async fn a_tracked_outage_keeps_its_id_and_start_past_a_day_and_closes_on_recove
     assert!((r.summary.downtime_minutes - 300.0).abs() < 1e-9);
     // It recovers: closed, with the recovery time.
     uptime(&store, "web-1", t0 + 30 * h, t0 + 31 * h, 2).await;
-    assert_eq!(track(&store, &svc, t0 + 31 * h).unwrap(), 1);
+    assert_eq!(
+        track(&store, &crate::alerts::persist::History, &svc, t0 + 31 * h).unwrap(),
+        1
+    );
     let stored = records::incidents(&store).unwrap();
     assert_eq!(stored[0].end_ms, Some(t0 + 30 * h));
     assert!(
@@ -246,15 +269,34 @@ async fn an_open_incident_the_late_spool_disproves_is_withdrawn() {
     hello(&store, "web-1").await;
     uptime(&store, "web-1", t0 - 26 * 60 * MIN, t0, 1).await;
     let svc = service(&["web-1"], None);
-    assert_eq!(track(&store, &svc, t0 + 20 * MIN).unwrap(), 1);
+    assert_eq!(
+        track(
+            &store,
+            &crate::alerts::persist::History,
+            &svc,
+            t0 + 20 * MIN
+        )
+        .unwrap(),
+        1
+    );
     // The spooled samples arrive: no gap after all.
     uptime(&store, "web-1", t0, t0 + 20 * MIN, 2).await;
-    assert_eq!(track(&store, &svc, t0 + 20 * MIN).unwrap(), 1);
+    assert_eq!(
+        track(
+            &store,
+            &crate::alerts::persist::History,
+            &svc,
+            t0 + 20 * MIN
+        )
+        .unwrap(),
+        1
+    );
     let stored = records::incidents(&store).unwrap();
     assert_eq!(stored[0].end_ms, Some(stored[0].start_ms));
     assert!(stored[0].history[1].what.starts_with("withdrawn"));
     let r = report(
         &store,
+        &crate::alerts::persist::History,
         &svc,
         Interval::new(t0 - 60 * MIN, t0 + 20 * MIN),
         t0 + 20 * MIN,
@@ -282,6 +324,7 @@ async fn late_spooled_data_is_not_down_and_one_pool_member_down_is_no_outage() {
 
     let all = report(
         &store,
+        &crate::alerts::persist::History,
         &service(&["web-1", "web-2", "web-3"], None),
         day,
         now,
@@ -300,6 +343,7 @@ async fn late_spooled_data_is_not_down_and_one_pool_member_down_is_no_outage() {
     // ...but as a pool of 2 of 3, one host down is no outage.
     let pool = report(
         &store,
+        &crate::alerts::persist::History,
         &service(&["web-1", "web-2", "web-3"], Some(2)),
         day,
         now,
@@ -313,6 +357,7 @@ async fn late_spooled_data_is_not_down_and_one_pool_member_down_is_no_outage() {
     uptime(&store, "web-1", t0 + 600 * MIN, t0 + 620 * MIN, 3).await;
     let all = report(
         &store,
+        &crate::alerts::persist::History,
         &service(&["web-1", "web-2", "web-3"], None),
         day,
         now,
@@ -362,7 +407,14 @@ async fn manual_incidents_and_maintenance_come_from_the_records() {
         },
     )
     .unwrap();
-    let r = report(&store, &service(&[], None), day, day.end).unwrap();
+    let r = report(
+        &store,
+        &crate::alerts::persist::History,
+        &service(&[], None),
+        day,
+        day.end,
+    )
+    .unwrap();
     assert_eq!(r.summary.scheduled_minutes, 1_320.0);
     assert_eq!(r.maintenance_minutes, 120.0);
     assert!((r.summary.downtime_minutes - 1.2).abs() < 1e-9);
@@ -397,9 +449,19 @@ async fn a_fresh_install_counts_from_first_contact_and_each_gap_is_its_own_incid
     let t = base();
     let svc = service(&["h1", "h2"], None);
     // The aggregator runs; no agent yet: nothing to judge, nothing recorded.
-    assert_eq!(track(&store, &svc, t + MIN).unwrap(), 0);
+    assert_eq!(
+        track(&store, &crate::alerts::persist::History, &svc, t + MIN).unwrap(),
+        0
+    );
     assert_eq!(monitored_since(&store, &svc), None);
-    let r = report(&store, &svc, Interval::new(t - 60 * MIN, t + MIN), t + MIN).unwrap();
+    let r = report(
+        &store,
+        &crate::alerts::persist::History,
+        &svc,
+        Interval::new(t - 60 * MIN, t + MIN),
+        t + MIN,
+    )
+    .unwrap();
     assert_eq!(r.verdict, compute::Verdict::Unknown);
     assert_eq!(r.summary.scheduled_minutes, 0.0);
     // h1 comes at t+2m, h2 at t+3m; h1 is silent 5m..6m and 8m..9m, up between.
@@ -412,7 +474,7 @@ async fn a_fresh_install_counts_from_first_contact_and_each_gap_is_its_own_incid
     ticks(&store, "h1", &h1, 1).await;
     ticks(&store, "h2", &every(t + 3 * MIN, t + 12 * MIN), 1).await;
     let now = t + 12 * MIN;
-    track(&store, &svc, now).unwrap();
+    track(&store, &crate::alerts::persist::History, &svc, now).unwrap();
     assert_eq!(monitored_since(&store, &svc), Some(t + 3 * MIN));
     let last_before = |end: i64| end - 10_000;
     assert_eq!(
@@ -422,7 +484,14 @@ async fn a_fresh_install_counts_from_first_contact_and_each_gap_is_its_own_incid
             (last_before(t + 8 * MIN), Some(t + 9 * MIN)),
         ]
     );
-    let r = report(&store, &svc, Interval::new(t - 60 * MIN, now), now).unwrap();
+    let r = report(
+        &store,
+        &crate::alerts::persist::History,
+        &svc,
+        Interval::new(t - 60 * MIN, now),
+        now,
+    )
+    .unwrap();
     assert_eq!(r.monitored_since, Some(t + 3 * MIN));
     assert_eq!(r.summary.scheduled_minutes, 9.0);
     assert!((r.not_monitored_minutes - 63.0).abs() < 1e-9);
@@ -447,6 +516,7 @@ async fn a_host_is_judged_by_all_it_sends_and_counted_from_its_first_contact() {
     let host = ServiceConfig::for_host("vm", 99.9);
     let r = report(
         &store,
+        &crate::alerts::persist::History,
         &host,
         Interval::new(now - 30 * 24 * 60 * MIN, now),
         now,
@@ -465,6 +535,7 @@ async fn a_host_is_judged_by_all_it_sends_and_counted_from_its_first_contact() {
     let other = service(&["vm"], None);
     let done = track_many(
         &store,
+        &crate::alerts::persist::History,
         &[(host.clone(), 2 * 60 * MIN), (other, 24 * 60 * MIN)],
         now,
     )
@@ -508,7 +579,14 @@ async fn a_clean_stop_is_not_monitored_and_a_kill_is_down() {
         .unwrap();
     let now = t + 50 * MIN;
     let svc = service(&["h1"], None);
-    let r = report(&store, &svc, Interval::new(t, now), now).unwrap();
+    let r = report(
+        &store,
+        &crate::alerts::persist::History,
+        &svc,
+        Interval::new(t, now),
+        now,
+    )
+    .unwrap();
     assert!(
         (r.not_monitored_minutes - (10.0 - 3.0 / 60.0)).abs() < 1e-9,
         "{r:?}"
@@ -518,7 +596,7 @@ async fn a_clean_stop_is_not_monitored_and_a_kill_is_down() {
     assert!((r.summary.downtime_minutes - down).abs() < 1e-9, "{r:?}");
     assert_eq!(r.incidents.len(), 1, "{:?}", r.incidents);
     assert_eq!(r.incidents[0].incident.start_ms, t + 30 * MIN - 10_000);
-    track(&store, &svc, now).unwrap();
+    track(&store, &crate::alerts::persist::History, &svc, now).unwrap();
     assert_eq!(
         recorded(&store, "shop"),
         vec![(t + 30 * MIN - 10_000, Some(t + 40 * MIN))]
@@ -601,19 +679,19 @@ proptest::proptest! {
                         ticks(&store, host, &due, seq[m]).await;
                     }
                 }
-                track(&store, &svc, at(p)).unwrap();
+                track(&store, &crate::alerts::persist::History, &svc, at(p)).unwrap();
             }
             let end = at(TICKS - 1);
             let since = monitored_since(&store, &svc).unwrap();
             let whole = Interval::new(t0 - 60 * MIN, end);
-            let derived = automatic_incidents(&store, &svc, whole, end).unwrap();
+            let derived = automatic_incidents(&store, &crate::alerts::persist::History, &svc, whole, end).unwrap();
             let rec = recorded(&store, "shop");
             assert_eq!(rec, spans(&derived), "recorded vs derived");
             assert!(rec.iter().all(|(s, _)| *s >= since), "{rec:?} before {since}");
             for w in rec.windows(2) {
                 assert!(w[0].1.is_some_and(|e| e < w[1].0), "not maximal: {rec:?}");
             }
-            let r = report(&store, &svc, whole, end).unwrap();
+            let r = report(&store, &crate::alerts::persist::History, &svc, whole, end).unwrap();
             assert_eq!(spans(&r.incidents.iter().map(|i| i.incident.clone()).collect::<Vec<_>>()), rec);
             let s = &r.summary;
             assert!((0.0..=100.0).contains(&s.availability_percent), "{s:?}");
@@ -622,8 +700,8 @@ proptest::proptest! {
             assert!((s.scheduled_minutes - (end - since) as f64 / 60_000.0).abs() < 1e-9);
             assert!((r.not_monitored_minutes - (since - whole.start) as f64 / 60_000.0).abs() < 1e-9);
             let mid = at(split) + 5_000;
-            let a = report(&store, &svc, Interval::new(whole.start, mid), end).unwrap();
-            let b = report(&store, &svc, Interval::new(mid, end), end).unwrap();
+            let a = report(&store, &crate::alerts::persist::History, &svc, Interval::new(whole.start, mid), end).unwrap();
+            let b = report(&store, &crate::alerts::persist::History, &svc, Interval::new(mid, end), end).unwrap();
             let sum = |f: fn(&ServiceReport) -> f64| f(&a) + f(&b);
             assert!((sum(|r| r.summary.scheduled_minutes) - s.scheduled_minutes).abs() < 1e-6);
             assert!((sum(|r| r.summary.downtime_minutes) - s.downtime_minutes).abs() < 1e-6);

@@ -55,7 +55,9 @@ pub(crate) async fn list_incidents(
     let mut list = blocking(move || {
         let mut out = Vec::new();
         for s in &services {
-            out.extend(service::report(&store, s, range, now)?.incidents);
+            out.extend(
+                service::report(&store, &crate::alerts::persist::History, s, range, now)?.incidents,
+            );
         }
         Ok(out)
     })
@@ -165,9 +167,15 @@ pub(crate) async fn update_incident(
                         return Ok(Err(not_found(format!("no incident {id:?}"))));
                     };
                     let look = Interval::new(start, now);
-                    match service::automatic_incidents(&store, cfg, look, now)?
-                        .into_iter()
-                        .find(|i| i.id == id)
+                    match service::automatic_incidents(
+                        &store,
+                        &crate::alerts::persist::History,
+                        cfg,
+                        look,
+                        now,
+                    )?
+                    .into_iter()
+                    .find(|i| i.id == id)
                     {
                         Some(i) => i,
                         None => {

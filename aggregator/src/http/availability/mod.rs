@@ -187,7 +187,7 @@ pub(crate) async fn availability(
     let reports = blocking(move || {
         services
             .iter()
-            .map(|s| service::report(&store, s, range, now))
+            .map(|s| service::report(&store, &crate::alerts::persist::History, s, range, now))
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;

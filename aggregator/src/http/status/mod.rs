@@ -86,23 +86,27 @@ impl MonthCache {
         let range = Interval::new(month_start(now), now);
         let v: Vec<ServiceMonth> = services
             .iter()
-            .filter_map(|svc| match service::report(store, svc, range, now) {
-                Ok(r) => Some(ServiceMonth {
-                    name: svc.name.clone(),
-                    percent: (r.verdict != crate::availability::Verdict::Unknown)
-                        .then_some(r.summary.availability_percent),
-                    target: svc.target_percent,
-                    budget_left: r.summary.error_budget_minutes_left,
-                    open: r
-                        .incidents
-                        .iter()
-                        .filter(|i| i.incident.end_ms.is_none() && i.incident.customer_impacting)
-                        .map(incident_row)
-                        .collect(),
-                }),
-                Err(e) => {
-                    tracing::warn!(service = %svc.name, "status: {e}");
-                    None
+            .filter_map(|svc| {
+                match service::report(store, &crate::alerts::persist::History, svc, range, now) {
+                    Ok(r) => Some(ServiceMonth {
+                        name: svc.name.clone(),
+                        percent: (r.verdict != crate::availability::Verdict::Unknown)
+                            .then_some(r.summary.availability_percent),
+                        target: svc.target_percent,
+                        budget_left: r.summary.error_budget_minutes_left,
+                        open: r
+                            .incidents
+                            .iter()
+                            .filter(|i| {
+                                i.incident.end_ms.is_none() && i.incident.customer_impacting
+                            })
+                            .map(incident_row)
+                            .collect(),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(service = %svc.name, "status: {e}");
+                        None
+                    }
                 }
             })
             .collect();

@@ -48,15 +48,17 @@ pub(super) async fn service_page(
             .map(|d| {
                 let start = today - d * 86_400_000;
                 let range = Interval::new(start, (start + 86_400_000).min(now));
-                let pct = service::report(store, &svc, range, now)
-                    .ok()
-                    .filter(|r| r.summary.scheduled_minutes > 0.0)
-                    .map(|r| r.summary.availability_percent);
+                let pct =
+                    service::report(store, &crate::alerts::persist::History, &svc, range, now)
+                        .ok()
+                        .filter(|r| r.summary.scheduled_minutes > 0.0)
+                        .map(|r| r.summary.availability_percent);
                 (start, pct)
             })
             .collect();
         let mut incidents: Vec<IncidentRow> = service::report(
             store,
+            &crate::alerts::persist::History,
             &svc,
             Interval::new(today - 29 * 86_400_000, now),
             now,
