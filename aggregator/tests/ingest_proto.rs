@@ -28,15 +28,14 @@ fn start_counted(store: &Store, connections: Arc<Connections>) -> Peer {
     let store = store.clone();
     tokio::spawn(async move {
         let _keep = _tx;
-        let _ = ingest::handle(
-            b,
-            HostId::new("web-1").unwrap(),
-            store,
-            connections,
-            64 * 1024,
-            rx,
-        )
-        .await;
+        let peer = ingest::Authenticated {
+            limits: ingest::Limits {
+                max_frame: 64 * 1024,
+                ..ingest::Limits::default()
+            },
+            ..ingest::Authenticated::new(HostId::new("web-1").unwrap(), store, connections)
+        };
+        let _ = ingest::handle(b, peer, rx).await;
     });
     let (r, w) = tokio::io::split(a);
     Peer {

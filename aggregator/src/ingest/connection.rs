@@ -1,0 +1,367 @@
+//! Drives one authenticated connection: the `Hello`/`Welcome` exchange, then the loop that
+//! owns the socket, the timers, the store and the renewals, feeds what happens to
+//! [`session::on`] and carries out the actions it returns. Protocol decisions are the
+//! session's; this file only does I/O.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use nines_common::HostId;
+use nines_common::proto::io::{FrameReader, FrameWriter};
+use nines_common::proto::{
+    CertificateReply, ErrorCode, ErrorMsg, Hello, Message, PROTOCOL_VERSION, Welcome, codec,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::ingest::resolve::Series;
+use crate::ingest::session::{self, Action, Close, Event, MAX_PENDING, Reply, State};
+use crate::ingest::{Connections, IngestError, Limits, now_ms, refuse, unsupported};
+use crate::pki::enroll::Enroller;
+use crate::store::{Committed, HelloWrite, Store, StoreError};
+
+/// An authenticated connection's peer and what serving it needs: the one way to drive a
+/// connection ([`handle`]), for the accept loop and for tests over `tokio::io::duplex`.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// The host its client certificate names.
+    pub host: HostId,
+    /// The certificate's serial number, checked again whenever the revocation list changes;
+    /// empty where there is no certificate (tests).
+    pub serial: String,
+    /// Where its batches go.
+    pub store: Store,
+    /// Limits, counters and the revocation list.
+    pub connections: Arc<Connections>,
+    /// Answers `Renew`; `None` refuses renewals.
+    pub enroller: Option<Arc<Enroller>>,
+    /// Its limits.
+    pub limits: Limits,
+}
+
+impl Authenticated {
+    /// `host` without a certificate serial, with the default limits, refusing renewals.
+    pub fn new(host: HostId, store: Store, connections: Arc<Connections>) -> Self {
+        Self {
+            host,
+            serial: String::new(),
+            store,
+            connections,
+            enroller: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Serves one authenticated connection until it ends: the peer closes it, breaks the
+/// protocol, stays idle, is revoked, or `shutdown` turns true.
+pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    peer: Authenticated,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let Authenticated {
+        host,
+        serial,
+        store,
+        connections,
+        enroller,
+        limits,
+    } = peer;
+    let mut revocations = connections.revocation_changes();
+    let (r, w) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(r, limits.max_frame);
+    let mut writer = FrameWriter::new(w, limits.max_frame);
+    let Some((hello, resume_from_seq)) =
+        welcome(&mut reader, &mut writer, &host, &store, &limits).await?
+    else {
+        return Ok(());
+    };
+    tracing::info!(%host, agent = %hello.agent_version, resume_from_seq, "agent connected");
+    let _connected = connections.connected(&host);
+
+    // Replies are written by their own task, so reading goes on while the peer is slow to
+    // read; the queue between them is bounded like the session's.
+    let (tx, rx) = mpsc::channel::<Reply>(MAX_PENDING);
+    let writer_task = tokio::spawn(write_replies(writer, rx));
+
+    let mut state = State::new();
+    let mut series = Series::default();
+    let mut commits: VecDeque<oneshot::Receiver<Result<Committed, StoreError>>> = VecDeque::new();
+    let mut renewal: Option<Pin<Box<dyn Future<Output = CertificateReply> + Send>>> = None;
+    let mut answers: VecDeque<Event> = VecDeque::new();
+    let mut shutdown_seen = false;
+    let mut idle_deadline: Option<Instant> = None;
+    let close = loop {
+        if let State::Closed(close) = &state {
+            break close.clone();
+        }
+        let event = match answers.pop_front() {
+            Some(e) => e,
+            None => {
+                let reads = state.reads_frames();
+                if !reads {
+                    idle_deadline = None;
+                }
+                let deadline =
+                    *idle_deadline.get_or_insert_with(|| Instant::now() + limits.idle_timeout);
+                let woke = tokio::select! {
+                    m = reader.read(), if reads => Woke::Frame(m),
+                    () = tokio::time::sleep_until(deadline), if reads => Woke::Idle,
+                    _ = shutdown.wait_for(|s| *s), if !shutdown_seen && state.may_close() => {
+                        Woke::Shutdown
+                    }
+                    Ok(()) = revocations.changed(), if state.may_close() => Woke::Revocations,
+                    c = next(&mut commits), if !commits.is_empty() => Woke::Commit(c),
+                    r = next_renewal(&mut renewal), if renewal.is_some() => Woke::Renewed(r),
+                };
+                match woke {
+                    Woke::Frame(m) => {
+                        idle_deadline = None;
+                        Event::Frame(m)
+                    }
+                    Woke::Idle => {
+                        connections.refused.idle.fetch_add(1, Ordering::Relaxed);
+                        Event::Idle {
+                            after: limits.idle_timeout,
+                        }
+                    }
+                    Woke::Shutdown => {
+                        shutdown_seen = true;
+                        Event::Shutdown
+                    }
+                    Woke::Revocations => {
+                        if !connections.is_revoked(host.as_str(), &serial) {
+                            continue;
+                        }
+                        connections.refused.revoked.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%host, serial, "certificate revoked: disconnecting");
+                        Event::Revoked {
+                            host: host.clone(),
+                            serial: serial.clone(),
+                        }
+                    }
+                    Woke::Commit(Ok(Ok(receipt))) => Event::Committed(receipt),
+                    Woke::Commit(Ok(Err(e))) => Event::CommitFailed(e.to_string()),
+                    Woke::Commit(Err(_)) => Event::CommitAbandoned,
+                    Woke::Renewed(reply) => {
+                        renewal = None;
+                        Event::Renewed(reply)
+                    }
+                }
+            }
+        };
+        let (next_state, actions) = session::on(state, event);
+        state = next_state;
+        let mut peer_gone = false;
+        for action in actions {
+            match action {
+                Action::Submit(batch) => {
+                    let prepared = series.prepare(
+                        &store,
+                        &host,
+                        batch,
+                        &connections,
+                        &limits.points,
+                        limits.max_series_per_host,
+                    );
+                    let answer = match prepared {
+                        Ok(write) => match store.submit_batch(write).await {
+                            Ok(rx) => {
+                                commits.push_back(rx);
+                                Event::Submitted
+                            }
+                            Err(e) => Event::SubmitRefused(ErrorMsg {
+                                code: ErrorCode::StorageUnavailable,
+                                message: e.to_string(),
+                            }),
+                        },
+                        Err(e) => Event::SubmitRefused(e),
+                    };
+                    answers.push_back(answer);
+                }
+                Action::Renew(csr_der) => {
+                    renewal = Some(Box::pin(renew(
+                        enroller.clone(),
+                        host.clone(),
+                        csr_der,
+                        connections.clone(),
+                    )));
+                }
+                Action::Send(reply) => {
+                    // The writer stops after a failed write: the peer went away.
+                    peer_gone |= tx.send(reply).await.is_err();
+                }
+                Action::Close => {}
+            }
+        }
+        if peer_gone && !matches!(state, State::Closed(_)) {
+            state = State::Closed(Close::Peer);
+        }
+    };
+    drop(tx);
+    let _ = writer_task.await;
+    tracing::info!(%host, "agent disconnected");
+    match close {
+        Close::Peer | Close::Shutdown => Ok(()),
+        Close::Refuse(e) => Err(IngestError::Refused {
+            code: e.code,
+            message: e.message,
+        }),
+    }
+}
+
+/// What woke the loop.
+enum Woke {
+    Frame(Result<Option<Message>, nines_common::proto::ProtoError>),
+    Idle,
+    Shutdown,
+    Revocations,
+    Commit(Result<Result<Committed, StoreError>, oneshot::error::RecvError>),
+    Renewed(CertificateReply),
+}
+
+/// The outcome of the oldest pending commit (never, if there is none).
+async fn next(
+    commits: &mut VecDeque<oneshot::Receiver<Result<Committed, StoreError>>>,
+) -> Result<Result<Committed, StoreError>, oneshot::error::RecvError> {
+    let Some(rx) = commits.front_mut() else {
+        return std::future::pending().await;
+    };
+    let outcome = rx.await;
+    commits.pop_front();
+    outcome
+}
+
+/// The renewal's answer (never, if none is being decided).
+async fn next_renewal(
+    renewal: &mut Option<Pin<Box<dyn Future<Output = CertificateReply> + Send>>>,
+) -> CertificateReply {
+    match renewal {
+        Some(r) => r.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the session's replies in order; stops after an error frame or a failed write.
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut writer: FrameWriter<W>,
+    mut rx: mpsc::Receiver<Reply>,
+) {
+    while let Some(reply) = rx.recv().await {
+        let fatal = matches!(reply, Reply::Error(_));
+        if writer.write(&reply.into_message()).await.is_err() || fatal {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Reads the `Hello` (within `handshake_timeout`), registers it durably and answers
+/// `Welcome` with the sequence number the host resumes from; anything else is refused with an
+/// error frame. `None`: the peer closed the stream first.
+async fn welcome<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: &mut FrameReader<R>,
+    writer: &mut FrameWriter<W>,
+    host: &HostId,
+    store: &Store,
+    limits: &Limits,
+) -> Result<Option<(Hello, u64)>, IngestError> {
+    let first = match tokio::time::timeout(limits.handshake_timeout, reader.read_payload()).await {
+        Err(_) => {
+            return Err(refuse(
+                writer,
+                ErrorCode::UnexpectedMessage,
+                format!(
+                    "no Hello within {}",
+                    humantime::format_duration(limits.handshake_timeout)
+                ),
+            )
+            .await);
+        }
+        Ok(Ok(Some(p))) => p,
+        Ok(Ok(None)) => return Ok(None),
+        Ok(Err(e)) => return Err(refuse(writer, e.code(), e.to_string()).await),
+    };
+    let hello = match codec::decode::<Message>(&first) {
+        Ok(Message::Hello(h)) if h.protocol == PROTOCOL_VERSION => h,
+        Ok(Message::Hello(h)) => return Err(unsupported(writer, h.protocol).await),
+        Ok(other) => {
+            let msg = format!("expected Hello, got {}", session::kind(&other));
+            return Err(refuse(writer, ErrorCode::UnexpectedMessage, msg).await);
+        }
+        Err(e) => {
+            if let Some(v) = codec::peek_hello_protocol(&first).filter(|v| *v != PROTOCOL_VERSION) {
+                return Err(unsupported(writer, v).await);
+            }
+            return Err(refuse(writer, ErrorCode::BadFrame, e.to_string()).await);
+        }
+    };
+    if hello.host_id != host.as_str() {
+        let msg = format!(
+            "Hello claims host {:?} but the client certificate is for {host:?}",
+            hello.host_id
+        );
+        return Err(refuse(writer, ErrorCode::HostMismatch, msg).await);
+    }
+    let registered = store
+        .hello(HelloWrite {
+            host: host.clone(),
+            hello: hello.clone(),
+            now_ms: now_ms(),
+        })
+        .await;
+    let resume_from_seq = match registered {
+        Ok(seq) => seq,
+        Err(e) => {
+            return Err(refuse(writer, ErrorCode::StorageUnavailable, e.to_string()).await);
+        }
+    };
+    writer
+        .write(&Message::Welcome(Welcome {
+            server_time_ms: now_ms(),
+            resume_from_seq,
+        }))
+        .await?;
+    Ok(Some((hello, resume_from_seq)))
+}
+
+/// Decides a renewal for `host` (whatever the CSR says), counted and logged.
+async fn renew(
+    enroller: Option<Arc<Enroller>>,
+    host: HostId,
+    csr_der: Vec<u8>,
+    connections: Arc<Connections>,
+) -> CertificateReply {
+    let reply = match enroller {
+        Some(e) => {
+            let host = host.clone();
+            tokio::task::spawn_blocking(move || e.renew(&host, &csr_der))
+                .await
+                .unwrap_or_else(|_| CertificateReply::Refused {
+                    message: "internal error".into(),
+                })
+        }
+        None => CertificateReply::Refused {
+            message: "renewal is not offered here".into(),
+        },
+    };
+    match &reply {
+        CertificateReply::Issued { .. } => {
+            connections.refused.renewed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%host, "agent certificate renewed");
+        }
+        CertificateReply::Refused { message } => {
+            connections
+                .refused
+                .renew_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%host, "certificate renewal refused: {message}");
+        }
+    }
+    reply
+}
