@@ -1,5 +1,5 @@
-//! Drives one authenticated connection: the `Hello`/`Welcome` exchange, then the loop that
-//! owns the socket, the timers, the store and the renewals, feeds what happens to
+//! Drives one authenticated connection: the loop that owns the socket, the timers, the store
+//! and the renewals, feeds what happens to
 //! [`session::on`] and carries out the actions it returns. Protocol decisions are the
 //! session's; this file only does I/O.
 
@@ -11,16 +11,14 @@ use std::sync::atomic::Ordering;
 
 use nines_common::HostId;
 use nines_common::proto::io::{FrameReader, FrameWriter};
-use nines_common::proto::{
-    CertificateReply, ErrorCode, ErrorMsg, Hello, Message, PROTOCOL_VERSION, Welcome, codec,
-};
+use nines_common::proto::{CertificateReply, ErrorCode, ErrorMsg, Message};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::ingest::resolve::Series;
-use crate::ingest::session::{self, Action, Close, Event, MAX_PENDING, Reply, State};
-use crate::ingest::{Connections, IngestError, Limits, now_ms, refuse, unsupported};
+use crate::ingest::session::{self, Action, Close, Event, MAX_PENDING, Read, Reply, State};
+use crate::ingest::{Connections, IngestError, Limits, now_ms};
 use crate::pki::enroll::Enroller;
 use crate::store::{Committed, HelloWrite, Store, StoreError};
 
@@ -75,27 +73,22 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut revocations = connections.revocation_changes();
     let (r, w) = tokio::io::split(stream);
     let mut reader = FrameReader::new(r, limits.max_frame);
-    let mut writer = FrameWriter::new(w, limits.max_frame);
-    let Some((hello, resume_from_seq)) =
-        welcome(&mut reader, &mut writer, &host, &store, &limits).await?
-    else {
-        return Ok(());
-    };
-    tracing::info!(%host, agent = %hello.agent_version, resume_from_seq, "agent connected");
-    let _connected = connections.connected(&host);
+    let writer = FrameWriter::new(w, limits.max_frame);
 
     // Replies are written by their own task, so reading goes on while the peer is slow to
     // read; the queue between them is bounded like the session's.
     let (tx, rx) = mpsc::channel::<Reply>(MAX_PENDING);
     let writer_task = tokio::spawn(write_replies(writer, rx));
 
-    let mut state = State::new();
+    let mut state = State::new(host.clone());
+    let mut agent_version = String::new();
+    let mut connected = None;
     let mut series = Series::default();
     let mut commits: VecDeque<oneshot::Receiver<Result<Committed, StoreError>>> = VecDeque::new();
     let mut renewal: Option<Pin<Box<dyn Future<Output = CertificateReply> + Send>>> = None;
     let mut answers: VecDeque<Event> = VecDeque::new();
     let mut shutdown_seen = false;
-    let mut idle_deadline: Option<Instant> = None;
+    let mut deadline: Option<Instant> = None;
     let close = loop {
         if let State::Closed(close) = &state {
             break close.clone();
@@ -103,15 +96,18 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let event = match answers.pop_front() {
             Some(e) => e,
             None => {
-                let reads = state.reads_frames();
-                if !reads {
-                    idle_deadline = None;
+                let reads = state.reads();
+                let wait = match reads {
+                    Some(Read::Hello) => limits.handshake_timeout,
+                    _ => limits.idle_timeout,
+                };
+                if reads.is_none() {
+                    deadline = None;
                 }
-                let deadline =
-                    *idle_deadline.get_or_insert_with(|| Instant::now() + limits.idle_timeout);
+                let until = *deadline.get_or_insert_with(|| Instant::now() + wait);
                 let woke = tokio::select! {
-                    m = reader.read(), if reads => Woke::Frame(m),
-                    () = tokio::time::sleep_until(deadline), if reads => Woke::Idle,
+                    w = read(&mut reader, reads), if reads.is_some() => w,
+                    () = tokio::time::sleep_until(until), if reads.is_some() => Woke::Timeout,
                     _ = shutdown.wait_for(|s| *s), if !shutdown_seen && state.may_close() => {
                         Woke::Shutdown
                     }
@@ -120,15 +116,19 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     r = next_renewal(&mut renewal), if renewal.is_some() => Woke::Renewed(r),
                 };
                 match woke {
+                    Woke::First(p) => {
+                        deadline = None;
+                        Event::FirstFrame(p)
+                    }
                     Woke::Frame(m) => {
-                        idle_deadline = None;
+                        deadline = None;
                         Event::Frame(m)
                     }
-                    Woke::Idle => {
-                        connections.refused.idle.fetch_add(1, Ordering::Relaxed);
-                        Event::Idle {
-                            after: limits.idle_timeout,
+                    Woke::Timeout => {
+                        if reads == Some(Read::Frame) {
+                            connections.refused.idle.fetch_add(1, Ordering::Relaxed);
                         }
+                        Event::Timeout { after: wait }
                     }
                     Woke::Shutdown => {
                         shutdown_seen = true;
@@ -160,6 +160,20 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let mut peer_gone = false;
         for action in actions {
             match action {
+                Action::Register(hello) => {
+                    agent_version = hello.agent_version.clone();
+                    let registered = store
+                        .register(HelloWrite {
+                            host: host.clone(),
+                            hello,
+                            now_ms: now_ms(),
+                        })
+                        .await;
+                    answers.push_back(match registered {
+                        Ok(receipt) => Event::Registered(receipt),
+                        Err(e) => Event::RegisterFailed(e.to_string()),
+                    });
+                }
                 Action::Submit(batch) => {
                     let prepared = series.prepare(
                         &store,
@@ -193,6 +207,11 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     )));
                 }
                 Action::Send(reply) => {
+                    if let Reply::Welcome(receipt) = &reply {
+                        let resume_from_seq = session::resume_from_seq(*receipt);
+                        tracing::info!(%host, agent = %agent_version, resume_from_seq, "agent connected");
+                        connected = Some(connections.connected(&host));
+                    }
                     // The writer stops after a failed write: the peer went away.
                     peer_gone |= tx.send(reply).await.is_err();
                 }
@@ -205,7 +224,9 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     };
     drop(tx);
     let _ = writer_task.await;
-    tracing::info!(%host, "agent disconnected");
+    if connected.take().is_some() {
+        tracing::info!(%host, "agent disconnected");
+    }
     match close {
         Close::Peer | Close::Shutdown => Ok(()),
         Close::Refuse(e) => Err(IngestError::Refused {
@@ -217,12 +238,22 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 
 /// What woke the loop.
 enum Woke {
+    First(Result<Option<Vec<u8>>, nines_common::proto::ProtoError>),
     Frame(Result<Option<Message>, nines_common::proto::ProtoError>),
-    Idle,
+    Timeout,
     Shutdown,
     Revocations,
     Commit(Result<Result<Committed, StoreError>, oneshot::error::RecvError>),
     Renewed(CertificateReply),
+}
+
+/// The next frame, read as `what` says (never, if nothing is to be read).
+async fn read<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>, what: Option<Read>) -> Woke {
+    match what {
+        Some(Read::Hello) => Woke::First(reader.read_payload().await),
+        Some(Read::Frame) => Woke::Frame(reader.read().await),
+        None => std::future::pending().await,
+    }
 }
 
 /// The outcome of the oldest pending commit (never, if there is none).
@@ -259,75 +290,6 @@ async fn write_replies<W: AsyncWrite + Unpin>(
         }
     }
     let _ = writer.shutdown().await;
-}
-
-/// Reads the `Hello` (within `handshake_timeout`), registers it durably and answers
-/// `Welcome` with the sequence number the host resumes from; anything else is refused with an
-/// error frame. `None`: the peer closed the stream first.
-async fn welcome<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    reader: &mut FrameReader<R>,
-    writer: &mut FrameWriter<W>,
-    host: &HostId,
-    store: &Store,
-    limits: &Limits,
-) -> Result<Option<(Hello, u64)>, IngestError> {
-    let first = match tokio::time::timeout(limits.handshake_timeout, reader.read_payload()).await {
-        Err(_) => {
-            return Err(refuse(
-                writer,
-                ErrorCode::UnexpectedMessage,
-                format!(
-                    "no Hello within {}",
-                    humantime::format_duration(limits.handshake_timeout)
-                ),
-            )
-            .await);
-        }
-        Ok(Ok(Some(p))) => p,
-        Ok(Ok(None)) => return Ok(None),
-        Ok(Err(e)) => return Err(refuse(writer, e.code(), e.to_string()).await),
-    };
-    let hello = match codec::decode::<Message>(&first) {
-        Ok(Message::Hello(h)) if h.protocol == PROTOCOL_VERSION => h,
-        Ok(Message::Hello(h)) => return Err(unsupported(writer, h.protocol).await),
-        Ok(other) => {
-            let msg = format!("expected Hello, got {}", session::kind(&other));
-            return Err(refuse(writer, ErrorCode::UnexpectedMessage, msg).await);
-        }
-        Err(e) => {
-            if let Some(v) = codec::peek_hello_protocol(&first).filter(|v| *v != PROTOCOL_VERSION) {
-                return Err(unsupported(writer, v).await);
-            }
-            return Err(refuse(writer, ErrorCode::BadFrame, e.to_string()).await);
-        }
-    };
-    if hello.host_id != host.as_str() {
-        let msg = format!(
-            "Hello claims host {:?} but the client certificate is for {host:?}",
-            hello.host_id
-        );
-        return Err(refuse(writer, ErrorCode::HostMismatch, msg).await);
-    }
-    let registered = store
-        .hello(HelloWrite {
-            host: host.clone(),
-            hello: hello.clone(),
-            now_ms: now_ms(),
-        })
-        .await;
-    let resume_from_seq = match registered {
-        Ok(seq) => seq,
-        Err(e) => {
-            return Err(refuse(writer, ErrorCode::StorageUnavailable, e.to_string()).await);
-        }
-    };
-    writer
-        .write(&Message::Welcome(Welcome {
-            server_time_ms: now_ms(),
-            resume_from_seq,
-        }))
-        .await?;
-    Ok(Some((hello, resume_from_seq)))
 }
 
 /// Decides a renewal for `host` (whatever the CSR says), counted and logged.

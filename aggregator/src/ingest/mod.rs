@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nines_common::proto::io::FrameWriter;
-use nines_common::proto::{ErrorCode, ErrorMsg, Message, PROTOCOL_VERSION, ProtoError};
+use nines_common::proto::{ErrorCode, ErrorMsg, Message, ProtoError};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -270,10 +270,6 @@ pub(crate) async fn unsupported<W: AsyncWrite + Unpin>(
     writer: &mut FrameWriter<W>,
     v: u16,
 ) -> IngestError {
-    refuse(
-        writer,
-        ErrorCode::UnsupportedProtocol,
-        format!("protocol version {v} is not supported; this aggregator speaks {PROTOCOL_VERSION}"),
-    )
-    .await
+    let e = session::unsupported(v);
+    refuse(writer, e.code, e.message).await
 }

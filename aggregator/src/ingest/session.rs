@@ -1,6 +1,6 @@
-//! One authenticated connection's protocol after `Welcome`, as a state machine without I/O:
-//! [`on`] takes the [`State`] and an [`Event`] (a frame, a commit, a renewal, a timer, the
-//! shutdown) and gives the next state and the [`Action`]s the driver
+//! One authenticated connection's protocol, as a state machine without I/O: [`on`] takes the
+//! [`State`] and an [`Event`] (a frame, a commit, a renewal, a timer, the shutdown) and gives
+//! the next state and the [`Action`]s the driver
 //! ([`crate::ingest::connection`]) turns into store writes and frames.
 //!
 //! The durability contract lives in the types: the only [`Reply`] that acknowledges a batch is
@@ -12,7 +12,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use nines_common::HostId;
-use nines_common::proto::{Ack, Batch, CertificateReply, ErrorCode, ErrorMsg, Message, ProtoError};
+use nines_common::proto::{
+    Ack, Batch, CertificateReply, ErrorCode, ErrorMsg, Hello, Message, PROTOCOL_VERSION,
+    ProtoError, Welcome, codec,
+};
 
 use crate::store::Committed;
 
@@ -22,6 +25,14 @@ pub(crate) const MAX_PENDING: usize = 256;
 /// What happened to the connection.
 #[derive(Debug)]
 pub(crate) enum Event {
+    /// The first frame arrived, undecoded so that a `Hello` of another version can still be
+    /// read, or the stream closed or broke first.
+    FirstFrame(Result<Option<Vec<u8>>, ProtoError>),
+    /// The `Hello` of the last [`Action::Register`] is durable; the receipt carries the
+    /// host's mark.
+    Registered(Committed),
+    /// The `Hello` could not be stored.
+    RegisterFailed(String),
     /// A frame arrived (`Ok(None)`: the peer closed the stream between frames), or the
     /// stream broke the framing.
     Frame(Result<Option<Message>, ProtoError>),
@@ -37,9 +48,10 @@ pub(crate) enum Event {
     CommitAbandoned,
     /// The renewal of the last [`Action::Renew`] is decided.
     Renewed(CertificateReply),
-    /// Nothing arrived for `after`.
-    Idle {
-        /// `[ingest] idle_timeout`.
+    /// Nothing arrived for `after`: `handshake_timeout` for the `Hello`, `idle_timeout`
+    /// after it.
+    Timeout {
+        /// How long the driver waited.
         after: Duration,
     },
     /// The connection's certificate was revoked since it connected.
@@ -56,6 +68,9 @@ pub(crate) enum Event {
 /// What the driver is to do, in order.
 #[derive(Debug)]
 pub(crate) enum Action {
+    /// Store the host's `Hello` durably; answer with [`Event::Registered`] or
+    /// [`Event::RegisterFailed`].
+    Register(Hello),
     /// Check and resolve the batch and submit it to the store; answer with
     /// [`Event::Submitted`] or [`Event::SubmitRefused`] before anything else.
     Submit(Batch),
@@ -70,6 +85,8 @@ pub(crate) enum Action {
 /// A frame the session sends. There is no way to acknowledge a batch without its receipt.
 #[derive(Debug)]
 pub(crate) enum Reply {
+    /// The `Hello` is durable: the host resumes after the receipt's mark.
+    Welcome(Committed),
     /// The batch whose commit gave this receipt is durable.
     Ack(Committed),
     /// The answer to a `Renew`; the connection goes on.
@@ -82,6 +99,10 @@ impl Reply {
     /// The message on the wire.
     pub(crate) fn into_message(self) -> Message {
         match self {
+            Reply::Welcome(receipt) => Message::Welcome(Welcome {
+                server_time_ms: crate::ingest::now_ms(),
+                resume_from_seq: resume_from_seq(receipt),
+            }),
             Reply::Ack(receipt) => Message::Ack(Ack {
                 through_seq: receipt.through_seq(),
             }),
@@ -89,6 +110,11 @@ impl Reply {
             Reply::Error(e) => Message::Error(e),
         }
     }
+}
+
+/// The first sequence number a host whose `Hello` got `receipt` has not stored.
+pub(crate) fn resume_from_seq(receipt: Committed) -> u64 {
+    receipt.through_seq() + 1
 }
 
 /// Why a connection ends.
@@ -184,7 +210,11 @@ impl Queue {
 /// Where the connection is.
 #[derive(Debug)]
 pub(crate) enum State {
-    /// Reading frames.
+    /// Waiting for the `Hello` of `host`, the one its client certificate names.
+    AwaitingHello(HostId),
+    /// The `Hello` is being stored.
+    Registering,
+    /// Reading batches and renewals.
     Streaming(Queue),
     /// The driver is submitting the batch with this `seq`; nothing else happens meanwhile.
     Submitting {
@@ -213,14 +243,18 @@ pub(crate) enum State {
 }
 
 impl State {
-    /// A new session, just after `Welcome`.
-    pub(crate) fn new() -> Self {
-        State::Streaming(Queue::default())
+    /// A new connection from `host`.
+    pub(crate) fn new(host: HostId) -> Self {
+        State::AwaitingHello(host)
     }
 
-    /// Whether the driver is to read the next frame (and run the idle timer).
-    pub(crate) fn reads_frames(&self) -> bool {
-        matches!(self, State::Streaming(q) if q.len() < MAX_PENDING)
+    /// What the driver is to read next, if anything (and run the matching timer for).
+    pub(crate) fn reads(&self) -> Option<Read> {
+        match self {
+            State::AwaitingHello(_) => Some(Read::Hello),
+            State::Streaming(q) if q.len() < MAX_PENDING => Some(Read::Frame),
+            _ => None,
+        }
     }
 
     /// Whether a shutdown or a revocation still changes anything.
@@ -239,9 +273,18 @@ impl State {
             | State::Submitting { queue, .. }
             | State::Renewing { queue, .. }
             | State::Draining { queue, .. } => queue.commits(),
-            State::Closed(_) => 0,
+            State::AwaitingHello(_) | State::Registering | State::Closed(_) => 0,
         }
     }
+}
+
+/// What the driver reads next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// The first frame, undecoded, within `handshake_timeout`.
+    Hello,
+    /// A message, within `idle_timeout`.
+    Frame,
 }
 
 /// The next state after `event` in `state`, and what to do.
@@ -249,6 +292,33 @@ pub(crate) fn on(state: State, event: Event) -> (State, Vec<Action>) {
     let mut actions = Vec::new();
     let next = match (state, event) {
         (State::Closed(c), _) => State::Closed(c),
+
+        (State::AwaitingHello(host), Event::FirstFrame(first)) => match hello(&host, first) {
+            Ok(Some(h)) => {
+                actions.push(Action::Register(h));
+                State::Registering
+            }
+            Ok(None) => end(Close::Peer, &mut actions),
+            Err(e) => end(Close::Refuse(e), &mut actions),
+        },
+        (State::AwaitingHello(_), Event::Timeout { after }) => {
+            let e = ErrorMsg {
+                code: ErrorCode::UnexpectedMessage,
+                message: format!("no Hello within {}", humantime::format_duration(after)),
+            };
+            end(Close::Refuse(e), &mut actions)
+        }
+        (State::Registering, Event::Registered(receipt)) => {
+            actions.push(Action::Send(Reply::Welcome(receipt)));
+            State::Streaming(Queue::default())
+        }
+        (State::Registering, Event::RegisterFailed(message)) => {
+            let e = ErrorMsg {
+                code: ErrorCode::StorageUnavailable,
+                message,
+            };
+            end(Close::Refuse(e), &mut actions)
+        }
 
         // Commits return in batch order, whatever else the connection is doing.
         (State::Streaming(mut queue), Event::Committed(r)) => {
@@ -319,7 +389,7 @@ pub(crate) fn on(state: State, event: Event) -> (State, Vec<Action>) {
             }
         }
 
-        (State::Streaming(queue), Event::Idle { after }) => {
+        (State::Streaming(queue), Event::Timeout { after }) => {
             let e = ErrorMsg {
                 code: ErrorCode::UnexpectedMessage,
                 message: format!(
@@ -339,11 +409,57 @@ pub(crate) fn on(state: State, event: Event) -> (State, Vec<Action>) {
             }
         }
 
-        // The driver does not cause these (no reads while renewing or draining, no second
-        // submission before the first is answered); they change nothing.
+        // The driver does not cause these (it reads only what `State::reads` says, and
+        // answers a submission or a registration before anything else); they change nothing.
         (state, _) => state,
     };
     (next, actions)
+}
+
+/// The `Hello` in the first frame, checked against the certificate's `host`; `None`: the peer
+/// closed the stream first.
+fn hello(
+    host: &HostId,
+    first: Result<Option<Vec<u8>>, ProtoError>,
+) -> Result<Option<Hello>, ErrorMsg> {
+    let refuse = |code, message| ErrorMsg { code, message };
+    let first = match first {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(refuse(e.code(), e.to_string())),
+    };
+    let hello = match codec::decode::<Message>(&first) {
+        Ok(Message::Hello(h)) if h.protocol == PROTOCOL_VERSION => h,
+        Ok(Message::Hello(h)) => return Err(unsupported(h.protocol)),
+        Ok(other) => {
+            let msg = format!("expected Hello, got {}", kind(&other));
+            return Err(refuse(ErrorCode::UnexpectedMessage, msg));
+        }
+        Err(e) => {
+            if let Some(v) = codec::peek_hello_protocol(&first).filter(|v| *v != PROTOCOL_VERSION) {
+                return Err(unsupported(v));
+            }
+            return Err(refuse(ErrorCode::BadFrame, e.to_string()));
+        }
+    };
+    if hello.host_id != host.as_str() {
+        let msg = format!(
+            "Hello claims host {:?} but the client certificate is for {host:?}",
+            hello.host_id
+        );
+        return Err(refuse(ErrorCode::HostMismatch, msg));
+    }
+    Ok(Some(hello))
+}
+
+/// The refusal of a protocol version this aggregator does not speak.
+pub(crate) fn unsupported(v: u16) -> ErrorMsg {
+    ErrorMsg {
+        code: ErrorCode::UnsupportedProtocol,
+        message: format!(
+            "protocol version {v} is not supported; this aggregator speaks {PROTOCOL_VERSION}"
+        ),
+    }
 }
 
 /// The close an event asks for.

@@ -27,19 +27,9 @@ impl Receipts {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (store, writer) = Store::open(&dir.path().join("s.redb")).unwrap();
-        let hello = Hello {
-            protocol: PROTOCOL_VERSION,
-            agent_version: "t".into(),
-            host_id: host().to_string(),
-            boot_id: String::new(),
-            os: String::new(),
-            arch: String::new(),
-            kernel: String::new(),
-            interval_ms: 1000,
-        };
         let hello = HelloWrite {
             host: host(),
-            hello,
+            hello: hello_of("web-1", PROTOCOL_VERSION),
             now_ms: crate::ingest::now_ms(),
         };
         store.register(hello).await.unwrap();
@@ -51,6 +41,16 @@ impl Receipts {
     }
 
     /// The receipt of batch `seq`, once it is committed.
+    /// The receipt of the host's `Hello`.
+    async fn register(&self) -> Committed {
+        let hello = HelloWrite {
+            host: host(),
+            hello: hello_of("web-1", PROTOCOL_VERSION),
+            now_ms: crate::ingest::now_ms(),
+        };
+        self.store.register(hello).await.unwrap()
+    }
+
     async fn commit(&self, seq: u64) -> Committed {
         let write = BatchWrite {
             host: host(),
@@ -65,6 +65,29 @@ impl Receipts {
             .unwrap()
             .unwrap()
     }
+}
+
+/// A session past its `Welcome`.
+fn streaming() -> State {
+    State::Streaming(Queue::default())
+}
+
+fn hello_of(host_id: &str, protocol: u16) -> Hello {
+    Hello {
+        protocol,
+        agent_version: "t".into(),
+        host_id: host_id.into(),
+        boot_id: String::new(),
+        os: String::new(),
+        arch: String::new(),
+        kernel: String::new(),
+        interval_ms: 1000,
+    }
+}
+
+fn first(hello: Hello) -> Event {
+    let bytes = codec::encode(&Message::Hello(hello), 1 << 20).unwrap();
+    Event::FirstFrame(Ok(Some(bytes)))
 }
 
 fn batch(seq: u64) -> Event {
@@ -94,12 +117,14 @@ fn run(mut state: State, events: impl IntoIterator<Item = Event>) -> (State, Vec
 
 fn describe(a: Action) -> String {
     match a {
+        Action::Register(h) => format!("register {}", h.host_id),
         Action::Submit(b) => format!("submit {}", b.seq),
         Action::Renew(_) => "renew".into(),
         Action::Send(r) => {
             // What goes on the wire: the frame, encoded and decoded again.
             let bytes = codec::encode(&r.into_message(), 1 << 20).unwrap();
             match codec::decode::<Message>(&bytes).unwrap() {
+                Message::Welcome(w) => format!("welcome {}", w.resume_from_seq),
                 Message::Ack(a) => format!("ack {}", a.through_seq),
                 Message::Certificate(CertificateReply::Issued { .. }) => "issued".into(),
                 Message::Certificate(CertificateReply::Refused { .. }) => "refused".into(),
@@ -118,16 +143,83 @@ fn refused() -> Event {
 }
 
 #[tokio::test]
+async fn the_hello_is_welcomed_once_it_is_durable_with_where_to_resume() {
+    let store = Receipts::new().await;
+    let _ = store.commit(7).await;
+    let (state, done) = run(
+        State::new(host()),
+        [first(hello_of("web-1", PROTOCOL_VERSION))],
+    );
+    assert_eq!(done, ["register web-1"]);
+    assert_eq!(state.reads(), None, "nothing is read before the Welcome");
+    let (state, done) = run(state, [Event::Registered(store.register().await)]);
+    assert_eq!(done, ["welcome 8"]);
+    assert_eq!(state.reads(), Some(Read::Frame));
+
+    let (state, done) = run(State::new(host()), [Event::RegisterFailed("disk".into())]);
+    assert!(done.is_empty(), "{done:?}");
+    let (_, done) = run(
+        state,
+        [
+            first(hello_of("web-1", PROTOCOL_VERSION)),
+            Event::RegisterFailed("disk".into()),
+        ],
+    );
+    assert_eq!(
+        done,
+        ["register web-1", "error StorageUnavailable", "close"]
+    );
+}
+
+#[test]
+fn a_bad_hello_is_refused_and_closes() {
+    let refused = |e: Event| run(State::new(host()), [e]).1;
+    assert_eq!(
+        refused(first(hello_of("db-1", PROTOCOL_VERSION))),
+        ["error HostMismatch", "close"]
+    );
+    assert_eq!(
+        refused(first(hello_of("web-1", PROTOCOL_VERSION + 1))),
+        ["error UnsupportedProtocol", "close"]
+    );
+    let batch_first = codec::encode(
+        &Message::Batch(Batch {
+            seq: 1,
+            series_defs: vec![],
+            points: vec![],
+        }),
+        1 << 20,
+    )
+    .unwrap();
+    assert_eq!(
+        refused(Event::FirstFrame(Ok(Some(batch_first)))),
+        ["error UnexpectedMessage", "close"]
+    );
+    assert_eq!(
+        refused(Event::FirstFrame(Ok(Some(vec![0xff; 3])))),
+        ["error BadFrame", "close"]
+    );
+    assert_eq!(
+        refused(Event::Timeout {
+            after: Duration::from_secs(10)
+        }),
+        ["error UnexpectedMessage", "close"]
+    );
+    // The peer closed before saying anything: nothing to tell it.
+    assert_eq!(refused(Event::FirstFrame(Ok(None))), ["close"]);
+}
+
+#[tokio::test]
 async fn a_batch_is_acked_only_once_its_commit_returned_and_in_order() {
     let store = Receipts::new().await;
     let (state, done) = run(
-        State::new(),
+        streaming(),
         [batch(1), Event::Submitted, batch(2), Event::Submitted],
     );
     // Submitted is not committed: nothing is acked yet, and reading goes on.
     assert_eq!(done, ["submit 1", "submit 2"]);
     assert_eq!(state.commits(), 2);
-    assert!(state.reads_frames());
+    assert_eq!(state.reads(), Some(Read::Frame));
 
     let (state, done) = run(state, [Event::Committed(store.commit(1).await)]);
     assert_eq!(done, ["ack 1"]);
@@ -145,7 +237,7 @@ async fn a_batch_the_store_refuses_is_not_acked_and_closes_the_connection() {
         message: "seq 0".into(),
     };
     let (state, done) = run(
-        State::new(),
+        streaming(),
         [
             batch(1),
             Event::Submitted,
@@ -155,14 +247,14 @@ async fn a_batch_the_store_refuses_is_not_acked_and_closes_the_connection() {
     );
     // The earlier batch is still owed its ack: the error waits for it.
     assert_eq!(done, ["submit 1", "submit 0"]);
-    assert!(!state.reads_frames());
+    assert_eq!(state.reads(), None);
     let (state, done) = run(state, [Event::Committed(store.commit(1).await)]);
     assert_eq!(done, ["ack 1", "error BadSequence", "close"]);
     assert!(matches!(state, State::Closed(Close::Refuse(_))));
 
     // A failed commit: nothing after it is acked.
     let (state, done) = run(
-        State::new(),
+        streaming(),
         [
             batch(1),
             Event::Submitted,
@@ -181,17 +273,18 @@ async fn a_batch_the_store_refuses_is_not_acked_and_closes_the_connection() {
 #[tokio::test]
 async fn a_renewal_in_the_middle_of_a_stream_is_answered_in_its_turn() {
     let store = Receipts::new().await;
-    let (state, done) = run(State::new(), [batch(1), Event::Submitted, renew()]);
+    let (state, done) = run(streaming(), [batch(1), Event::Submitted, renew()]);
     assert_eq!(done, ["submit 1", "renew"]);
     // No frames are read while the renewal is decided; acks still go out.
     assert!(matches!(state, State::Renewing { .. }));
-    assert!(!state.reads_frames());
+    assert_eq!(state.reads(), None);
 
     // The answer waits behind the ack of the batch sent before the request.
     let (state, done) = run(state, [refused()]);
     assert!(done.is_empty(), "{done:?}");
-    assert!(
-        state.reads_frames(),
+    assert_eq!(
+        state.reads(),
+        Some(Read::Frame),
         "a refused renewal leaves the stream open"
     );
     let (state, done) = run(state, [Event::Committed(store.commit(1).await)]);
@@ -211,7 +304,7 @@ async fn a_renewal_in_the_middle_of_a_stream_is_answered_in_its_turn() {
 
 #[tokio::test]
 async fn a_shutdown_during_a_renewal_waits_for_its_answer() {
-    let (state, done) = run(State::new(), [renew(), Event::Shutdown]);
+    let (state, done) = run(streaming(), [renew(), Event::Shutdown]);
     assert_eq!(done, ["renew"]);
     let (state, done) = run(state, [refused()]);
     assert_eq!(done, ["refused", "error ShuttingDown", "close"]);
@@ -221,7 +314,7 @@ async fn a_shutdown_during_a_renewal_waits_for_its_answer() {
 #[tokio::test]
 async fn a_malformed_frame_gets_an_error_reply_and_closes() {
     let (state, done) = run(
-        State::new(),
+        streaming(),
         [Event::Frame(Err(ProtoError::Malformed("junk".into())))],
     );
     assert_eq!(done, ["error BadFrame", "close"]);
@@ -231,22 +324,22 @@ async fn a_malformed_frame_gets_an_error_reply_and_closes() {
         len: 1 << 30,
         max: 1 << 22,
     };
-    let (_, done) = run(State::new(), [Event::Frame(Err(too_large))]);
+    let (_, done) = run(streaming(), [Event::Frame(Err(too_large))]);
     assert_eq!(done, ["error FrameTooLarge", "close"]);
 
     // A message out of place is refused the same way, and nothing after it is read.
     let ack = Message::Ack(nines_common::proto::Ack { through_seq: 1 });
-    let (state, done) = run(State::new(), [Event::Frame(Ok(Some(ack))), batch(1)]);
+    let (state, done) = run(streaming(), [Event::Frame(Ok(Some(ack))), batch(1)]);
     assert_eq!(done, ["error UnexpectedMessage", "close"]);
     assert!(matches!(state, State::Closed(_)));
 }
 
 #[tokio::test]
 async fn an_idle_connection_is_told_why_and_closed() {
-    let idle = Event::Idle {
+    let idle = Event::Timeout {
         after: Duration::from_secs(600),
     };
-    let (state, actions) = on(State::new(), idle);
+    let (state, actions) = on(streaming(), idle);
     let State::Closed(Close::Refuse(e)) = state else {
         panic!("{state:?}");
     };
@@ -264,9 +357,9 @@ async fn an_idle_connection_is_told_why_and_closed() {
 #[tokio::test]
 async fn a_shutdown_while_a_batch_is_in_flight_acks_it_first() {
     let store = Receipts::new().await;
-    let (state, done) = run(State::new(), [batch(1), Event::Submitted, Event::Shutdown]);
+    let (state, done) = run(streaming(), [batch(1), Event::Submitted, Event::Shutdown]);
     assert_eq!(done, ["submit 1"]);
-    assert!(!state.reads_frames());
+    assert_eq!(state.reads(), None);
     assert!(!state.may_close(), "a second shutdown changes nothing");
     let (state, done) = run(state, [Event::Committed(store.commit(1).await)]);
     assert_eq!(done, ["ack 1", "error ShuttingDown", "close"]);
@@ -274,7 +367,7 @@ async fn a_shutdown_while_a_batch_is_in_flight_acks_it_first() {
 
     // The store stopped before the commit: the agent is told, nothing is acked.
     let (state, done) = run(
-        State::new(),
+        streaming(),
         [
             batch(1),
             Event::Submitted,
@@ -290,7 +383,7 @@ async fn a_shutdown_while_a_batch_is_in_flight_acks_it_first() {
 async fn the_end_of_the_stream_sends_the_acks_owed_then_closes_quietly() {
     let store = Receipts::new().await;
     let (state, done) = run(
-        State::new(),
+        streaming(),
         [batch(1), Event::Submitted, Event::Frame(Ok(None))],
     );
     assert_eq!(done, ["submit 1"]);
@@ -302,7 +395,7 @@ async fn the_end_of_the_stream_sends_the_acks_owed_then_closes_quietly() {
 #[test]
 fn a_revoked_certificate_closes_the_connection_naming_it() {
     let (state, done) = run(
-        State::new(),
+        streaming(),
         [Event::Revoked {
             host: host(),
             serial: "0a".into(),
@@ -320,11 +413,11 @@ fn a_revoked_certificate_closes_the_connection_naming_it() {
 
 #[test]
 fn reading_pauses_while_too_many_replies_are_owed() {
-    let mut state = State::new();
+    let mut state = streaming();
     for seq in 1..=MAX_PENDING as u64 {
-        assert!(state.reads_frames());
+        assert_eq!(state.reads(), Some(Read::Frame));
         (state, _) = run(state, [batch(seq), Event::Submitted]);
     }
-    assert!(!state.reads_frames());
+    assert_eq!(state.reads(), None);
     assert_eq!(state.commits(), MAX_PENDING);
 }
