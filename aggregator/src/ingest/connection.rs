@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::ingest::admission::Connected;
 use crate::ingest::resolve::Series;
 use crate::ingest::session::{self, Action, Close, Event, MAX_PENDING, Read, Reply, State};
 use crate::ingest::{Connections, IngestError, Limits, now_ms};
@@ -60,172 +61,62 @@ impl Authenticated {
 pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     peer: Authenticated,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    let Authenticated {
-        host,
-        serial,
-        store,
-        connections,
-        enroller,
-        limits,
-    } = peer;
-    let mut revocations = connections.revocation_changes();
     let (r, w) = tokio::io::split(stream);
-    let mut reader = FrameReader::new(r, limits.max_frame);
-    let writer = FrameWriter::new(w, limits.max_frame);
-
+    let writer = FrameWriter::new(w, peer.limits.max_frame);
     // Replies are written by their own task, so reading goes on while the peer is slow to
     // read; the queue between them is bounded like the session's.
     let (tx, rx) = mpsc::channel::<Reply>(MAX_PENDING);
     let writer_task = tokio::spawn(write_replies(writer, rx));
+    let mut d = Driver {
+        reader: FrameReader::new(r, peer.limits.max_frame),
+        tx,
+        revocations: peer.connections.revocation_changes(),
+        shutdown,
+        shutdown_seen: false,
+        deadline: None,
+        series: Series::default(),
+        commits: VecDeque::new(),
+        renewal: None,
+        answers: VecDeque::new(),
+        agent_version: String::new(),
+        connected: None,
+        peer,
+    };
 
-    let mut state = State::new(host.clone());
-    let mut agent_version = String::new();
-    let mut connected = None;
-    let mut series = Series::default();
-    let mut commits: VecDeque<oneshot::Receiver<Result<Committed, StoreError>>> = VecDeque::new();
-    let mut renewal: Option<Pin<Box<dyn Future<Output = CertificateReply> + Send>>> = None;
-    let mut answers: VecDeque<Event> = VecDeque::new();
-    let mut shutdown_seen = false;
-    let mut deadline: Option<Instant> = None;
+    let mut state = State::new(d.peer.host.clone());
     let close = loop {
         if let State::Closed(close) = &state {
             break close.clone();
         }
-        let event = match answers.pop_front() {
+        let event = match d.answers.pop_front() {
             Some(e) => e,
-            None => {
-                let reads = state.reads();
-                let wait = match reads {
-                    Some(Read::Hello) => limits.handshake_timeout,
-                    _ => limits.idle_timeout,
-                };
-                if reads.is_none() {
-                    deadline = None;
-                }
-                let until = *deadline.get_or_insert_with(|| Instant::now() + wait);
-                let woke = tokio::select! {
-                    w = read(&mut reader, reads), if reads.is_some() => w,
-                    () = tokio::time::sleep_until(until), if reads.is_some() => Woke::Timeout,
-                    _ = shutdown.wait_for(|s| *s), if !shutdown_seen && state.may_close() => {
-                        Woke::Shutdown
-                    }
-                    Ok(()) = revocations.changed(), if state.may_close() => Woke::Revocations,
-                    c = next(&mut commits), if !commits.is_empty() => Woke::Commit(c),
-                    r = next_renewal(&mut renewal), if renewal.is_some() => Woke::Renewed(r),
-                };
-                match woke {
-                    Woke::First(p) => {
-                        deadline = None;
-                        Event::FirstFrame(p)
-                    }
-                    Woke::Frame(m) => {
-                        deadline = None;
-                        Event::Frame(m)
-                    }
-                    Woke::Timeout => {
-                        if reads == Some(Read::Frame) {
-                            connections.refused.idle.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Event::Timeout { after: wait }
-                    }
-                    Woke::Shutdown => {
-                        shutdown_seen = true;
-                        Event::Shutdown
-                    }
-                    Woke::Revocations => {
-                        if !connections.is_revoked(host.as_str(), &serial) {
-                            continue;
-                        }
-                        connections.refused.revoked.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%host, serial, "certificate revoked: disconnecting");
-                        Event::Revoked {
-                            host: host.clone(),
-                            serial: serial.clone(),
-                        }
-                    }
-                    Woke::Commit(Ok(Ok(receipt))) => Event::Committed(receipt),
-                    Woke::Commit(Ok(Err(e))) => Event::CommitFailed(e.to_string()),
-                    Woke::Commit(Err(_)) => Event::CommitAbandoned,
-                    Woke::Renewed(reply) => {
-                        renewal = None;
-                        Event::Renewed(reply)
-                    }
-                }
-            }
+            None => match d.next_event(&state).await {
+                Some(e) => e,
+                None => continue,
+            },
         };
         let (next_state, actions) = session::on(state, event);
         state = next_state;
         let mut peer_gone = false;
         for action in actions {
-            match action {
-                Action::Register(hello) => {
-                    agent_version = hello.agent_version.clone();
-                    let registered = store
-                        .register(HelloWrite {
-                            host: host.clone(),
-                            hello,
-                            now_ms: now_ms(),
-                        })
-                        .await;
-                    answers.push_back(match registered {
-                        Ok(receipt) => Event::Registered(receipt),
-                        Err(e) => Event::RegisterFailed(e.to_string()),
-                    });
-                }
-                Action::Submit(batch) => {
-                    let prepared = series.prepare(
-                        &store,
-                        &host,
-                        batch,
-                        &connections,
-                        &limits.points,
-                        limits.max_series_per_host,
-                    );
-                    let answer = match prepared {
-                        Ok(write) => match store.submit_batch(write).await {
-                            Ok(rx) => {
-                                commits.push_back(rx);
-                                Event::Submitted
-                            }
-                            Err(e) => Event::SubmitRefused(ErrorMsg {
-                                code: ErrorCode::StorageUnavailable,
-                                message: e.to_string(),
-                            }),
-                        },
-                        Err(e) => Event::SubmitRefused(e),
-                    };
-                    answers.push_back(answer);
-                }
-                Action::Renew(csr_der) => {
-                    renewal = Some(Box::pin(renew(
-                        enroller.clone(),
-                        host.clone(),
-                        csr_der,
-                        connections.clone(),
-                    )));
-                }
-                Action::Send(reply) => {
-                    if let Reply::Welcome(receipt) = &reply {
-                        let resume_from_seq = session::resume_from_seq(*receipt);
-                        tracing::info!(%host, agent = %agent_version, resume_from_seq, "agent connected");
-                        connected = Some(connections.connected(&host));
-                    }
-                    // The writer stops after a failed write: the peer went away.
-                    peer_gone |= tx.send(reply).await.is_err();
-                }
-                Action::Close => {}
-            }
+            peer_gone |= !d.perform(action).await;
         }
         if peer_gone && !matches!(state, State::Closed(_)) {
             state = State::Closed(Close::Peer);
         }
     };
+    let Driver {
+        tx,
+        connected,
+        peer,
+        ..
+    } = d;
     drop(tx);
     let _ = writer_task.await;
-    if connected.take().is_some() {
-        tracing::info!(%host, "agent disconnected");
+    if connected.is_some() {
+        tracing::info!(host = %peer.host, "agent disconnected");
     }
     match close {
         Close::Peer | Close::Shutdown => Ok(()),
@@ -233,6 +124,167 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             code: e.code,
             message: e.message,
         }),
+    }
+}
+
+type Renewal = Pin<Box<dyn Future<Output = CertificateReply> + Send>>;
+
+/// The I/O side of one connection.
+struct Driver<R> {
+    peer: Authenticated,
+    reader: FrameReader<R>,
+    /// To the task writing replies.
+    tx: mpsc::Sender<Reply>,
+    revocations: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+    shutdown_seen: bool,
+    /// When the frame being waited for is late.
+    deadline: Option<Instant>,
+    series: Series,
+    /// The commits of submitted batches, oldest first.
+    commits: VecDeque<oneshot::Receiver<Result<Committed, StoreError>>>,
+    renewal: Option<Renewal>,
+    /// Answers to actions, fed to the session before anything else happens.
+    answers: VecDeque<Event>,
+    agent_version: String,
+    /// The host counted as connected, from its `Welcome` on.
+    connected: Option<Connected>,
+}
+
+impl<R: AsyncRead + Unpin> Driver<R> {
+    /// Waits for what happens next in `state`; `None`: something that changes nothing.
+    async fn next_event(&mut self, state: &State) -> Option<Event> {
+        let limits = &self.peer.limits;
+        let reads = state.reads();
+        let wait = match reads {
+            Some(Read::Hello) => limits.handshake_timeout,
+            _ => limits.idle_timeout,
+        };
+        if reads.is_none() {
+            self.deadline = None;
+        }
+        let until = *self.deadline.get_or_insert_with(|| Instant::now() + wait);
+        let woke = tokio::select! {
+            w = read(&mut self.reader, reads), if reads.is_some() => w,
+            () = tokio::time::sleep_until(until), if reads.is_some() => Woke::Timeout,
+            _ = self.shutdown.wait_for(|s| *s), if !self.shutdown_seen && state.may_close() => {
+                Woke::Shutdown
+            }
+            Ok(()) = self.revocations.changed(), if state.may_close() => Woke::Revocations,
+            c = next(&mut self.commits), if !self.commits.is_empty() => Woke::Commit(c),
+            r = next_renewal(&mut self.renewal), if self.renewal.is_some() => Woke::Renewed(r),
+        };
+        let (host, connections) = (&self.peer.host, &self.peer.connections);
+        Some(match woke {
+            Woke::First(p) => {
+                self.deadline = None;
+                Event::FirstFrame(p)
+            }
+            Woke::Frame(m) => {
+                self.deadline = None;
+                Event::Frame(m)
+            }
+            Woke::Timeout => {
+                if reads == Some(Read::Frame) {
+                    connections.refused.idle.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Timeout { after: wait }
+            }
+            Woke::Shutdown => {
+                self.shutdown_seen = true;
+                Event::Shutdown
+            }
+            Woke::Revocations => {
+                let serial = &self.peer.serial;
+                if !connections.is_revoked(host.as_str(), serial) {
+                    return None;
+                }
+                connections.refused.revoked.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%host, serial, "certificate revoked: disconnecting");
+                Event::Revoked {
+                    host: host.clone(),
+                    serial: serial.clone(),
+                }
+            }
+            Woke::Commit(Ok(Ok(receipt))) => Event::Committed(receipt),
+            Woke::Commit(Ok(Err(e))) => Event::CommitFailed(e.to_string()),
+            Woke::Commit(Err(_)) => Event::CommitAbandoned,
+            Woke::Renewed(reply) => {
+                self.renewal = None;
+                Event::Renewed(reply)
+            }
+        })
+    }
+
+    /// Carries out `action`; `false`: the peer went away.
+    async fn perform(&mut self, action: Action) -> bool {
+        let Authenticated {
+            host,
+            store,
+            connections,
+            limits,
+            ..
+        } = &self.peer;
+        match action {
+            Action::Register(hello) => {
+                self.agent_version = hello.agent_version.clone();
+                let registered = store
+                    .register(HelloWrite {
+                        host: host.clone(),
+                        hello,
+                        now_ms: now_ms(),
+                    })
+                    .await;
+                self.answers.push_back(match registered {
+                    Ok(receipt) => Event::Registered(receipt),
+                    Err(e) => Event::RegisterFailed(e.to_string()),
+                });
+            }
+            Action::Submit(batch) => {
+                let prepared = self.series.prepare(
+                    store,
+                    host,
+                    batch,
+                    connections,
+                    &limits.points,
+                    limits.max_series_per_host,
+                );
+                let answer = match prepared {
+                    Ok(write) => match store.submit_batch(write).await {
+                        Ok(rx) => {
+                            self.commits.push_back(rx);
+                            Event::Submitted
+                        }
+                        Err(e) => Event::SubmitRefused(ErrorMsg {
+                            code: ErrorCode::StorageUnavailable,
+                            message: e.to_string(),
+                        }),
+                    },
+                    Err(e) => Event::SubmitRefused(e),
+                };
+                self.answers.push_back(answer);
+            }
+            Action::Renew(csr_der) => {
+                self.renewal = Some(Box::pin(renew(
+                    self.peer.enroller.clone(),
+                    host.clone(),
+                    csr_der,
+                    connections.clone(),
+                )));
+            }
+            Action::Send(reply) => {
+                if let Reply::Welcome(receipt) = &reply {
+                    let resume_from_seq = session::resume_from_seq(*receipt);
+                    let agent = &self.agent_version;
+                    tracing::info!(%host, %agent, resume_from_seq, "agent connected");
+                    self.connected = Some(connections.connected(host));
+                }
+                // The writer stops after a failed write: the peer went away.
+                return self.tx.send(reply).await.is_ok();
+            }
+            Action::Close => {}
+        }
+        true
     }
 }
 
@@ -269,9 +321,7 @@ async fn next(
 }
 
 /// The renewal's answer (never, if none is being decided).
-async fn next_renewal(
-    renewal: &mut Option<Pin<Box<dyn Future<Output = CertificateReply> + Send>>>,
-) -> CertificateReply {
+async fn next_renewal(renewal: &mut Option<Renewal>) -> CertificateReply {
     match renewal {
         Some(r) => r.await,
         None => std::future::pending().await,
