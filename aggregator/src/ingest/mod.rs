@@ -1,6 +1,11 @@
 //! The ingest port: accepts mTLS connections from agents, takes the host identity from the
 //! client certificate, and turns frames into durable store writes, acking each batch only after
 //! its commit returned.
+//!
+//! Here: the accept loop and the TLS step. `admission` holds the connection limits and
+//! counters, `session` the per-connection protocol as a state machine without I/O,
+//! `connection` the loop that does its I/O ([`handle`], the one entry point), `resolve`
+//! turns batches into store writes; `enroll` serves connections without a certificate.
 
 mod admission;
 pub mod check;
