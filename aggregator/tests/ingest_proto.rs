@@ -28,15 +28,14 @@ fn start_counted(store: &Store, connections: Arc<Connections>) -> Peer {
     let store = store.clone();
     tokio::spawn(async move {
         let _keep = _tx;
-        let _ = ingest::handle(
-            b,
-            HostId::new("web-1").unwrap(),
-            store,
-            connections,
-            64 * 1024,
-            rx,
-        )
-        .await;
+        let peer = ingest::Authenticated {
+            limits: ingest::Limits {
+                max_frame: 64 * 1024,
+                ..ingest::Limits::default()
+            },
+            ..ingest::Authenticated::new(HostId::new("web-1").unwrap(), store, connections)
+        };
+        let _ = ingest::handle(b, peer, rx).await;
     });
     let (r, w) = tokio::io::split(a);
     Peer {
@@ -315,4 +314,35 @@ async fn a_store_with_a_poisoned_mark_opens_repaired_and_stores_the_hosts_next_b
         stored(&store),
         [(now - 2000, 1.0), (now, 2.0), (now + 1, 3.0)]
     );
+}
+
+#[tokio::test]
+async fn a_renewal_between_batches_is_answered_after_their_acks_and_the_stream_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _writer) = Store::open(&dir.path().join("s.redb")).unwrap();
+    let mut p = start(&store);
+    let next = welcome(&mut p).await;
+    let now = ingest::now_ms();
+    // Sent without waiting: the answer to Renew must come after both acks.
+    p.w.write(&batch(next, &[(now, 1.0)])).await.unwrap();
+    p.w.write(&batch(next + 1, &[(now + 1, 2.0)]))
+        .await
+        .unwrap();
+    p.w.write(&Message::Renew(nines_common::proto::Renew {
+        csr_der: vec![1],
+    }))
+    .await
+    .unwrap();
+    p.w.write(&batch(next + 2, &[(now + 2, 3.0)]))
+        .await
+        .unwrap();
+    assert_eq!(acked(&mut p).await, next);
+    assert_eq!(acked(&mut p).await, next + 1);
+    match p.r.read().await.unwrap() {
+        // This connection offers no renewals; a refusal leaves it open.
+        Some(Message::Certificate(nines_common::proto::CertificateReply::Refused { .. })) => {}
+        other => panic!("expected a refused Certificate, got {other:?}"),
+    }
+    assert_eq!(acked(&mut p).await, next + 2);
+    assert_eq!(stored(&store).len(), 3);
 }
