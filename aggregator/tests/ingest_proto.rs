@@ -322,7 +322,7 @@ async fn a_renewal_between_batches_is_answered_after_their_acks_and_the_stream_g
     let (store, _writer) = Store::open(&dir.path().join("s.redb")).unwrap();
     let mut p = start(&store);
     let next = welcome(&mut p).await;
-    let now = ingest::now_ms();
+    let now = nines_common::model::now_ms();
     // Sent without waiting: the answer to Renew must come after both acks.
     p.w.write(&batch(next, &[(now, 1.0)])).await.unwrap();
     p.w.write(&batch(next + 1, &[(now + 1, 2.0)]))

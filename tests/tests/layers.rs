@@ -2,7 +2,8 @@
 //! the layers below it, never from one above. The layers of each crate are listed here, top
 //! first; every top-level module of the crate must be in the list, so a new module gets a
 //! layer when it is added. Test code (files named `tests.rs`, files under a `tests/`
-//! directory, and a trailing `#[cfg(test)] mod tests { … }`) may reach anywhere.
+//! directory, and a trailing `#[cfg(test)] mod tests { … }`) may reach anywhere. The same
+//! reading holds every source file to 600 lines of code, so a room stays small enough to read.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -265,5 +266,46 @@ fn the_checker_sees_crate_and_super_paths() {
             &here
         )
         .is_empty()
+    );
+}
+
+/// Longest a source file may be (test code aside) before it is split by concern
+/// (docs/design.md, "The map").
+const MAX_LINES: usize = 600;
+
+#[test]
+fn no_source_file_is_longer_than_600_lines_of_code() {
+    let root = workspace();
+    let mut long = Vec::new();
+    for dir in [
+        "aggregator/src",
+        "agent/src",
+        "common/src",
+        "bench/src",
+        "tests/src",
+    ] {
+        let src = root.join(dir);
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        for f in files {
+            let rel = f.strip_prefix(&src).expect("under src");
+            if is_test_file(rel) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).expect("readable source file");
+            let text = match text.find("#[cfg(test)]\nmod tests {") {
+                Some(i) => &text[..i],
+                None => &text,
+            };
+            let lines = text.lines().count();
+            if lines > MAX_LINES {
+                long.push(format!("{dir}/{}: {lines} lines", rel.display()));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these by concern (at most {MAX_LINES} lines of code each):\n{}",
+        long.join("\n")
     );
 }

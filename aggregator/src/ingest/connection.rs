@@ -19,9 +19,10 @@ use tokio::time::Instant;
 use crate::ingest::admission::Connected;
 use crate::ingest::resolve::Series;
 use crate::ingest::session::{self, Action, Close, Event, MAX_PENDING, Read, Reply, State};
-use crate::ingest::{Connections, IngestError, Limits, now_ms};
+use crate::ingest::{Connections, IngestError, Limits};
 use crate::pki::enroll::Enroller;
 use crate::store::{Committed, HelloWrite, Store, StoreError};
+use nines_common::model::now_ms;
 
 /// An authenticated connection's peer and what serving it needs: the one way to drive a
 /// connection ([`handle`]), for the accept loop and for tests over `tokio::io::duplex`.

@@ -95,8 +95,6 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
-pub use nines_common::model::now_ms;
-
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,

@@ -7,18 +7,15 @@ use std::sync::atomic::Ordering;
 use nines_common::proto::{Batch, ErrorCode, ErrorMsg};
 use nines_common::{HostId, SeriesKey};
 
+use crate::ingest::Connections;
 use crate::ingest::check::{self, PointBounds};
-use crate::ingest::{Connections, now_ms};
 use crate::store::{BatchWrite, Store};
+use nines_common::model::now_ms;
 
 /// A series id standing for "dropped": the host was at its series limit when it was defined.
 const DROPPED: u32 = u32::MAX;
 
-/// The series the aggregator derives from every batch it stores: one point per distinct
-/// sample timestamp, valued with the number of samples the host sent for it. A host's
-/// liveness is judged from it (docs/design.md, "Monitored time"), so a host that ships
-/// anything is alive whichever of its collectors fail or are turned off.
-pub const HOST_SAMPLES: &str = "nines_host_samples";
+pub use nines_common::metrics::HOST_SAMPLES;
 
 /// `points` plus one [`HOST_SAMPLES`] point (series `id`) per distinct timestamp among them.
 pub fn with_host_samples(id: u32, mut points: Vec<(u32, i64, f64)>) -> Vec<(u32, i64, f64)> {

@@ -100,7 +100,7 @@ impl Reply {
     pub(crate) fn into_message(self) -> Message {
         match self {
             Reply::Welcome(receipt) => Message::Welcome(Welcome {
-                server_time_ms: crate::ingest::now_ms(),
+                server_time_ms: nines_common::model::now_ms(),
                 resume_from_seq: resume_from_seq(receipt),
             }),
             Reply::Ack(receipt) => Message::Ack(Ack {

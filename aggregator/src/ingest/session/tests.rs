@@ -30,7 +30,7 @@ impl Receipts {
         let hello = HelloWrite {
             host: host(),
             hello: hello_of("web-1", PROTOCOL_VERSION),
-            now_ms: crate::ingest::now_ms(),
+            now_ms: nines_common::model::now_ms(),
         };
         store.register(hello).await.unwrap();
         Self {
@@ -46,7 +46,7 @@ impl Receipts {
         let hello = HelloWrite {
             host: host(),
             hello: hello_of("web-1", PROTOCOL_VERSION),
-            now_ms: crate::ingest::now_ms(),
+            now_ms: nines_common::model::now_ms(),
         };
         self.store.register(hello).await.unwrap()
     }
