@@ -39,11 +39,11 @@ pub enum ServeError {
     #[error(transparent)]
     RemoteWrite(#[from] RemoteWriteError),
     /// The ingest certificate, key or CA bundle is unreadable or unusable.
-    #[error("{0}")]
-    TlsFiles(String),
+    #[error(transparent)]
+    TlsFiles(#[from] crate::ingest::tls::IngestTlsError),
     /// The revocation list is unreadable or malformed.
     #[error("revocation list {0}")]
-    Revoked(String),
+    Revoked(#[from] crate::pki::revoke::RevokeError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -251,7 +251,7 @@ impl Server {
 
     /// Re-reads the ingest certificate, key and CA bundle; a bad file keeps the ones in force
     /// (and says why). Open connections are not touched.
-    pub fn reload_tls(&self) -> Result<(), String> {
+    pub fn reload_tls(&self) -> Result<(), crate::ingest::tls::IngestTlsError> {
         self.tls.reload()
     }
 
@@ -333,17 +333,17 @@ async fn watch_files(
                 last_error.clear();
             }
             Ok(None) => {}
-            Err(e) if e != last_error => {
+            Err(e) if e.to_string() != last_error => {
                 tracing::error!("revocation list: {e}; the list in force stays");
-                last_error = e;
+                last_error = e.to_string();
             }
             Err(_) => {}
         }
         match tls.reload_if_changed() {
             Ok(_) => last_tls_error.clear(),
-            Err(e) if e != last_tls_error => {
+            Err(e) if e.to_string() != last_tls_error => {
                 tracing::error!("{e}; the ingest certificate in force stays");
-                last_tls_error = e;
+                last_tls_error = e.to_string();
             }
             Err(_) => {}
         }

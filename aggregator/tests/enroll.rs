@@ -377,7 +377,7 @@ async fn a_new_server_certificate_and_ca_bundle_are_used_without_dropping_agents
     // A broken file keeps the certificate in force, and says which file.
     std::fs::write(dir.path().join("server.pem"), "garbage").unwrap();
     let e = server.reload_tls().unwrap_err();
-    assert!(e.contains("server certificate"), "{e}");
+    assert!(e.to_string().contains("server certificate"), "{e}");
     let reply = hello_reply(addr, &ca.pem, Some(&ca.agent("web-3")), "web-3").await;
     assert!(matches!(reply, Ok(Message::Welcome(_))), "{reply:?}");
     server.stop().await;

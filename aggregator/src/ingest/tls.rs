@@ -61,8 +61,24 @@ impl ClientCertCheck for Revoked {
     }
 }
 
+/// Why the ingest port's certificate, key or CA bundle is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestTlsError {
+    /// A file could not be read.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// rustls refused what the files hold.
+    #[error("ingest TLS: {0}")]
+    Invalid(#[from] nines_common::tls::TlsError),
+}
+
 /// Builds a server configuration from the CA bundle, certificate and key files.
-pub fn build(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+pub fn build(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::ServerConfig, IngestTlsError> {
     build_checked(ca, cert, key, None)
 }
 
@@ -71,15 +87,24 @@ fn build_checked(
     cert: &Path,
     key: &Path,
     check: Option<Arc<dyn ClientCertCheck>>,
-) -> Result<rustls::ServerConfig, String> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
-    nines_common::tls::server_config_checked(&read(ca)?, &read(cert)?, &read(key)?, check)
-        .map_err(|e| format!("ingest TLS: {e}"))
+) -> Result<rustls::ServerConfig, IngestTlsError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| IngestTlsError::Read {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    Ok(nines_common::tls::server_config_checked(
+        &read(ca)?,
+        &read(cert)?,
+        &read(key)?,
+        check,
+    )?)
 }
 
 impl IngestTls {
     /// Loads the files; an unusable one is an error naming it.
-    pub fn load(ca: PathBuf, cert: PathBuf, key: PathBuf) -> Result<Self, String> {
+    pub fn load(ca: PathBuf, cert: PathBuf, key: PathBuf) -> Result<Self, IngestTlsError> {
         let files = [ca, cert, key];
         let stamps = files.clone().map(|f| stamp(&f));
         let revoked = Arc::new(Revoked::default());
@@ -104,7 +129,7 @@ impl IngestTls {
     }
 
     /// Re-reads the files. A bad file keeps the configuration in force and says why.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), IngestTlsError> {
         let stamps = self.files.clone().map(|f| stamp(&f));
         let check: Arc<dyn ClientCertCheck> = self.revoked.clone();
         let config = build_checked(&self.files[0], &self.files[1], &self.files[2], Some(check))?;
@@ -120,7 +145,7 @@ impl IngestTls {
 
     /// Re-reads the files if one changed since the last (successful or failed) look.
     /// `Ok(true)` if a new configuration is in force.
-    pub fn reload_if_changed(&self) -> Result<bool, String> {
+    pub fn reload_if_changed(&self) -> Result<bool, IngestTlsError> {
         let now = self.files.clone().map(|f| stamp(&f));
         {
             let mut seen = sync::lock(&self.stamps);

@@ -206,7 +206,7 @@ impl Enroller {
         let csr = parse_csr(csr_der)?;
         let asked = csr_common_name(&csr)?;
         let hash = token_hash(token);
-        let _guard = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = crate::util::sync::lock(&self.used);
         let text = std::fs::read_to_string(&self.config.tokens).unwrap_or_default();
         let Some((host, expires)) = text.lines().find_map(|l| {
             let mut f = l.split_whitespace();

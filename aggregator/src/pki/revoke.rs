@@ -9,6 +9,37 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::SystemTime;
 
+/// A line of the list that is neither `host NAME` nor `serial HEX`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {text:?}: expected `host NAME` or `serial HEX`")]
+pub struct BadLine {
+    /// Its number, from 1.
+    pub line: usize,
+    /// Its text, comment removed.
+    pub text: String,
+}
+
+/// Why the revocation file cannot be used; the list in force stays.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// It exists but cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line is malformed.
+    #[error("{}: {source}", path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        source: BadLine,
+    },
+}
+
 /// What is revoked.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct List {
@@ -31,7 +62,7 @@ pub fn normalize_serial(s: &str) -> String {
 
 impl List {
     /// Parses the file's text; a bad line is an error naming it.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, BadLine> {
         let mut l = Self::default();
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -46,10 +77,10 @@ impl List {
                     l.serials.insert(normalize_serial(s));
                 }
                 _ => {
-                    return Err(format!(
-                        "line {}: {line:?}: expected `host NAME` or `serial HEX`",
-                        n + 1
-                    ));
+                    return Err(BadLine {
+                        line: n + 1,
+                        text: line.to_owned(),
+                    });
                 }
             }
         }
@@ -94,7 +125,7 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 
 impl Revocations {
     /// Reads `path` (a missing file is an empty list; an unreadable or bad one is an error).
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, RevokeError> {
         let r = Self {
             path: path.to_owned(),
             state: RwLock::new((List::default(), None)),
@@ -110,17 +141,25 @@ impl Revocations {
 
     /// Re-reads the file if it changed since the last read. Returns the new list when it did;
     /// a bad file keeps the list in force and is an error.
-    pub fn reload(&self) -> Result<Option<List>, String> {
+    pub fn reload(&self) -> Result<Option<List>, RevokeError> {
         let now = stamp(&self.path);
-        if now.is_some() && now == self.state.read().unwrap_or_else(|p| p.into_inner()).1 {
+        if now.is_some() && now == crate::util::sync::read(&self.state).1 {
             return Ok(None);
         }
         let list = match std::fs::read_to_string(&self.path) {
-            Ok(text) => List::parse(&text).map_err(|e| format!("{}: {e}", self.path.display()))?,
+            Ok(text) => List::parse(&text).map_err(|source| RevokeError::Line {
+                path: self.path.clone(),
+                source,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => List::default(),
-            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+            Err(source) => {
+                return Err(RevokeError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
         };
-        let mut g = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut g = crate::util::sync::write(&self.state);
         let changed = g.0 != list;
         *g = (list.clone(), now);
         Ok(changed.then_some(list))
@@ -128,11 +167,7 @@ impl Revocations {
 
     /// Whether a certificate is revoked.
     pub fn revoked(&self, host: &str, serial: &str) -> bool {
-        self.state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .revoked(host, serial)
+        crate::util::sync::read(&self.state).0.revoked(host, serial)
     }
 }
 
@@ -148,7 +183,8 @@ mod tests {
         assert!(l.revoked("web-2", "a1B2"));
         assert!(!l.revoked("web-2", "a1b3"));
         let e = List::parse("host web-1\nserial xyz\n").unwrap_err();
-        assert!(e.starts_with("line 2:"), "{e}");
+        assert_eq!(e.line, 2);
+        assert!(e.to_string().starts_with("line 2: \"serial xyz\""), "{e}");
         assert_eq!(normalize_serial("0x000"), "0");
     }
 }
