@@ -212,13 +212,106 @@ fn call(func: Func, args: &[Expr], t: i64, data: &Data) -> Result<Value, String>
                 let (slope, intercept) = linear_regression(w, t);
                 intercept + slope * horizon
             }
+            Func::SumOverTime => w.iter().map(|p| p.1).sum(),
+            Func::CountOverTime => w.len() as f64,
+            Func::LastOverTime => w[w.len() - 1].1,
+            Func::PresentOverTime => 1.0,
+            Func::Rate | Func::Increase | Func::Delta => {
+                let counter = func != Func::Delta;
+                match extrapolated_delta(w, t - range, t, counter) {
+                    Some(d) if func == Func::Rate => d / (*range as f64 / 1000.0),
+                    Some(d) => d,
+                    None => continue,
+                }
+            }
+            Func::Irate | Func::Idelta => match instant_delta(w, func == Func::Irate) {
+                Some(v) => v,
+                None => continue,
+            },
+            Func::Deriv => {
+                if w.len() < 2 {
+                    continue;
+                }
+                linear_regression(w, w[0].0).0
+            }
+            Func::Resets => w.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64,
+            Func::Changes => w
+                .windows(2)
+                .filter(|p| !(p[1].1 == p[0].1 || (p[1].1.is_nan() && p[0].1.is_nan())))
+                .count() as f64,
         };
         out.push(Sample {
-            labels: drop_name(&s.labels),
+            // As in Prometheus, every function drops the metric name but last_over_time.
+            labels: if func == Func::LastOverTime {
+                s.labels.clone()
+            } else {
+                drop_name(&s.labels)
+            },
             value,
         });
     }
     no_duplicates(out).map(Value::Vector)
+}
+
+/// The change over a window `[start, end]`, extrapolated towards its edges as Prometheus'
+/// `extrapolatedRate` does: a counter's resets are added back, and the extrapolation stops at
+/// the point where a counter would have been zero. `None` with fewer than two samples.
+fn extrapolated_delta(w: &[(i64, f64)], start: i64, end: i64, counter: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (first, last) = (w[0], w[w.len() - 1]);
+    let mut result = last.1 - first.1;
+    if counter {
+        let mut prev = 0.0;
+        for &(_, v) in w {
+            if v < prev {
+                result += prev;
+            }
+            prev = v;
+        }
+    }
+    let mut to_start = (first.0 - start) as f64 / 1000.0;
+    let to_end = (end - last.0) as f64 / 1000.0;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let average = sampled / (w.len() - 1) as f64;
+    if counter && result > 0.0 && first.1 >= 0.0 {
+        let to_zero = sampled * (first.1 / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let threshold = average * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        average / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        average / 2.0
+    };
+    Some(result * (interval / sampled))
+}
+
+/// `irate` (per second, a reset counts from zero) or `idelta` over the last two samples.
+fn instant_delta(w: &[(i64, f64)], rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (w[w.len() - 2], w[w.len() - 1]);
+    let d = if rate && last.1 < prev.1 {
+        last.1
+    } else {
+        last.1 - prev.1
+    };
+    if !rate {
+        return Some(d);
+    }
+    let dt = last.0 - prev.0;
+    (dt != 0).then(|| d / (dt as f64 / 1000.0))
 }
 
 /// Kahan summation step, as Prometheus does it.
@@ -435,5 +528,28 @@ mod tests {
         let p = vector("predict_linear(m{host=\"a\"}[1m], 100)", 20_000);
         assert!((p[0].1 - 13.0).abs() < 1e-9, "{p:?}");
         assert_eq!(vector("2 ^ 3 ^ 2", 0), vec![(String::new(), 512.0)]);
+    }
+
+    #[test]
+    fn rate_adds_back_counter_resets_and_extrapolates_as_prometheus() {
+        // 10, 20, reset, 5, 15 at 10 s steps, in a 45 s window ending 5 s after the last.
+        let w = [
+            (10_000, 10.0),
+            (20_000, 20.0),
+            (30_000, 5.0),
+            (40_000, 15.0),
+        ];
+        // Counter: 5 plus the 20 lost at the reset, stretched from 30 s sampled to 45 s.
+        assert_eq!(extrapolated_delta(&w, 0, 45_000, true), Some(37.5));
+        // Gauge (delta): no resets; 5 stretched likewise.
+        assert_eq!(extrapolated_delta(&w, 0, 45_000, false), Some(7.5));
+        // A counter starting near zero is extrapolated back only to where it was zero.
+        let low = [(10_000, 1.0), (20_000, 11.0)];
+        assert_eq!(extrapolated_delta(&low, 0, 20_000, true), Some(11.0));
+        assert_eq!(extrapolated_delta(&w[..1], 0, 45_000, true), None);
+        // irate: the last two samples, a reset counting from zero; idelta: their difference.
+        assert_eq!(instant_delta(&w, true), Some(1.0));
+        assert_eq!(instant_delta(&w[..3], true), Some(0.5));
+        assert_eq!(instant_delta(&w[..3], false), Some(-15.0));
     }
 }

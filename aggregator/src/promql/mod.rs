@@ -1,6 +1,8 @@
 //! The PromQL subset nines answers (docs/api.md, "Prometheus-compatible API"): selectors with
-//! `=`, `!=`, `=~`, `!~`; `sum|avg|min|max|count [by (...)]`; `avg_over_time`,
-//! `min_over_time`, `max_over_time`, `predict_linear`; arithmetic and comparisons with scalars.
+//! `=`, `!=`, `=~`, `!~`; `sum|avg|min|max|count [by (...)]`; the range-vector functions
+//! `rate`, `irate`, `increase`, `delta`, `idelta`, `deriv`, `resets`, `changes`,
+//! `avg|min|max|sum|count|last|present_over_time` and `predict_linear`; arithmetic and
+//! comparisons with scalars.
 
 pub mod eval;
 pub mod parse;

@@ -83,6 +83,30 @@ pub enum Func {
     MaxOverTime,
     /// `predict_linear(v[d], seconds)`
     PredictLinear,
+    /// `sum_over_time(v[d])`
+    SumOverTime,
+    /// `count_over_time(v[d])`
+    CountOverTime,
+    /// `last_over_time(v[d])`
+    LastOverTime,
+    /// `present_over_time(v[d])`
+    PresentOverTime,
+    /// `rate(v[d])`: per-second increase of a counter, extrapolated to the range
+    Rate,
+    /// `increase(v[d])`: the increase of a counter, extrapolated to the range
+    Increase,
+    /// `delta(v[d])`: first to last of a gauge, extrapolated to the range
+    Delta,
+    /// `irate(v[d])`: per-second rate between the last two samples
+    Irate,
+    /// `idelta(v[d])`: difference of the last two samples
+    Idelta,
+    /// `deriv(v[d])`: per-second slope of a least-squares line
+    Deriv,
+    /// `resets(v[d])`: how often a counter went down
+    Resets,
+    /// `changes(v[d])`: how often the value changed
+    Changes,
 }
 
 /// Binary operators.

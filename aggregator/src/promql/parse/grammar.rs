@@ -186,9 +186,21 @@ impl Parser<'_> {
                 "min_over_time" => Func::MinOverTime,
                 "max_over_time" => Func::MaxOverTime,
                 "predict_linear" => Func::PredictLinear,
+                "sum_over_time" => Func::SumOverTime,
+                "count_over_time" => Func::CountOverTime,
+                "last_over_time" => Func::LastOverTime,
+                "present_over_time" => Func::PresentOverTime,
+                "rate" => Func::Rate,
+                "increase" => Func::Increase,
+                "delta" => Func::Delta,
+                "irate" => Func::Irate,
+                "idelta" => Func::Idelta,
+                "deriv" => Func::Deriv,
+                "resets" => Func::Resets,
+                "changes" => Func::Changes,
                 other => {
                     return Err(format!(
-                        "function {other:?} is not supported by nines' PromQL subset (avg_over_time, min_over_time, max_over_time, predict_linear)"
+                        "function {other:?} is not supported by nines' PromQL subset (rate, irate, increase, delta, idelta, deriv, resets, changes, avg|min|max|sum|count|last|present_over_time, predict_linear)"
                     ));
                 }
             };

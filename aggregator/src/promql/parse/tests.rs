@@ -43,9 +43,31 @@ fn the_subset_parses_with_prometheus_precedence_and_types() {
 }
 
 #[test]
+fn counter_and_window_functions_take_one_range_vector() {
+    for q in [
+        "rate(x[5m])",
+        "irate(x[1m])",
+        "increase(x[1h])",
+        "delta(x[5m])",
+        "idelta(x[5m])",
+        "deriv(x[5m])",
+        "resets(x[5m])",
+        "changes(x[5m])",
+        "sum_over_time(x[5m])",
+        "count_over_time(x[5m])",
+        "last_over_time(x[5m])",
+        "present_over_time(x[5m])",
+    ] {
+        assert_eq!(parse(q).unwrap().ty(), Type::Vector, "{q}");
+    }
+    assert!(parse("rate(x)").unwrap_err().contains("range vector"));
+    assert!(parse("rate(x[5m], 1)").unwrap_err().contains("argument"));
+}
+
+#[test]
 fn what_is_outside_the_subset_is_refused_with_a_reason() {
     for (q, want) in [
-        ("rate(x[5m])", "not supported"),
+        ("holt_winters(x[5m], 0.5, 0.5)", "not supported"),
         ("x[5m]", "range vector"),
         ("a + b", "two instant vectors"),
         ("x offset 5m", "offset"),
