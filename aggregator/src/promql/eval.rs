@@ -178,6 +178,22 @@ fn vector_scalar(
 }
 
 fn call(func: Func, args: &[Expr], t: i64, data: &Data) -> Result<Value, String> {
+    if let Some(f) = func.elementwise() {
+        let Some(arg) = args.first() else {
+            return Err("expected an instant vector argument".into());
+        };
+        let Value::Vector(v) = eval(arg, t, data)? else {
+            return Err("expected an instant vector argument".into());
+        };
+        let out = v
+            .into_iter()
+            .map(|s| Sample {
+                labels: drop_name(&s.labels),
+                value: f(s.value),
+            })
+            .collect();
+        return no_duplicates(out).map(Value::Vector);
+    }
     let Some(Expr::Matrix(sel, range)) = args.first() else {
         return Err("expected a range vector argument".into());
     };
@@ -239,6 +255,15 @@ fn call(func: Func, args: &[Expr], t: i64, data: &Data) -> Result<Value, String>
                 .windows(2)
                 .filter(|p| !(p[1].1 == p[0].1 || (p[1].1.is_nan() && p[0].1.is_nan())))
                 .count() as f64,
+            // Functions of an instant vector, answered above.
+            Func::Abs
+            | Func::Ceil
+            | Func::Floor
+            | Func::Sqrt
+            | Func::Exp
+            | Func::Ln
+            | Func::Log2
+            | Func::Log10 => continue,
         };
         out.push(Sample {
             // As in Prometheus, every function drops the metric name but last_over_time.
@@ -551,5 +576,35 @@ mod tests {
         assert_eq!(instant_delta(&w, true), Some(1.0));
         assert_eq!(instant_delta(&w[..3], true), Some(0.5));
         assert_eq!(instant_delta(&w[..3], false), Some(-15.0));
+    }
+
+    #[test]
+    fn elementwise_functions_apply_to_each_value_and_drop_the_name() {
+        assert_eq!(
+            vector("sqrt(m * 4)", 15_000),
+            vec![
+                ("host=a".into(), 8f64.sqrt()),
+                ("host=b".into(), 80f64.sqrt())
+            ]
+        );
+        assert_eq!(
+            vector("abs(-m)", 15_000),
+            vec![("host=a".into(), 2.0), ("host=b".into(), 20.0)]
+        );
+        assert_eq!(
+            vector("log10(m)", 15_000),
+            vec![
+                ("host=a".into(), 2f64.log10()),
+                ("host=b".into(), 20f64.log10())
+            ]
+        );
+        // last_over_time alone keeps the metric name.
+        assert_eq!(
+            vector("last_over_time(m[1m])", 20_000),
+            vec![
+                ("__name__=m,host=a".into(), 3.0),
+                ("__name__=m,host=b".into(), 20.0)
+            ]
+        );
     }
 }

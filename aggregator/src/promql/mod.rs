@@ -1,8 +1,8 @@
 //! The PromQL subset nines answers (docs/api.md, "Prometheus-compatible API"): selectors with
 //! `=`, `!=`, `=~`, `!~`; `sum|avg|min|max|count [by (...)]`; the range-vector functions
 //! `rate`, `irate`, `increase`, `delta`, `idelta`, `deriv`, `resets`, `changes`,
-//! `avg|min|max|sum|count|last|present_over_time` and `predict_linear`; arithmetic and
-//! comparisons with scalars.
+//! `avg|min|max|sum|count|last|present_over_time` and `predict_linear`; `abs`, `ceil`,
+//! `floor`, `sqrt`, `exp`, `ln`, `log2`, `log10`; arithmetic and comparisons with scalars.
 
 pub mod eval;
 pub mod parse;

@@ -107,6 +107,39 @@ pub enum Func {
     Resets,
     /// `changes(v[d])`: how often the value changed
     Changes,
+    /// `abs(v)`
+    Abs,
+    /// `ceil(v)`
+    Ceil,
+    /// `floor(v)`
+    Floor,
+    /// `sqrt(v)`
+    Sqrt,
+    /// `exp(v)`
+    Exp,
+    /// `ln(v)`
+    Ln,
+    /// `log2(v)`
+    Log2,
+    /// `log10(v)`
+    Log10,
+}
+
+impl Func {
+    /// The function of each element's value, for the functions of one instant vector.
+    pub fn elementwise(self) -> Option<fn(f64) -> f64> {
+        Some(match self {
+            Func::Abs => f64::abs,
+            Func::Ceil => f64::ceil,
+            Func::Floor => f64::floor,
+            Func::Sqrt => f64::sqrt,
+            Func::Exp => f64::exp,
+            Func::Ln => f64::ln,
+            Func::Log2 => f64::log2,
+            Func::Log10 => f64::log10,
+            _ => return None,
+        })
+    }
 }
 
 /// Binary operators.

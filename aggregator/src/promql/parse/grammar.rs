@@ -198,9 +198,17 @@ impl Parser<'_> {
                 "deriv" => Func::Deriv,
                 "resets" => Func::Resets,
                 "changes" => Func::Changes,
+                "abs" => Func::Abs,
+                "ceil" => Func::Ceil,
+                "floor" => Func::Floor,
+                "sqrt" => Func::Sqrt,
+                "exp" => Func::Exp,
+                "ln" => Func::Ln,
+                "log2" => Func::Log2,
+                "log10" => Func::Log10,
                 other => {
                     return Err(format!(
-                        "function {other:?} is not supported by nines' PromQL subset (rate, irate, increase, delta, idelta, deriv, resets, changes, avg|min|max|sum|count|last|present_over_time, predict_linear)"
+                        "function {other:?} is not supported by nines' PromQL subset (rate, irate, increase, delta, idelta, deriv, resets, changes, avg|min|max|sum|count|last|present_over_time, predict_linear, abs, ceil, floor, sqrt, exp, ln, log2, log10)"
                     ));
                 }
             };
@@ -318,6 +326,7 @@ impl Parser<'_> {
         }
         let want: &[Type] = match func {
             Func::PredictLinear => &[Type::Matrix, Type::Scalar],
+            f if f.elementwise().is_some() => &[Type::Vector],
             _ => &[Type::Matrix],
         };
         if args.len() != want.len() {

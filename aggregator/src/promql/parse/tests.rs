@@ -57,11 +57,14 @@ fn counter_and_window_functions_take_one_range_vector() {
         "count_over_time(x[5m])",
         "last_over_time(x[5m])",
         "present_over_time(x[5m])",
+        "abs(x)",
+        "ln(sum(x))",
     ] {
         assert_eq!(parse(q).unwrap().ty(), Type::Vector, "{q}");
     }
     assert!(parse("rate(x)").unwrap_err().contains("range vector"));
     assert!(parse("rate(x[5m], 1)").unwrap_err().contains("argument"));
+    assert!(parse("abs(x[5m])").unwrap_err().contains("instant vector"));
 }
 
 #[test]
